@@ -1,0 +1,89 @@
+"""Featurizer objects recorded by name in every run's config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from matdisco import MatdiscoError
+from matdisco.data.composition import ELEMNET_ELEMENTS, encode_fractions
+from matdisco.featurize.magpie import feature_names, magpie_features, magpie_from_fractions
+
+
+class Featurizer:
+    """Base class: formulas -> float32 matrix."""
+
+    name = "base"
+
+    def __init__(self, elements: Sequence[str] = ELEMNET_ELEMENTS) -> None:
+        self.elements = tuple(elements)
+
+    @property
+    def n_features(self) -> int:
+        """Number of output columns."""
+        raise NotImplementedError
+
+    def transform(self, formulas: Sequence[str]) -> np.ndarray:
+        """Featurize formulas."""
+        raise NotImplementedError
+
+    def from_fractions(self, fr: np.ndarray) -> np.ndarray:
+        """Featurize an element-fraction matrix directly (screening hot path)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        """JSON-able description."""
+        return {"name": self.name, "elements": list(self.elements)}
+
+
+class ElementFractions(Featurizer):
+    """Raw element fractions over a fixed element list (the ElemNet input)."""
+
+    name = "fractions"
+
+    @property
+    def n_features(self) -> int:
+        return len(self.elements)
+
+    def transform(self, formulas: Sequence[str]) -> np.ndarray:
+        return encode_fractions(formulas, self.elements)
+
+    def from_fractions(self, fr: np.ndarray) -> np.ndarray:
+        return np.asarray(fr, dtype=np.float32)
+
+
+class MagpieAttributes(Featurizer):
+    """The 145 physical attributes of Ward et al. (matminer element data)."""
+
+    name = "magpie"
+
+    @property
+    def n_features(self) -> int:
+        return 145
+
+    @property
+    def names(self) -> list[str]:
+        """Column names."""
+        return feature_names()
+
+    def transform(self, formulas: Sequence[str]) -> np.ndarray:
+        return magpie_features(formulas, self.elements)
+
+    def from_fractions(self, fr: np.ndarray) -> np.ndarray:
+        return magpie_from_fractions(fr, self.elements)
+
+
+FEATURIZERS: dict[str, type[Featurizer]] = {"fractions": ElementFractions,
+                                            "magpie": MagpieAttributes}
+
+
+def get_featurizer(spec: str | dict) -> Featurizer:
+    """Build a featurizer from its name or its ``to_dict()`` description."""
+    if isinstance(spec, dict):
+        name, elements = spec.get("name"), spec.get("elements", ELEMNET_ELEMENTS)
+    else:
+        name, elements = spec, ELEMNET_ELEMENTS
+    if name not in FEATURIZERS:
+        raise MatdiscoError(f"unknown featurizer {name!r}; choose from {sorted(FEATURIZERS)}")
+    return FEATURIZERS[str(name)](elements)

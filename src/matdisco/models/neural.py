@@ -1,0 +1,220 @@
+"""scikit-learn style estimator around the deep networks and the shared Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from matdisco import MatdiscoError
+from matdisco.models.nets import build_network
+from matdisco.training import Trainer, TrainerConfig, resolve_device, set_seed
+
+
+def _check_xy(X: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise MatdiscoError(f"X must be 2-D (samples x features), got shape {X.shape}")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise MatdiscoError(f"X row {r}, column {c} is {X[r, c]} (not finite)")
+    if y is None:
+        return X, None
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if len(y) != len(X):
+        raise MatdiscoError(f"X has {len(X)} rows but y has {len(y)}")
+    bad_y = ~np.isfinite(y)
+    if bad_y.any():
+        r = int(np.flatnonzero(bad_y)[0])
+        raise MatdiscoError(f"target row {r} is {y[r]} (not finite)")
+    return X, y
+
+
+class NeuralRegressor(BaseEstimator, RegressorMixin):
+    """Deep regression network (ElemNet, IRNet, plain, SRNet, MLP) with fit/predict.
+
+    Parameters
+    ----------
+    arch : str
+        Architecture name (see :func:`matdisco.models.nets.build_network`).
+    epochs, batch_size, lr, weight_decay, optimizer, scheduler, warmup_epochs, patience,
+    grad_clip, seed, device, progress : see :class:`matdisco.training.TrainerConfig`.
+    val_fraction : float
+        Fraction of the training rows held out for early stopping when no validation
+        set is given (0 disables early stopping on validation).
+    scale_inputs : bool
+        Standardize input columns (recommended for physical attributes; off for
+        element fractions, as in ElemNet).
+    scale_target : bool
+        Standardize the target for training (predictions are returned in target units).
+    loss : {"l1", "mse", "huber"}
+        Training loss.
+    arch_kwargs : dict, optional
+        Extra arguments for ``mlp``.
+    """
+
+    def __init__(self, arch: str = "elemnet", epochs: int = 100, batch_size: int = 256,
+                 lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adamw",
+                 scheduler: str = "cosine", warmup_epochs: float = 1.0,
+                 patience: int | None = 30, grad_clip: float | None = None, seed: int = 0,
+                 device: str = "auto", progress: bool = False, val_fraction: float = 0.1,
+                 scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
+                 arch_kwargs: dict | None = None) -> None:
+        self.arch = arch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.warmup_epochs = warmup_epochs
+        self.patience = patience
+        self.grad_clip = grad_clip
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+        self.val_fraction = val_fraction
+        self.scale_inputs = scale_inputs
+        self.scale_target = scale_target
+        self.loss = loss
+        self.arch_kwargs = arch_kwargs
+
+    # ---------------------------------------------------------------- internals
+    def trainer_config(self) -> TrainerConfig:
+        """The trainer settings implied by the hyper-parameters."""
+        return TrainerConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, optimizer=self.optimizer,
+            scheduler=self.scheduler, warmup_epochs=self.warmup_epochs,
+            patience=self.patience, grad_clip=self.grad_clip, seed=self.seed,
+            device=self.device, progress=self.progress,
+        )
+
+    def _loss_fn(self) -> torch.nn.Module:
+        losses = {"l1": torch.nn.L1Loss(), "mse": torch.nn.MSELoss(),
+                  "huber": torch.nn.SmoothL1Loss(beta=0.1)}
+        if self.loss not in losses:
+            raise MatdiscoError(f"unknown loss {self.loss!r}; choose from {sorted(losses)}")
+        return losses[self.loss]
+
+    def _build(self, n_features: int) -> None:
+        set_seed(self.seed)
+        self.network_ = build_network(self.arch, n_features, **(self.arch_kwargs or {}))
+        self.n_features_in_ = n_features
+
+    def _xs(self, X: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((X - self.x_mean_) / self.x_std_).float()
+
+    # ---------------------------------------------------------------- API
+    def fit(self, X: Any, y: Any, X_val: Any | None = None, y_val: Any | None = None,
+            init: dict[str, torch.Tensor] | None = None, run_dir: str | Path | None = None,
+            checkpoint_name: str = "checkpoint", resume: bool = False) -> NeuralRegressor:
+        """Train the network.
+
+        Parameters
+        ----------
+        X, y : array-like
+            Training data.
+        X_val, y_val : array-like, optional
+            Early-stopping data; if absent, ``val_fraction`` of ``X`` is held out.
+        init : dict of tensors, optional
+            Weights and scalers of a previous model (:meth:`state_tensors`) to start from
+            (transfer learning: all weights are then fine-tuned). Scalers are taken over.
+        run_dir : path, optional
+            Where the trainer writes its checkpoint and history.
+        resume : bool
+            Continue an interrupted training from the checkpoint in ``run_dir``.
+        """
+        X, y = _check_xy(X, y)
+        assert y is not None
+        if X_val is None and self.val_fraction > 0 and len(X) >= 20:
+            rng = np.random.default_rng(self.seed + 7919)
+            perm = rng.permutation(len(X))
+            n_val = max(1, int(round(self.val_fraction * len(X))))
+            vi, ti = perm[:n_val], perm[n_val:]
+            X, X_val, y, y_val = X[ti], X[vi], y[ti], y[vi]
+        if init is not None:
+            self.load_state_tensors(init, expected_features=X.shape[1])
+        else:
+            self._build(X.shape[1])
+            if self.scale_inputs:
+                self.x_mean_ = X.mean(axis=0)
+                self.x_std_ = np.where(X.std(axis=0) > 1e-8, X.std(axis=0), 1.0)
+            else:
+                self.x_mean_ = np.zeros(X.shape[1], np.float32)
+                self.x_std_ = np.ones(X.shape[1], np.float32)
+            self.y_mean_ = float(y.mean()) if self.scale_target else 0.0
+            self.y_std_ = float(y.std()) if self.scale_target and y.std() > 0 else 1.0
+        train = (self._xs(X), torch.from_numpy((y - self.y_mean_) / self.y_std_).float())
+        val = None
+        if X_val is not None and y_val is not None:
+            Xv, yv = _check_xy(X_val, y_val)
+            assert yv is not None
+            val = (self._xs(Xv), torch.from_numpy((yv - self.y_mean_) / self.y_std_).float())
+        trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
+                          run_dir=run_dir, checkpoint_name=checkpoint_name)
+        self.history_ = trainer.fit(train, val, resume=resume)
+        self.network_.cpu()
+        return self
+
+    @torch.no_grad()
+    def predict(self, X: Any, batch_size: int = 8192) -> np.ndarray:
+        """Predict targets (in target units)."""
+        if not hasattr(self, "network_"):
+            raise MatdiscoError("the model is not fitted")
+        X, _ = _check_xy(X)
+        if X.shape[1] != self.n_features_in_:
+            raise MatdiscoError(
+                f"X has {X.shape[1]} features, the model was trained on {self.n_features_in_}"
+            )
+        dev = resolve_device(self.device)
+        net = self.network_.to(dev).eval()
+        xs = self._xs(X)
+        out = [net(xs[i:i + batch_size].to(dev)).cpu() for i in range(0, len(xs), batch_size)]
+        self.network_.cpu()
+        pred = torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        return pred * self.y_std_ + self.y_mean_
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Weights and scalers as a flat dict for ``.safetensors``."""
+        tensors = {f"net.{k}": v for k, v in self.network_.state_dict().items()}
+        tensors["scaler.x_mean"] = torch.from_numpy(np.asarray(self.x_mean_, np.float32))
+        tensors["scaler.x_std"] = torch.from_numpy(np.asarray(self.x_std_, np.float32))
+        tensors["scaler.y"] = torch.tensor([self.y_mean_, self.y_std_], dtype=torch.float64)
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor],
+                           expected_features: int | None = None,
+                           source: str = "weights") -> NeuralRegressor:
+        """Rebuild the fitted model from :meth:`state_tensors`, checking every shape."""
+        if "scaler.x_mean" not in tensors or "scaler.y" not in tensors:
+            raise MatdiscoError(f"{source}: not a matdisco NeuralRegressor weights file")
+        n_features = int(tensors["scaler.x_mean"].numel())
+        if expected_features is not None and n_features != expected_features:
+            raise MatdiscoError(
+                f"{source}: weights expect {n_features} input features, the data has "
+                f"{expected_features}"
+            )
+        self._build(n_features)
+        state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        own = self.network_.state_dict()
+        if set(state) != set(own):
+            raise MatdiscoError(
+                f"{source}: weights do not match architecture {self.arch!r} "
+                f"({len(state)} tensors, the network has {len(own)})"
+            )
+        for k, v in own.items():
+            if tuple(state[k].shape) != tuple(v.shape):
+                raise MatdiscoError(
+                    f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, "
+                    f"architecture {self.arch!r} expects {tuple(v.shape)}"
+                )
+        self.network_.load_state_dict(state)
+        self.x_mean_ = tensors["scaler.x_mean"].numpy().astype(np.float32)
+        self.x_std_ = tensors["scaler.x_std"].numpy().astype(np.float32)
+        self.y_mean_, self.y_std_ = (float(v) for v in tensors["scaler.y"])
+        return self

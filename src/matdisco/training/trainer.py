@@ -1,0 +1,556 @@
+"""The one training loop of matdisco.
+
+Every network in the package (property models, screening distillation, inverse-design
+networks, OMNet, PADNet, refiners) is trained by :class:`Trainer`. It provides seeding,
+device choice (CUDA when present), mini-batching of in-memory tensors or any
+``torch.utils.data.Dataset``, an optimizer and learning-rate schedule, gradient clipping,
+early stopping with patience (restoring the best weights), checkpoint + resume to a
+single atomic ``.safetensors`` file, a progress bar and a per-epoch metrics log.
+
+Custom objectives are supplied as ``compute_loss(model, batch)``, which returns a loss
+tensor or ``(loss, {"name": float, ...})``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from matdisco import MatdiscoError
+from matdisco._io import write_text
+from matdisco.training.rundir import load_weights, save_weights
+
+Batch = Sequence[torch.Tensor]
+LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Return ``cuda`` when available for ``"auto"``, else the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MatdiscoError(f"device={device!r} requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class TrainerConfig:
+    """Hyper-parameters of :class:`Trainer`.
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+        Mini-batch size.
+    lr : float
+        Peak learning rate.
+    weight_decay : float
+        Weight decay (decoupled for AdamW, L2 for Adam/SGD).
+    optimizer : {"adamw", "adam", "sgd"}
+        Optimizer.
+    scheduler : {"cosine", "onecycle", "plateau", "step", "none"}
+        Learning-rate schedule. ``cosine`` and ``onecycle`` are stepped per batch,
+        ``plateau`` reduces by ``plateau_factor`` after ``plateau_patience`` epochs
+        without improvement, ``step`` multiplies by 0.1 every ``step_epochs``.
+    warmup_epochs : float
+        Linear warm-up length for ``cosine``.
+    min_lr_ratio : float
+        Final learning rate of ``cosine`` as a fraction of ``lr``.
+    patience : int or None
+        Early-stopping patience in epochs on the monitored metric; None disables.
+    min_delta : float
+        Minimum improvement that resets the patience counter.
+    grad_clip : float or None
+        Clip the global gradient norm to this value.
+    seed : int
+        Random seed for initialisation and shuffling.
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:i]"``.
+    progress : bool
+        Show a progress bar.
+    checkpoint_every : int
+        Write a resumable checkpoint every this many epochs (0 disables).
+    eval_batch_size : int
+        Batch size for validation.
+    restore_best : bool
+        Load the best weights at the end of training.
+    """
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    step_epochs: int = 30
+    patience: int | None = 20
+    min_delta: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    checkpoint_every: int = 1
+    eval_batch_size: int = 4096
+    restore_best: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainerConfig:
+        """Build from a dict, ignoring unknown keys."""
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class _TensorBatches:
+    """Shuffled mini-batches of in-memory tensors (much faster than a DataLoader)."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int) -> None:
+        n = len(tensors[0])
+        for t in tensors:
+            if len(t) != n:
+                raise MatdiscoError(
+                    f"training tensors disagree in length: {[len(t) for t in tensors]}"
+                )
+        self.tensors = tuple(tensors)
+        self.n = n
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        nb = math.ceil(self.n / self.batch_size)
+        if nb > 1 and self.n % self.batch_size == 1:
+            nb -= 1  # drop a final batch of one sample (breaks batch norm)
+        return nb
+
+    def iterate(self, generator: torch.Generator | None, shuffle: bool) -> Any:
+        if shuffle:
+            order = torch.randperm(self.n, generator=generator)
+        else:
+            order = None
+        for b in range(len(self)):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            if order is None:
+                yield tuple(t[sl] for t in self.tensors)
+            else:
+                idx = order[sl]
+                yield tuple(t[idx] for t in self.tensors)
+
+
+def _as_batches(data: Any, batch_size: int) -> Any:
+    if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
+        return _TensorBatches(data, batch_size)
+    if isinstance(data, torch.Tensor):
+        return _TensorBatches((data,), batch_size)
+    if isinstance(data, torch.utils.data.Dataset):
+        return data
+    raise MatdiscoError(
+        "training data must be a tensor, a tuple of tensors or a torch Dataset, "
+        f"got {type(data).__name__}"
+    )
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, pstate in state["state"].items():
+        for k, v in pstate.items():
+            key = f"{pid}.{k}"
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{key}"] = v
+            else:
+                scalars[key] = v
+    return tensors, {"scalars": scalars, "param_groups": state["param_groups"]}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            pid, name = k[len("optim."):].split(".", 1)
+            state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Trainer:
+    """Train a ``torch.nn.Module``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network. Only parameters with ``requires_grad`` are optimized (so frozen
+        sub-networks, e.g. a classifier behind a refiner, stay fixed).
+    config : TrainerConfig
+        Hyper-parameters.
+    loss_fn : callable, optional
+        ``loss_fn(prediction, target)`` for the default ``(x, y)`` batches.
+        Defaults to L1 (mean absolute error).
+    compute_loss : callable, optional
+        ``compute_loss(model, batch)`` returning a loss tensor or ``(loss, logs)``;
+        overrides ``loss_fn``.
+    run_dir : path, optional
+        Where ``history.jsonl`` and the checkpoint go.
+    checkpoint_name : str
+        File stem of the checkpoint inside ``run_dir``.
+    callbacks : list of callables, optional
+        ``cb(trainer, logs)`` called after every epoch (``trainer.epoch`` is set).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainerConfig | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        compute_loss: Callable[[nn.Module, Batch], LossOut] | None = None,
+        run_dir: str | Path | None = None,
+        checkpoint_name: str = "checkpoint",
+        callbacks: list[Callable[[Trainer, dict[str, Any]], None]] | None = None,
+    ) -> None:
+        self.config = config or TrainerConfig()
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn or nn.L1Loss()
+        self._compute_loss = compute_loss
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.checkpoint_name = checkpoint_name
+        self.callbacks = list(callbacks or [])
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.best_score = math.inf
+        self.best_epoch = -1
+        self.stopped_early = False
+
+    # ------------------------------------------------------------------ helpers
+    def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss (and extra logs) of one batch, already on the device."""
+        if self._compute_loss is not None:
+            out = self._compute_loss(self.model, batch)
+        else:
+            x, y = batch[0], batch[1]
+            out = self.loss_fn(self.model(x), y)
+        if isinstance(out, tuple):
+            return out[0], dict(out[1])
+        return out, {}
+
+    def _to_device(self, batch: Any) -> Batch:
+        if isinstance(batch, torch.Tensor):
+            batch = (batch,)
+        return tuple(b.to(self.device, non_blocking=True) if isinstance(b, torch.Tensor) else b
+                     for b in batch)
+
+    def _iterate(self, batches: Any, shuffle: bool, batch_size: int) -> Any:
+        if isinstance(batches, _TensorBatches):
+            return batches.iterate(self._gen, shuffle)
+        loader = torch.utils.data.DataLoader(
+            batches, batch_size=batch_size, shuffle=shuffle, generator=self._gen,
+            drop_last=False,
+        )
+        return iter(loader)
+
+    def _n_batches(self, batches: Any, batch_size: int) -> int:
+        if isinstance(batches, _TensorBatches):
+            return len(batches)
+        return math.ceil(len(batches) / batch_size)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise MatdiscoError("the model has no trainable parameters")
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9,
+                                   weight_decay=cfg.weight_decay, nesterov=True)
+        raise MatdiscoError(f"unknown optimizer {cfg.optimizer!r} (adamw, adam, sgd)")
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.config
+        total = max(1, cfg.epochs * self._steps_per_epoch)
+        if cfg.scheduler == "cosine":
+            warm = int(cfg.warmup_epochs * self._steps_per_epoch)
+            if step < warm:
+                return (step + 1) / warm
+            prog = min(1.0, (step - warm) / max(1, total - warm))
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
+        if cfg.scheduler == "onecycle":
+            warm = max(1, int(0.3 * total))
+            if step < warm:
+                return 0.04 + 0.96 * step / warm
+            prog = min(1.0, (step - warm) / max(1, total - warm))
+            return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * prog))
+        return 1.0
+
+    def _set_lr(self, factor: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+
+    # ------------------------------------------------------------------ checkpoint
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Path of the resumable checkpoint, if a run directory is set."""
+        if self.run_dir is None:
+            return None
+        return self.run_dir / f"{self.checkpoint_name}.safetensors"
+
+    def save_checkpoint(self, finished: bool = False) -> None:
+        """Write model, optimizer, best weights, RNG and progress into one file."""
+        path = self.checkpoint_path
+        if path is None:
+            return
+        tensors: dict[str, torch.Tensor] = {
+            f"model.{k}": v for k, v in self.model.state_dict().items()
+        }
+        if self._best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in self._best_state.items()})
+        otensors, ometa = _flatten_optimizer(self.optimizer.state_dict())
+        tensors.update(otensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = self._gen.get_state()
+        meta = {
+            "epoch": self.epoch,
+            "step": self._step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self._bad_epochs,
+            "plateau_best": self._plateau_best,
+            "plateau_bad": self._plateau_bad,
+            "lr_scale": self._lr_scale,
+            "finished": finished,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "optimizer": ometa,
+            "config": self.config.to_dict(),
+        }
+        save_weights(path, tensors, metadata={"trainer": json.dumps(meta)})
+
+    def _load_checkpoint(self, path: Path) -> dict[str, Any]:
+        from safetensors import safe_open
+
+        tensors = load_weights(path)
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("trainer", "{}"))
+        if not meta:
+            raise MatdiscoError(f"{path}: not a matdisco trainer checkpoint")
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        own = self.model.state_dict()
+        if set(model_state) != set(own) or any(
+            model_state[k].shape != own[k].shape for k in own
+        ):
+            raise MatdiscoError(f"{path}: checkpoint does not match this model's parameters")
+        self.model.load_state_dict(model_state)
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self._best_state = best or None
+        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        torch.set_rng_state(tensors["rng.torch"])
+        self._gen.set_state(tensors["rng.shuffle"])
+        self.epoch = meta["epoch"]
+        self._step = meta["step"]
+        self.best_score = meta["best_score"]
+        self.best_epoch = meta["best_epoch"]
+        self._bad_epochs = meta["bad_epochs"]
+        self._plateau_best = meta["plateau_best"]
+        self._plateau_bad = meta["plateau_bad"]
+        self._lr_scale = meta["lr_scale"]
+        self.stopped_early = meta["stopped_early"]
+        self.history = meta["history"]
+        return meta
+
+    def _write_history(self) -> None:
+        if self.run_dir is None:
+            return
+        lines = "".join(json.dumps(h) + "\n" for h in self.history)
+        write_text(self.run_dir / f"{self.checkpoint_name.replace('checkpoint', 'history')}.jsonl",
+                   lines)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Mean loss and logs over ``data`` with the model in eval mode."""
+        batches = _as_batches(data, self.config.eval_batch_size)
+        self.model.eval()
+        total, n = 0.0, 0
+        sums: dict[str, float] = {}
+        for batch in self._iterate(batches, False, self.config.eval_batch_size):
+            batch = self._to_device(batch)
+            loss, logs = self.compute_loss(batch)
+            m = len(batch[0])
+            total += float(loss) * m
+            n += m
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * m
+        out = {"loss": total / max(n, 1)}
+        out.update({k: v / max(n, 1) for k, v in sums.items()})
+        return out
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train: Any, val: Any | None = None, resume: bool = False) -> list[dict]:
+        """Train, with early stopping on the validation loss (or training loss).
+
+        Parameters
+        ----------
+        train : tensor, tuple of tensors or Dataset
+            Training data; tuples are ``(x, y, ...)`` batched together.
+        val : same as ``train``, optional
+            Validation data for early stopping and the LR plateau schedule.
+        resume : bool
+            Continue from the checkpoint in ``run_dir`` when one exists.
+
+        Returns
+        -------
+        list of dict
+            The per-epoch history.
+        """
+        cfg = self.config
+        set_seed(cfg.seed)
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        batches = _as_batches(train, cfg.batch_size)
+        self._steps_per_epoch = self._n_batches(batches, cfg.batch_size)
+        self.optimizer = self._make_optimizer()
+        for g in self.optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self._step = 0
+        self._bad_epochs = 0
+        self._plateau_best = math.inf
+        self._plateau_bad = 0
+        self._lr_scale = 1.0
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self.epoch = 0
+        ckpt = self.checkpoint_path
+        if resume and ckpt is not None and ckpt.exists():
+            meta = self._load_checkpoint(ckpt)
+            if meta["finished"]:
+                if cfg.restore_best and self._best_state is not None:
+                    self.model.load_state_dict(self._best_state)
+                return self.history
+
+        monitor = "val_loss" if val is not None else "train_loss"
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train", unit="epoch",
+                       leave=False, dynamic_ncols=True)
+        try:
+            while self.epoch < cfg.epochs:
+                t0 = time.perf_counter()
+                self.model.train()
+                tot, n = 0.0, 0
+                sums: dict[str, float] = {}
+                for batch in self._iterate(batches, True, cfg.batch_size):
+                    batch = self._to_device(batch)
+                    if cfg.scheduler in ("cosine", "onecycle"):
+                        self._set_lr(self._lr_factor(self._step))
+                    loss, logs = self.compute_loss(batch)
+                    if not torch.isfinite(loss):
+                        raise MatdiscoError(
+                            f"non-finite training loss at epoch {self.epoch + 1}; "
+                            "lower the learning rate or check the data for NaN/inf"
+                        )
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        nn.utils.clip_grad_norm_(
+                            [p for p in self.model.parameters() if p.requires_grad],
+                            cfg.grad_clip,
+                        )
+                    self.optimizer.step()
+                    self._step += 1
+                    m = len(batch[0])
+                    tot += float(loss.detach()) * m
+                    n += m
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, 0.0) + float(v) * m
+                self.epoch += 1
+                dt = time.perf_counter() - t0
+                rec: dict[str, Any] = {
+                    "epoch": self.epoch,
+                    "train_loss": tot / max(n, 1),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "seconds": dt,
+                    "samples_per_s": n / dt if dt > 0 else float("nan"),
+                }
+                rec.update({f"train_{k}": v / max(n, 1) for k, v in sums.items()})
+                if val is not None:
+                    rec.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
+                score = rec[monitor]
+                if score < self.best_score - cfg.min_delta:
+                    self.best_score = float(score)
+                    self.best_epoch = self.epoch
+                    self._bad_epochs = 0
+                    self._best_state = copy.deepcopy(
+                        {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    )
+                else:
+                    self._bad_epochs += 1
+                if cfg.scheduler == "plateau":
+                    if score < self._plateau_best - cfg.min_delta:
+                        self._plateau_best, self._plateau_bad = float(score), 0
+                    else:
+                        self._plateau_bad += 1
+                        if self._plateau_bad > cfg.plateau_patience:
+                            self._lr_scale *= cfg.plateau_factor
+                            self._plateau_bad = 0
+                    self._set_lr(self._lr_scale)
+                elif cfg.scheduler == "step":
+                    self._set_lr(0.1 ** (self.epoch // max(1, cfg.step_epochs)))
+                self.history.append(rec)
+                for cb in self.callbacks:
+                    cb(self, rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
+                                     if k in ("train_loss", "val_loss")})
+                stop = cfg.patience is not None and self._bad_epochs >= cfg.patience
+                self.stopped_early = bool(stop)
+                last = stop or self.epoch >= cfg.epochs
+                if cfg.checkpoint_every and (last or self.epoch % cfg.checkpoint_every == 0):
+                    self.save_checkpoint(finished=last)
+                self._write_history()
+                if stop:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if cfg.restore_best and self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        return self.history
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Run the model in eval mode over ``x`` in batches; returns a CPU tensor."""
+        self.model.eval()
+        bs = batch_size or self.config.eval_batch_size
+        outs = [self.model(x[i:i + bs].to(self.device)).cpu() for i in range(0, len(x), bs)]
+        return torch.cat(outs) if outs else torch.empty(0)
