@@ -1,0 +1,53 @@
+"""Imitation refinement: refine imperfect signals (NMF-extracted XRD phases, degraded
+patterns, real handwritten digits) so that a classifier trained only on ideal simulated
+data recognises them.
+
+Notebook-friendly API::
+
+    from matdisco.refine import SignalClassifier, ImitationRefiner
+    clf = SignalClassifier(arch="cnn1d").fit(X_ideal, y_ideal)
+    ref = ImitationRefiner(clf, arch="unet1d", lam=1.0, beta=10.0).fit(X_imperfect)
+    X_refined = ref.transform(X_imperfect)
+"""
+
+from matdisco.refine.denoise import wavelet_denoise
+from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
+from matdisco.refine.losses import (
+    entropy,
+    kl_discrepancy,
+    prediction_loss,
+    prototype_loss,
+    regularization_loss,
+)
+from matdisco.refine.metrics import signal_distances, summarize_distances
+from matdisco.refine.nets import (
+    CLASSIFIERS,
+    CNN1DClassifier,
+    DenseNet1DClassifier,
+    LeNet,
+    LSTMClassifier,
+    PrototypeClassifier,
+    UNet,
+    build_classifier,
+)
+
+__all__ = [
+    "CLASSIFIERS",
+    "CNN1DClassifier",
+    "DenseNet1DClassifier",
+    "ImitationRefiner",
+    "LSTMClassifier",
+    "LeNet",
+    "PrototypeClassifier",
+    "SignalClassifier",
+    "UNet",
+    "build_classifier",
+    "entropy",
+    "kl_discrepancy",
+    "prediction_loss",
+    "prototype_loss",
+    "regularization_loss",
+    "signal_distances",
+    "summarize_distances",
+    "wavelet_denoise",
+]

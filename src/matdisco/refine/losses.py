@@ -1,0 +1,63 @@
+"""Losses of imitation refinement.
+
+The refiner ``R`` is trained with the classifier ``C`` frozen, on
+
+``λ ℓ_pred + α ℓ_proto + β ℓ_reg + γ ℓ_kl``
+
+* ``ℓ_pred``: cross-entropy of ``C(R(x))`` to the target labels when given (targeted),
+  else its entropy (non-targeted: make the classifier confident).
+* ``ℓ_proto``: negative log-likelihood of the target class under the prototype softmax
+  ``softmax(−‖e(R(x)) − p_c‖²)`` (or its entropy without labels).
+* ``ℓ_reg``: ``‖Ψ(R(x)) − Ψ(x)‖_p`` with Ψ the identity or the classifier's feature maps
+  (keeps the refinement small).
+* ``ℓ_kl``: KL divergence between the batch-averaged class distribution of ``C(R(x))`` and
+  a class prior (the ideal set's class frequencies by default); a discrepancy term that
+  stops the non-targeted refiner from pushing every signal into a single class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean Shannon entropy of ``softmax(logits)``."""
+    logp = F.log_softmax(logits, 1)
+    return -(logp.exp() * logp).sum(1).mean()
+
+
+def prediction_loss(logits: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy to ``target`` when given, else the entropy of the prediction."""
+    if target is None:
+        return entropy(logits)
+    return F.cross_entropy(logits, target)
+
+
+def prototype_loss(embedding: torch.Tensor, prototypes: torch.Tensor,
+                   target: torch.Tensor | None = None) -> torch.Tensor:
+    """Prototype NLL ``−log softmax(−‖e − p‖²)[target]`` (entropy without a target)."""
+    logits = -torch.cdist(embedding, prototypes).pow(2)
+    return prediction_loss(logits, target)
+
+
+def regularization_loss(x: torch.Tensor, rx: torch.Tensor, p: float = 1.0,
+                        psi: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+                        ) -> torch.Tensor:
+    """``mean |Ψ(R(x)) − Ψ(x)|^p`` summed over Ψ's outputs (Ψ = identity by default)."""
+    if psi is None:
+        a, b = [x], [rx]
+    else:
+        with torch.no_grad():
+            a = [t.detach() for t in psi(x)]
+        b = psi(rx)
+    return sum((bb - aa).abs().pow(p).mean() for aa, bb in zip(a, b, strict=True))  # type: ignore[return-value]
+
+
+def kl_discrepancy(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """``KL(mean_batch softmax(logits) ‖ prior)``."""
+    q = F.softmax(logits, 1).mean(0).clamp_min(1e-8)
+    pr = prior.to(q).clamp_min(1e-8)
+    return (q * (q.log() - pr.log())).sum()
