@@ -1,0 +1,124 @@
+"""A small, fast screening model distilled from a large model or ensemble.
+
+The student is the ``mlp`` architecture of :func:`matdisco.models.build_network`, trained
+with the shared :class:`~matdisco.training.Trainer` (through
+:class:`~matdisco.models.NeuralRegressor`) to reproduce the teacher's predictions on
+real compositions (e.g. the training set) plus compositions sampled uniformly from the
+screening space, so it is accurate exactly where it will be used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matdisco import MatdiscoError
+from matdisco.screening.enumerate import CompositionSpace
+from matdisco.screening.models import Predictor, load_model
+
+
+def sample_space(space: CompositionSpace, n: int, columns: Sequence[str],
+                 seed: int = 0) -> np.ndarray:
+    """Fractions of ``n`` compositions drawn uniformly (without replacement) from a space."""
+    rng = np.random.default_rng(seed)
+    total = len(space)
+    n = min(n, total)
+    idx = np.sort(rng.choice(total, size=n, replace=False)) if total < 50 * n else \
+        np.unique(rng.integers(0, total, size=int(n * 1.05)))[:n]
+    elems, amts = space.indices_at(idx)
+    out = space.fractions_from_indices(elems, amts, columns)
+    return out
+
+
+def save_screening_model(path: str | os.PathLike[str], members: Sequence[Any],
+                         elements: Sequence[str], widths: Sequence[int],
+                         extra: dict[str, Any] | None = None,
+                         metrics: dict[str, Any] | None = None) -> Path:
+    """Write a run directory loadable by :func:`~matdisco.screening.models.load_model`."""
+    from matdisco.training import RunDir
+
+    run = RunDir(path)
+    names = []
+    for i, m in enumerate(members):
+        names.append(run.save_weights(f"member{i}", m.state_tensors()).name)
+    cfg = {"task": "screening_model", "model": "mlp",
+           "features": {"name": "fractions", "elements": list(elements)},
+           "arch_kwargs": {"widths": [int(w) for w in widths]}, "members": names}
+    cfg.update(extra or {})
+    run.write_config(cfg)
+    if metrics is not None:
+        run.write_metrics(metrics)
+    return run.path
+
+
+def distill(teacher: Any, out: str | os.PathLike[str], *,
+            space: CompositionSpace | None = None, real_fractions: np.ndarray | None = None,
+            n_synthetic: int = 100_000, widths: Sequence[int] = (256, 128, 64),
+            epochs: int = 30, batch_size: int = 512, lr: float = 2e-3, seed: int = 0,
+            patience: int | None = 8, progress: bool = False) -> Predictor:
+    """Train a small MLP to match ``teacher`` and save it as a run directory.
+
+    Parameters
+    ----------
+    teacher : path, list of paths or model
+        The model (or ensemble) to imitate.
+    out : path
+        Run directory of the student.
+    space : CompositionSpace, optional
+        Space to sample synthetic compositions from (default: 86 elements, arity <= 4,
+        10 atoms).
+    real_fractions : ndarray, optional
+        Fractions of real compositions to include (e.g. the teacher's training set).
+    n_synthetic : int
+        Number of compositions sampled from ``space``.
+    widths : sequence of int
+        Hidden widths of the student.
+    epochs, batch_size, lr, seed, patience, progress
+        Training settings (shared Trainer).
+
+    Returns
+    -------
+    Predictor
+        The loaded student.
+    """
+    from matdisco.models import NeuralRegressor
+
+    t0 = time.perf_counter()
+    tmodel = load_model(teacher)
+    cols = tuple(tmodel.elements)
+    space = space or CompositionSpace(universe=cols)
+    parts = []
+    if real_fractions is not None:
+        rf = np.asarray(real_fractions, dtype=np.float32)
+        if rf.ndim != 2 or rf.shape[1] != len(cols):
+            raise MatdiscoError(
+                f"real_fractions must have shape (n, {len(cols)}), got {rf.shape}"
+            )
+        parts.append(rf)
+    if n_synthetic > 0:
+        parts.append(sample_space(space, n_synthetic, cols, seed))
+    if not parts:
+        raise MatdiscoError("distillation needs real_fractions or n_synthetic > 0")
+    X = np.concatenate(parts)
+    y = np.concatenate([tmodel.predict_fractions(X[i:i + 65536])[0]
+                        for i in range(0, len(X), 65536)])
+    student = NeuralRegressor(arch="mlp", arch_kwargs={"widths": list(widths)},
+                              epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                              patience=patience, scale_inputs=False, loss="l1",
+                              device="cpu", progress=progress, val_fraction=0.05)
+    student.fit(X, y)
+    fit_mae = float(np.mean(np.abs(student.predict(X) - y)))
+    save_screening_model(out, [student], cols, widths,
+                         extra={"distilled_from": str(teacher) if not hasattr(
+                             teacher, "predict_fractions") else type(teacher).__name__,
+                             "n_real": 0 if real_fractions is None else len(real_fractions),
+                             "n_synthetic": int(n_synthetic), "epochs": epochs,
+                             "seed": seed},
+                         metrics={"mae_vs_teacher_train": fit_mae,
+                                  "seconds": time.perf_counter() - t0})
+    return load_model(out)

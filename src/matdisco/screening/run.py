@@ -1,0 +1,320 @@
+"""Streaming, resumable screening of a composition space, in-process or on Dask.
+
+Output layout::
+
+    OUT/
+      manifest.json              # space, model, completed chunks (written atomically)
+      data/part-000000.parquet   # one file per chunk: formula, predicted, spread, chunk
+      data/part-000001.parquet
+
+Every chunk is computed and written to a temporary file, renamed into place, and only
+then recorded in the manifest (atomically). A job killed at any moment therefore leaves
+complete part files plus a manifest that lists a subset of them; starting it again
+recomputes exactly the chunks not in the manifest (overwriting any stray part file of an
+unrecorded chunk), so no row is lost and none duplicated. Memory is bounded by one chunk
+of formulas plus one batch of model inputs, whatever the size of the space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matdisco import MatdiscoError
+from matdisco._io import atomic_path, read_json, write_json
+from matdisco.screening.enumerate import CompositionSpace
+from matdisco.screening.models import describe_model, load_model
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+_MODEL_CACHE: dict[str, Any] = {}
+
+
+def part_path(out: Path, chunk_id: int) -> Path:
+    """Parquet file of one chunk."""
+    return out / "data" / f"part-{chunk_id:06d}.parquet"
+
+
+def predict_chunk(space: CompositionSpace, model: Any, chunk_id: int,
+                  batch_size: int = 65536, keep_below: float | None = None) -> Any:
+    """Enumerate, encode and predict one chunk; returns a pyarrow Table.
+
+    Columns: ``formula`` (string), ``predicted`` (float32), ``spread`` (float32),
+    ``chunk`` (int32). With ``keep_below``, only rows predicted at or below it are kept.
+    """
+    import pyarrow as pa
+
+    ch = space.chunk(chunk_id)
+    columns = tuple(model.elements)
+    tables = []
+    for lo in range(ch.start, ch.stop, batch_size):
+        hi = min(ch.stop, lo + batch_size)
+        elems, amts = space.indices(lo, hi)
+        fr = space.fractions_from_indices(elems, amts, columns)
+        mean, std = model.predict_fractions(fr)
+        mean = np.asarray(mean, dtype=np.float32)
+        std = np.asarray(std, dtype=np.float32)
+        if keep_below is not None:
+            sel = mean <= keep_below
+            elems, amts, mean, std = elems[sel], amts[sel], mean[sel], std[sel]
+        formulas = space.formulas_from_indices(elems, amts)
+        tables.append(pa.table({
+            "formula": formulas,
+            "predicted": pa.array(mean),
+            "spread": pa.array(std),
+            "chunk": pa.array(np.full(len(mean), chunk_id, dtype=np.int32)),
+        }))
+    return pa.concat_tables(tables) if tables else None
+
+
+def write_part(out: Path, chunk_id: int, table: Any) -> int:
+    """Write one chunk's table atomically; returns its row count."""
+    import pyarrow.parquet as pq
+
+    path = part_path(out, chunk_id)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="snappy")
+    return table.num_rows
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_id: int,
+                  batch_size: int, keep_below: float | None, threads: int | None,
+                  fast: bool, jit: bool) -> tuple[int, int]:
+    """Dask task: compute and write one chunk (model loaded once per worker process)."""
+    _set_threads(threads)
+    key = repr((model_spec, fast, jit)) if not hasattr(model_spec, "predict_fractions") \
+        else str(id(model_spec))
+    model = _MODEL_CACHE.get(key)
+    if model is None:
+        model = load_model(model_spec, fast=fast, jit=jit)
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = model
+    space = CompositionSpace.from_dict(space_dict)
+    table = predict_chunk(space, model, chunk_id, batch_size, keep_below)
+    return chunk_id, write_part(Path(out), chunk_id, table)
+
+
+@dataclass
+class ScreenResult:
+    """Outcome of :func:`screen`."""
+
+    out: Path
+    n_chunks: int
+    completed: int
+    rows_written: int
+    compositions: int
+    seconds: float
+    chunks_this_run: int
+    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """All chunks done."""
+        return self.completed == self.n_chunks
+
+    def dataset(self) -> Any:
+        """The output as a ``pyarrow.dataset.Dataset``."""
+        return open_results(self.out)
+
+
+def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate ``OUT/manifest.json`` (clear error when corrupt)."""
+    path = Path(out) / MANIFEST
+    m = read_json(path)
+    ok = (isinstance(m, dict) and m.get("version") == MANIFEST_VERSION
+          and isinstance(m.get("space"), dict) and isinstance(m.get("completed"), dict)
+          and isinstance(m.get("n_chunks"), int))
+    if ok:
+        try:
+            done = {int(k): int(v) for k, v in m["completed"].items()}
+        except (TypeError, ValueError):
+            ok = False
+        else:
+            ok = all(0 <= k < m["n_chunks"] and v >= 0 for k, v in done.items())
+    if not ok:
+        raise MatdiscoError(
+            f"{path}: corrupt screening manifest (expected version {MANIFEST_VERSION} with "
+            "space, n_chunks and completed chunk ids); delete the output folder to restart"
+        )
+    return m
+
+
+def open_results(out: str | os.PathLike[str]) -> Any:
+    """The completed chunks of a screening output as a ``pyarrow.dataset.Dataset``."""
+    import pyarrow.dataset as ds
+
+    out = Path(out)
+    m = read_manifest(out)
+    files = [str(part_path(out, int(k))) for k in sorted(m["completed"], key=int)]
+    return ds.dataset(files, format="parquet")
+
+
+def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
+           batch_size: int = 65536, keep_below: float | None = None,
+           threads: int | None = None, scheduler: str | None = None,
+           workers: int | None = None, processes: bool = True,
+           fast: bool = True, jit: bool = False,
+           max_chunks: int | None = None, progress: bool = False,
+           on_chunk: Callable[[int, int], None] | None = None) -> ScreenResult:
+    """Predict every composition of ``space`` and append the results to ``out``.
+
+    Parameters
+    ----------
+    space : CompositionSpace
+        The space (its ``chunk_size`` sets the unit of work and of resumption).
+    model : path, list of paths or model object
+        Run directory, several run directories (an ensemble) or a loaded model.
+    out : path
+        Output folder; an existing one is resumed (its manifest must describe the same
+        space and model).
+    batch_size : int
+        Rows per model call inside a chunk.
+    keep_below : float, optional
+        Keep only rows predicted at or below this value (e.g. ``-0.2`` eV/atom: nothing
+        above can lie 0.2 eV/atom below a hull whose energies are <= 0).
+    threads : int, optional
+        ``torch.set_num_threads`` for the in-process backend and for each Dask worker.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:port``).
+    workers : int, optional
+        Start a ``LocalCluster`` on loopback with this many single-threaded workers.
+    processes : bool
+        LocalCluster workers as separate processes (default) or as threads of this
+        process (still talking TCP over loopback; quick to start, used by tests).
+    fast, jit : bool
+        Fast inference path (see :func:`matdisco.screening.models.load_model`).
+    max_chunks : int, optional
+        Stop after this many chunks in this call (the rest stay resumable).
+    progress : bool
+        Show a progress bar.
+    on_chunk : callable, optional
+        ``on_chunk(chunk_id, rows)`` after each chunk is recorded (tests use it to
+        simulate a kill).
+
+    Returns
+    -------
+    ScreenResult
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if batch_size < 1:
+        raise MatdiscoError(f"batch_size must be positive, got {batch_size}")
+    if scheduler is not None and workers is not None:
+        raise MatdiscoError("give either scheduler= or workers=, not both")
+    if workers is not None and workers < 1:
+        raise MatdiscoError(f"workers must be >= 1, got {workers}")
+    _set_threads(threads)
+    loaded = load_model(model, fast=fast, jit=jit)
+    space.column_map(loaded.elements)  # the model must know every element of the space
+    identity = {"space": space.to_dict(), "model": describe_model(loaded, model),
+                "keep_below": keep_below}
+    mpath = out / MANIFEST
+    if mpath.exists():
+        manifest = read_manifest(out)
+        for key in ("space", "model", "keep_below"):
+            if manifest.get(key) != identity[key]:
+                raise MatdiscoError(
+                    f"{mpath}: the existing screening output was made with a different "
+                    f"{key}; use another output folder"
+                )
+    else:
+        manifest = {"version": MANIFEST_VERSION, **identity, "n_chunks": space.n_chunks,
+                    "n_compositions": len(space), "completed": {}}
+        write_json(mpath, manifest)
+    completed = {int(k): int(v) for k, v in manifest["completed"].items()}
+    pending = [i for i in range(space.n_chunks) if i not in completed]
+    if max_chunks is not None:
+        pending = pending[:max_chunks]
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=space.n_chunks, initial=len(completed), unit="chunk", desc="screen")
+
+    def record(cid: int, rows: int) -> None:
+        completed[cid] = rows
+        manifest["completed"] = {str(k): v for k, v in sorted(completed.items())}
+        write_json(mpath, manifest)
+        if bar is not None:
+            bar.update(1)
+        if on_chunk is not None:
+            on_chunk(cid, rows)
+
+    done_now = 0
+    try:
+        if scheduler is None and workers is None:
+            for cid in pending:
+                table = predict_chunk(space, loaded, cid, batch_size, keep_below)
+                record(cid, write_part(out, cid, table))
+                done_now += 1
+        else:
+            done_now = _run_dask(space, model, loaded, out, pending, batch_size, keep_below,
+                                 threads, fast, jit, scheduler, workers, processes, record)
+    finally:
+        if bar is not None:
+            bar.close()
+    return ScreenResult(out=out, n_chunks=space.n_chunks, completed=len(completed),
+                        rows_written=sum(completed.values()),
+                        compositions=sum(len(space.chunk(c)) for c in completed),
+                        seconds=time.perf_counter() - t0, chunks_this_run=done_now,
+                        manifest=manifest)
+
+
+def _run_dask(space: CompositionSpace, spec: Any, loaded: Any, out: Path,
+              pending: Sequence[int], batch_size: int, keep_below: float | None,
+              threads: int | None, fast: bool, jit: bool, scheduler: str | None,
+              workers: int | None, processes: bool,
+              record: Callable[[int, int], None]) -> int:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if workers is not None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                               host="127.0.0.1", protocol="tcp", dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise MatdiscoError(f"cannot reach Dask scheduler {scheduler!r} ({exc})") from exc
+    model_arg = spec if not hasattr(spec, "predict_fractions") else loaded
+    if not hasattr(spec, "predict_fractions"):
+        model_arg = [str(Path(p).resolve()) for p in spec] \
+            if isinstance(spec, (list, tuple)) else str(Path(spec).resolve())
+    done = 0
+    futures = []
+    try:
+        sd = space.to_dict()
+        futures = [client.submit(_worker_chunk, sd, model_arg, str(out.resolve()), cid,
+                                 batch_size, keep_below, threads or 1, fast, jit,
+                                 key=f"screen-chunk-{cid}-{os.getpid()}-{time.time_ns()}",
+                                 pure=False)
+                   for cid in pending]
+        for fut in as_completed(futures):
+            cid, rows = fut.result()
+            record(cid, rows)
+            done += 1
+    finally:
+        for f in futures:
+            with contextlib.suppress(Exception):
+                f.cancel()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return done
