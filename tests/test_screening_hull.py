@@ -1,0 +1,120 @@
+"""Hull analysis on a tiny hand-made system, summaries, holdout counts, plots, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Composition
+
+from matdisco import MatdiscoError
+from matdisco.data import ELEMNET_ELEMENTS
+from matdisco.screening.hull import (
+    ReferenceHulls,
+    hull_distances,
+    load_references,
+    plot_phase_diagram,
+    spurious_stable,
+    summarize,
+)
+
+REFS = pd.DataFrame({
+    "formula": ["TiO2", "Ti2O3", "TiO", "Ti4O8", "Fe2O3", "FeTiO3", "Fe3O4", "Ti", "FeO"],
+    "target": [-3.2, -3.0, -2.0, -2.5, -1.7, -2.9, -1.6, 0.0, -1.0],
+})
+
+
+@pytest.fixture()
+def hulls():
+    return ReferenceHulls(load_references(REFS))
+
+
+def test_references_keep_lowest_per_composition():
+    refs = load_references(REFS)
+    assert len(refs) == len(REFS) - 1  # Ti4O8 is TiO2, the lower one is kept
+    assert refs.set_index("formula").loc["TiO2", "target"] == -3.2
+
+
+def test_vectorized_hull_energy_matches_pymatgen(hulls):
+    pd_ = hulls.phase_diagram(["Fe", "O", "Ti"])
+    fr = np.random.default_rng(0).dirichlet([1, 1, 1], size=100)
+    mine = hulls.hull_energy(("Fe", "O", "Ti"), fr)
+    ref = [pd_.get_hull_energy_per_atom(Composition(dict(zip(["Fe", "O", "Ti"], f,
+                                                             strict=True)))) for f in fr]
+    np.testing.assert_allclose(mine, ref, atol=1e-9)
+    # by hand on the binary: TiO sits between Ti (0) and Ti2O3 (-3.0 at x_O = 0.6)
+    assert hulls.hull_energy(("O", "Ti"), np.array([[0.5, 0.5]]))[0] == pytest.approx(-2.5)
+
+
+def test_distances_threshold_and_summary(hulls):
+    cand = pd.DataFrame({"formula": ["Ti1O2", "Fe1Ti1O3", "Fe1O1", "Ti3O1", "Fe1Ti1",
+                                     "Fe1", "Fe1O2"],
+                         "predicted": [-3.5, -2.95, -2.0, -1.0, -0.1, -5.0, -2.5]})
+    out = hull_distances(cand, hulls, threshold=0.2)
+    # Fe1O1: hull at x_O=0.5 is on the line Fe (0) - Fe2O3 (-1.7 at x_O = 0.6); Fe3O4 and
+    # FeO lie above it
+    got = dict(zip(out["formula"], out["distance"], strict=True))
+    # FeTiO3 is only 0.05 below; elements are skipped
+    assert set(got) == {"Fe1O1", "Ti1O2", "Fe1O2"}
+    assert got["Fe1O1"] == pytest.approx(-2.0 + 1.7 * (0.5 / 0.6))
+    assert got["Ti1O2"] == pytest.approx(-0.3)
+    assert out.set_index("formula").loc["Ti1O2", "known"]
+    assert out.set_index("formula").loc["Fe1O1", "known"]  # FeO is a reference
+    assert not out.set_index("formula").loc["Fe1O2", "known"]
+    assert got["Fe1O2"] == pytest.approx(-2.5 + 1.7 * (1 / 3) / 0.4)
+    per, totals = summarize(out)
+    assert totals["binary"] == 3 and totals["ternary"] == 0
+    assert set(per["system"]) == {"Fe-O", "O-Ti"}
+    # without the prefilter the answer is the same
+    out2 = hull_distances(cand, hulls, threshold=0.2, prefilter=False)
+    assert set(out2["formula"]) == set(out["formula"])
+
+
+class _ToyModel:
+    """Ti-O: 0.3 eV/atom above the known hull except at the known stable compounds,
+    optionally with one spurious deep minimum at Ti3O."""
+
+    elements = ELEMNET_ELEMENTS
+
+    def __init__(self, dip: bool) -> None:
+        self.dip = dip
+
+    def predict_fractions(self, fr):
+        x = fr[:, ELEMNET_ELEMENTS.index("O")]
+        hull_x, hull_e = [0, 0.6, 2 / 3, 1], [0, -3.0, -3.2, 0]
+        e = np.interp(x, hull_x, hull_e) + 0.3
+        for hx, he in zip(hull_x[1:3], hull_e[1:3], strict=True):
+            e = np.where(np.abs(x - hx) < 1e-4, he, e)
+        if self.dip:
+            e = np.where(np.abs(x - 0.25) < 1e-4, -3.0, e)  # no known compound nearby
+        return e.astype(np.float32), np.zeros_like(e, dtype=np.float32)
+
+
+def test_spurious_stable_counts(hulls):
+    good = spurious_stable(_ToyModel(dip=False), hulls, "Ti-O", max_atoms=12)
+    bad = spurious_stable(_ToyModel(dip=True), hulls, "Ti-O", max_atoms=12)
+    assert sorted(good["known_stable"]) == ["Ti2O3", "TiO2"]
+    assert sorted(good["predicted_stable"]) == ["Ti2O3", "TiO2"]
+    assert good["n_spurious"] == 0
+    assert bad["n_spurious"] == 1 and bad["spurious"] == ["Ti3O"]
+
+
+def test_plots(hulls):
+    fig = plot_phase_diagram("Ti-O", hulls, {"toy": _ToyModel(True)}, max_atoms=8)
+    assert len(fig.axes[0].lines) >= 2
+    fig = plot_phase_diagram("Fe-O-Ti", hulls, {"toy": _ToyModel(False)}, max_atoms=6)
+    assert fig.axes[0].collections
+    with pytest.raises(MatdiscoError):
+        plot_phase_diagram("Fe-Ni-O-Ti", hulls, {})
+
+
+def test_bad_reference_file(tmp_path):
+    p = tmp_path / "refs.csv"
+    p.write_text("formula,energy\nFeO,-1\n")
+    with pytest.raises(MatdiscoError, match="missing column"):
+        load_references(p)
+    p.write_text("formula,target\nFeO,abc\n")
+    with pytest.raises(MatdiscoError, match="row 0"):
+        load_references(p)
+    with pytest.raises(MatdiscoError, match="not found"):
+        load_references(tmp_path / "nope.csv")

@@ -1,0 +1,145 @@
+"""Streaming screening: output, resume after a kill, Dask vs in-process, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from matdisco import MatdiscoError
+from matdisco.data import ELEMNET_ELEMENTS
+from matdisco.models import NeuralRegressor
+from matdisco.screening import CompositionSpace
+from matdisco.screening.distill import save_screening_model
+from matdisco.screening.models import load_model
+from matdisco.screening.run import open_results, part_path, screen
+
+torch.set_num_threads(1)
+
+ELS = ["Fe", "Ni", "O", "Ti", "Na"]
+
+
+def _space(chunk_size: int = 40) -> CompositionSpace:
+    return CompositionSpace(elements=ELS, arities=3, max_atoms=7, chunk_size=chunk_size)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    sp = _space()
+    X = sp.fractions(0, len(sp))
+    y = X @ rng.normal(size=X.shape[1]).astype(np.float32)
+    members = [NeuralRegressor(arch="mlp", arch_kwargs={"widths": [16, 8]}, epochs=2,
+                               device="cpu", seed=s).fit(X, y) for s in (0, 1)]
+    path = tmp_path_factory.mktemp("model") / "run"
+    save_screening_model(path, members, ELEMNET_ELEMENTS, [16, 8])
+    return path
+
+
+def _read(out) -> pd.DataFrame:
+    return open_results(out).to_table().to_pandas().sort_values("formula").reset_index(
+        drop=True)
+
+
+def test_screen_writes_every_composition_once(model_dir, tmp_path):
+    sp = _space()
+    res = screen(sp, model_dir, tmp_path / "out", batch_size=16)
+    assert res.finished and res.compositions == len(sp) == res.rows_written
+    df = _read(tmp_path / "out")
+    assert len(df) == len(sp) and df["formula"].is_unique
+    assert list(df.columns) == ["formula", "predicted", "spread", "chunk"]
+    # values equal a direct prediction of the same formulas
+    model = load_model(model_dir)
+    from matdisco.data import encode_fractions
+
+    mean, std = model.predict_fractions(encode_fractions(df["formula"]))
+    np.testing.assert_allclose(df["predicted"], mean, atol=1e-5)
+    np.testing.assert_allclose(df["spread"], std, atol=1e-5)
+    assert (df["spread"] > 0).any()  # two members disagree
+    # keep_below filters rows
+    res2 = screen(sp, model_dir, tmp_path / "low", keep_below=float(np.median(mean)))
+    low = _read(tmp_path / "low")
+    assert 0 < len(low) < len(df) and (low["predicted"] <= np.median(mean)).all()
+    assert res2.rows_written == len(low)
+
+
+def test_resume_after_kill_loses_and_duplicates_nothing(model_dir, tmp_path):
+    sp = _space(chunk_size=25)
+    out = tmp_path / "out"
+
+    class Kill(KeyboardInterrupt):
+        pass
+
+    def killer(cid, rows):
+        if cid == 3:
+            # a part file of an unrecorded chunk, as left by a kill after the rename
+            part_path(out, 4).write_bytes(part_path(out, 3).read_bytes())
+            raise Kill
+
+    with pytest.raises(Kill):
+        screen(sp, model_dir, out, on_chunk=killer)
+    man = json.loads((out / "manifest.json").read_text())
+    assert sorted(int(k) for k in man["completed"]) == [0, 1, 2, 3]
+    partial = _read(out)
+    assert len(partial) == 4 * 25  # only recorded chunks are visible
+    res = screen(sp, model_dir, out)
+    assert res.finished and res.chunks_this_run == sp.n_chunks - 4
+    full = _read(out)
+    ref = screen(sp, model_dir, tmp_path / "ref")
+    assert ref.finished
+    expected = _read(tmp_path / "ref")
+    assert len(full) == len(sp) and full["formula"].is_unique
+    pd.testing.assert_frame_equal(full, expected)
+    # running again does nothing
+    assert screen(sp, model_dir, out).chunks_this_run == 0
+
+
+def test_dask_localcluster_matches_inprocess(model_dir, tmp_path):
+    pytest.importorskip("distributed")
+    sp = _space(chunk_size=30)
+    screen(sp, model_dir, tmp_path / "local")
+    res = screen(sp, model_dir, tmp_path / "dask", workers=2, processes=False)
+    assert res.finished
+    a, b = _read(tmp_path / "local"), _read(tmp_path / "dask")
+    pd.testing.assert_frame_equal(a, b)  # row for row, bit for bit
+
+
+def test_ensemble_of_runs(model_dir):
+    one = load_model(model_dir)
+    ens = load_model([model_dir, model_dir])
+    fr = _space().fractions(0, 20)
+    m1, s1 = one.predict_fractions(fr)
+    m2, s2 = ens.predict_fractions(fr)
+    np.testing.assert_allclose(m1, m2, atol=1e-6)
+    np.testing.assert_allclose(s1, s2, atol=1e-6)
+
+
+def test_bad_inputs_write_nothing(model_dir, tmp_path):
+    # model whose element list lacks an element of the space
+    members = [NeuralRegressor(arch="mlp", arch_kwargs={"widths": [4]}, epochs=1,
+                               device="cpu").fit(np.eye(3, dtype=np.float32), [0, 1, 2])]
+    small = save_screening_model(tmp_path / "small", members, ["Fe", "Ni", "O"], [4])
+    with pytest.raises(MatdiscoError, match="lacks"):
+        screen(_space(), small, tmp_path / "o1")
+    assert not (tmp_path / "o1").exists()
+    with pytest.raises(MatdiscoError, match="not found"):
+        screen(_space(), tmp_path / "nope", tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()
+    # corrupt manifest
+    out = tmp_path / "o3"
+    out.mkdir()
+    (out / "manifest.json").write_text("{not json")
+    with pytest.raises(MatdiscoError, match="corrupt"):
+        screen(_space(), model_dir, out)
+    (out / "manifest.json").write_text(json.dumps({"version": 1, "space": {},
+                                                   "n_chunks": 2, "completed": {"7": 1}}))
+    with pytest.raises(MatdiscoError, match="corrupt"):
+        screen(_space(), model_dir, out)
+    assert not (out / "data").exists()
+    # same folder, different space
+    screen(_space(), model_dir, tmp_path / "o4", max_chunks=1)
+    with pytest.raises(MatdiscoError, match="different space"):
+        screen(_space(chunk_size=7), model_dir, tmp_path / "o4")
