@@ -1,0 +1,182 @@
+"""Property-prediction benchmarks of the foundation issue.
+
+Stages (run one or several; results merge into benchmarks/results/property.json):
+
+* ``oqmd``: train on OQMD val.csv (10% held out for early stopping), MAE on test.csv, for
+  ElemNet, IRNet-17/48 (145 attributes), RF-Comp and RF-Phys. Every Ti-O and Na-Fe-Mn-O
+  compound is removed from training, so the same runs give the holdout MAEs.
+* ``transfer``: experimental formation enthalpies (embedded), 10-fold CV, ElemNet from
+  scratch (SC) vs fine-tuned from the OQMD ElemNet (TL), and a TL/SC learning curve.
+* ``throughput``: training samples/s and predictions/s (median of 5 runs), peak RSS.
+
+Usage::
+
+    python benchmarks/property.py --stage oqmd --models elemnet,rf_comp
+    python benchmarks/property.py --stage transfer
+    python benchmarks/property.py --stage throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import merge_records  # noqa: E402
+
+from matdisco.data import load_dataset  # noqa: E402
+from matdisco.property import train_property  # noqa: E402
+
+HOLDOUT = ["Ti-O", "Na-Fe-Mn-O"]
+
+OQMD_MODELS = {
+    "elemnet": dict(model="elemnet", epochs=70, batch_size=256, lr=7e-4, patience=20),
+    "irnet17": dict(model="irnet17", features="magpie", epochs=50, batch_size=256, lr=1e-3,
+                    patience=15),
+    "irnet48": dict(model="irnet48", features="magpie", epochs=30, batch_size=256, lr=1e-3,
+                    patience=10),
+    "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
+    "rf_phys": dict(model="rf", features="magpie", n_estimators=100),
+}
+
+
+def stage_oqmd(models: list[str], runs: Path, epochs_scale: float) -> None:
+    train = load_dataset("oqmd_val")
+    test = load_dataset("oqmd_test")
+    med = float(np.median(train["target"]))
+    recs = [{"task": "oqmd_formation_enthalpy", "model": "median", "metric": "mae",
+             "value": float(np.abs(test["target"] - med).mean()), "unit": "eV/atom",
+             "n_train": len(train), "n_test": len(test), "seeds": 1}]
+    merge_records("property", "property", recs)
+    for name in models:
+        spec = dict(OQMD_MODELS[name])
+        if "epochs" in spec:
+            spec["epochs"] = max(1, int(round(spec["epochs"] * epochs_scale)))
+        t0 = time.time()
+        out = train_property(train, out=runs / name, test=test, holdout=HOLDOUT,
+                             progress=True, **spec)
+        met = json.loads((out / "metrics.json").read_text())
+        print(f"{name}: test MAE {met['test']['mae']:.4f} eV/atom in {time.time() - t0:.0f} s",
+              flush=True)
+        common = {"unit": "eV/atom", "seeds": 1, "run_dir": str(out),
+                  "train_seconds": met["train_seconds"],
+                  "epochs": met.get("epochs_trained", [None])[0],
+                  "hyper": {k: v for k, v in spec.items() if k != "model"}}
+        recs = [{"task": "oqmd_formation_enthalpy", "model": name, "metric": "mae",
+                 "value": met["test"]["mae"], "n_train": met["n_train_rows"],
+                 "n_test": met["test"]["n"], **common}]
+        for system, m in met.get("holdout", {}).items():
+            recs.append({"task": f"holdout_{system}", "model": name, "metric": "mae",
+                         "value": m["mae"], "n_test": m["n"],
+                         "n_train": met["n_train_rows"], **common})
+        merge_records("property", "property", recs)
+
+
+def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
+                   fractions: list[float]) -> None:
+    exp = "exp_formation_enthalpy"
+    hyper = dict(model="elemnet", epochs=epochs, batch_size=32, lr=3e-4, patience=30,
+                 report=False)
+    res = {}
+    for tag, init in (("elemnet_scratch", None), ("elemnet_transfer", source)):
+        t0 = time.time()
+        out = train_property(exp, out=runs / tag, cv=folds, init=init,
+                             **({**hyper, "lr": 1e-3} if init is None else hyper))
+        met = json.loads((out / "metrics.json").read_text())
+        res[tag] = met["cv"]
+        print(f"{tag}: {folds}-fold CV MAE {met['cv']['mae']:.4f} ± "
+              f"{met['cv']['mae_fold_std']:.4f} ({time.time() - t0:.0f} s)", flush=True)
+        merge_records("property", "property", [{
+            "task": f"exp_formation_enthalpy_cv{folds}", "model": tag, "metric": "mae",
+            "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
+            "n_train": met["n_train_rows"], "folds": folds, "seeds": 1,
+            "source_run": str(source) if init else None, "run_dir": str(out)}])
+    ratio = res["elemnet_transfer"]["mae"] / res["elemnet_scratch"]["mae"]
+    merge_records("property", "property", [{
+        "task": f"exp_formation_enthalpy_cv{folds}", "model": "transfer_over_scratch",
+        "metric": "mae_ratio", "value": ratio}])
+    curve = []
+    for frac in fractions:
+        for tag, init in (("elemnet_scratch", None), ("elemnet_transfer", source)):
+            out = train_property(exp, out=runs / f"lc_{tag}_{frac:.1f}", cv=folds, init=init,
+                                 train_fraction=frac,
+                                 **({**hyper, "lr": 1e-3} if init is None else hyper))
+            met = json.loads((out / "metrics.json").read_text())
+            curve.append({"task": f"exp_learning_curve_{frac:.1f}", "model": tag,
+                          "metric": "mae", "value": met["cv"]["mae"],
+                          "std": met["cv"]["mae_fold_std"], "train_fraction": frac,
+                          "unit": "eV/atom", "folds": folds})
+            print(f"learning curve {frac:.1f} {tag}: {met['cv']['mae']:.4f}", flush=True)
+            merge_records("property", "property", curve)
+
+
+def stage_throughput(repeats: int, n_train: int) -> None:
+    from matdisco.featurize import get_featurizer
+    from matdisco.property import make_estimator
+
+    df = load_dataset("oqmd_val")
+    formulas = df["formula"].tolist()
+    recs = []
+    for name, feats in (("elemnet", "fractions"), ("irnet17", "magpie"),
+                        ("rf", "fractions")):
+        X = get_featurizer(feats).transform(formulas)
+        y = df["target"].to_numpy(np.float32)
+        tr, pr = [], []
+        for r in range(repeats):
+            est = make_estimator(name, feats, seed=r, epochs=1, batch_size=256,
+                                 val_fraction=0.0, patience=None, progress=False,
+                                 n_estimators=100)
+            t0 = time.perf_counter()
+            est.fit(X[:n_train], y[:n_train])
+            tr.append(n_train / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            est.predict(X)
+            pr.append(len(X) / (time.perf_counter() - t0))
+        model = name if name != "rf" else "rf_comp"
+        recs += [
+            {"task": "throughput", "model": model, "metric": "train_samples_per_s",
+             "value": statistics.median(tr), "runs": tr, "n_train": n_train,
+             "threads": torch.get_num_threads()},
+            {"task": "throughput", "model": model, "metric": "predict_per_s",
+             "value": statistics.median(pr), "runs": pr, "n_test": len(X)},
+        ]
+        print(name, "train/s", statistics.median(tr), "predict/s", statistics.median(pr),
+              flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    recs.append({"task": "throughput", "model": "all", "metric": "peak_rss_mb", "value": rss})
+    merge_records("property", "property", recs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", required=True, choices=["oqmd", "transfer", "throughput"])
+    ap.add_argument("--models", default=",".join(OQMD_MODELS))
+    ap.add_argument("--runs", default="runs/oqmd")
+    ap.add_argument("--epochs-scale", type=float, default=1.0)
+    ap.add_argument("--source", default="runs/oqmd/elemnet")
+    ap.add_argument("--tl-epochs", type=int, default=100)
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--fractions", default="0.1,0.25,0.5,0.75,1.0")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--n-train", type=int, default=20000)
+    a = ap.parse_args()
+    if a.stage == "oqmd":
+        stage_oqmd(a.models.split(","), Path(a.runs), a.epochs_scale)
+    elif a.stage == "transfer":
+        stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
+                       [float(f) for f in a.fractions.split(",") if f])
+    else:
+        stage_throughput(a.repeats, a.n_train)
+
+
+if __name__ == "__main__":
+    main()

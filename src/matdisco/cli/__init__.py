@@ -1,0 +1,67 @@
+"""The ``matdisco`` command line: a thin Typer layer over the Python API."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import typer
+
+from matdisco import MatdiscoError, __version__
+
+app = typer.Typer(
+    help="matdisco: deep-learning methods of materials discovery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`MatdiscoError` into a one-line message and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MatdiscoError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+from matdisco.cli import property as _property  # noqa: E402
+
+_property.register(app)
+
+# domain sub-commands (each module defines ``app``); missing optional domains are skipped
+for _name, _module in (("data", "matdisco.cli.data"), ("screen", "matdisco.cli.screen"),
+                       ("inverse", "matdisco.cli.inverse"), ("ebsd", "matdisco.cli.ebsd"),
+                       ("xrd", "matdisco.cli.xrd"), ("refine", "matdisco.cli.refine")):
+    try:
+        _mod = importlib.import_module(_module)
+    except ModuleNotFoundError as _exc:  # pragma: no cover - optional domain not present
+        if _exc.name is not None and _exc.name.startswith("matdisco.cli"):
+            continue
+        raise
+    app.add_typer(_mod.app, name=_name)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="matdisco")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Top-level property commands: train, predict, evaluate, report, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from matdisco.cli import handle_errors
+
+
+@handle_errors
+def train(
+    data: str = typer.Option("exp_formation_enthalpy", help="Dataset name or CSV/Parquet."),
+    model: str = typer.Option("elemnet", help="elemnet, irnet17|24|48, plain*, srnet*, rf."),
+    target: str = typer.Option("target", help="Target column."),
+    formula: str = typer.Option("formula", help="Formula column."),
+    features: str = typer.Option(None, help="fractions or magpie (default per model)."),
+    cv: int = typer.Option(None, help="k-fold cross-validation."),
+    test: str = typer.Option(None, help="Fixed test file."),
+    holdout_system: list[str] = typer.Option(None, help="Hold out a chemical system, "
+                                             "e.g. Ti-O (repeatable)."),
+    init: str = typer.Option(None, help="Source run directory for transfer learning."),
+    out: Path = typer.Option(Path("runs/property"), help="Run directory."),
+    epochs: int = typer.Option(None, help="Maximum epochs."),
+    batch_size: int = typer.Option(None, help="Batch size."),
+    lr: float = typer.Option(None, help="Learning rate."),
+    patience: int = typer.Option(None, help="Early-stopping patience."),
+    n_estimators: int = typer.Option(100, help="Trees (rf)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    clean: bool = typer.Option(True, help="Apply the ElemNet cleaning."),
+    resume: bool = typer.Option(False, help="Resume an interrupted run."),
+) -> None:
+    """Train (and cross-validate / test) a property model; writes a run directory."""
+    from matdisco.property import train_property
+
+    hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
+                                   patience=patience).items() if v is not None}
+    run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
+                         holdout=holdout_system or None, init=init, clean=clean,
+                         formula_col=formula, target_col=target, seed=seed, resume=resume,
+                         n_estimators=n_estimators, device=device, progress=True, **hyper)
+    _summary(run)
+
+
+def _summary(run: Path) -> None:
+    met = json.loads((run / "metrics.json").read_text())
+    for key in ("cv", "test", "train"):
+        if key in met:
+            typer.echo(f"{key}: MAE {met[key]['mae']:.4f}  RMSE {met[key]['rmse']:.4f}  "
+                       f"R2 {met[key]['r2']:.3f}  (n={met[key]['n']})")
+    for system, m in met.get("holdout", {}).items():
+        typer.echo(f"holdout {system}: MAE {m['mae']:.4f} (n={m['n']})")
+    typer.echo(f"run directory: {run}  (report: {run / 'report.html'})")
+
+
+@handle_errors
+def predict(run: Path = typer.Argument(..., help="Run directory."),
+            data: Path = typer.Argument(..., help="CSV/Parquet with a formula column."),
+            out: Path = typer.Option(Path("predictions.csv"), help="Output CSV/Parquet."),
+            formula: str = typer.Option("formula", help="Formula column.")) -> None:
+    """Predict a file of formulas (mean and spread over the run's ensemble)."""
+    from matdisco.property import predict_file
+
+    typer.echo(f"wrote {predict_file(run, data, out, formula)}")
+
+
+@handle_errors
+def evaluate(run: Path = typer.Argument(..., help="Run directory."),
+             data: str = typer.Argument(None, help="Labelled dataset; default: print the "
+                                        "run's own metrics."),
+             target: str = typer.Option("target", help="Target column."),
+             formula: str = typer.Option("formula", help="Formula column.")) -> None:
+    """Evaluate a run on a labelled dataset (or show its recorded metrics)."""
+    from matdisco.property import evaluate_run
+
+    if data is None:
+        _summary(run)
+        return
+    m = evaluate_run(run, data, formula, target)
+    typer.echo(json.dumps(m, indent=2))
+
+
+@handle_errors
+def report(run: Path = typer.Argument(..., help="Run directory.")) -> None:
+    """Write the run's HTML report (parity plot, error CDF, metrics table)."""
+    from matdisco.property import write_plots, write_report
+    from matdisco.training import RunDir
+
+    rd = RunDir(run)
+    if not (rd / "config.json").exists():
+        from matdisco import MatdiscoError
+
+        raise MatdiscoError(f"{run}: not a run directory (no config.json)")
+    import pandas as pd
+
+    write_plots(rd, pd.read_csv(rd / "predictions.csv"))
+    typer.echo(f"wrote {write_report(rd)}")
+
+
+@handle_errors
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
+         folds: int = typer.Option(5, help="Cross-validation folds."),
+         epochs: int = typer.Option(40, help="Maximum epochs per fold.")) -> None:
+    """The main job: cross-validate ElemNet on the embedded experimental formation
+    enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report."""
+    from matdisco.property import train_property
+
+    typer.echo(f"ElemNet, {folds}-fold CV on the embedded experimental formation "
+               "enthalpies (pymatgen exp_compounds.json.gz) ...")
+    run = train_property("exp_formation_enthalpy", model="elemnet", out=out, cv=folds,
+                         epochs=epochs, batch_size=32, lr=1e-3, patience=15, progress=True)
+    _summary(run)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the property commands to the root app."""
+    for fn in (train, predict, evaluate, report, demo):
+        app.command(fn.__name__)(fn)

@@ -1,0 +1,397 @@
+"""Property prediction from composition: training runs, ensembles, transfer learning.
+
+:func:`train_property` is what ``matdisco train`` calls: it loads and cleans a dataset,
+featurizes it, trains one model (or one per fold) with the shared trainer, and writes a
+complete run directory. :func:`load_run` turns a run directory back into a predictor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matdisco import MatdiscoError
+from matdisco.data import (
+    clean_dataset,
+    encode_fractions,
+    in_system_mask,
+    kfold_indices,
+    load_dataset,
+    reduced_key,
+)
+from matdisco.featurize import Featurizer, get_featurizer
+from matdisco.models import ARCHITECTURES, ForestRegressor, NeuralRegressor
+from matdisco.property.evaluation import regression_metrics, write_plots, write_report
+from matdisco.training import RunDir, load_weights
+
+#: Default input features of each model family.
+DEFAULT_FEATURES = {"elemnet": "fractions", "rf": "fractions", "mlp": "fractions"}
+
+#: Default hyper-parameters of the neural models (tuned for a 2-core CPU budget).
+NN_DEFAULTS: dict[str, Any] = dict(epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-5,
+                                   optimizer="adamw", scheduler="cosine", warmup_epochs=1.0,
+                                   patience=30, val_fraction=0.1, loss="l1")
+
+
+def _features_for(model: str, features: str | None) -> str:
+    if features:
+        return features
+    return DEFAULT_FEATURES.get(model, "magpie")
+
+
+def make_estimator(model: str, features: str, seed: int = 0,
+                   **hyper: Any) -> NeuralRegressor | ForestRegressor:
+    """Build an unfitted estimator for a model name (``rf`` or an architecture)."""
+    model = model.lower()
+    if model == "rf":
+        keys = {"n_estimators", "max_features", "min_samples_leaf", "n_jobs"}
+        return ForestRegressor(seed=seed, **{k: v for k, v in hyper.items() if k in keys})
+    if model not in ARCHITECTURES:
+        raise MatdiscoError(f"unknown model {model!r}; choose rf or one of {ARCHITECTURES}")
+    params = dict(NN_DEFAULTS)
+    params.update({k: v for k, v in hyper.items()
+                   if k in NeuralRegressor().get_params() and v is not None})
+    params.setdefault("scale_inputs", features != "fractions")
+    if "scale_inputs" not in hyper:
+        params["scale_inputs"] = features != "fractions"
+    return NeuralRegressor(arch=model, seed=seed, **params)
+
+
+@dataclass
+class PropertyPredictor:
+    """A trained property model (one member, or an ensemble over folds).
+
+    Attributes
+    ----------
+    featurizer : Featurizer
+        Input featurization (records the element list).
+    members : list
+        Fitted estimators; predictions are their mean and standard deviation.
+    config : dict
+        The run's ``config.json``.
+    """
+
+    featurizer: Featurizer
+    members: list[Any]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """Element order of the fraction inputs."""
+        return self.featurizer.elements
+
+    def predict_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread over members for a feature matrix."""
+        preds = np.stack([m.predict(X) for m in self.members])
+        return preds.mean(axis=0), preds.std(axis=0)
+
+    def predict_fractions(self, fr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread from an element-fraction matrix (screening hot path)."""
+        fr = np.asarray(fr, dtype=np.float32)
+        if fr.ndim != 2 or fr.shape[1] != len(self.elements):
+            raise MatdiscoError(
+                f"fractions must have shape (n, {len(self.elements)}), got {fr.shape}"
+            )
+        return self.predict_features(self.featurizer.from_fractions(fr))
+
+    def predict(self, formulas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread for formulas."""
+        return self.predict_features(self.featurizer.transform(list(formulas)))
+
+
+def _member_from_tensors(model: str, tensors: dict, n_features: int, source: str,
+                         hyper: dict[str, Any]) -> NeuralRegressor | ForestRegressor:
+    if model == "rf":
+        return ForestRegressor().load_state_tensors(tensors, n_features, source)
+    est = NeuralRegressor(arch=model, device=hyper.get("device", "auto"))
+    return est.load_state_tensors(tensors, n_features, source)
+
+
+def load_run(path: str | Path) -> PropertyPredictor:
+    """Load a property run directory as a predictor, validating config and weights."""
+    run = RunDir(path) if Path(path).is_dir() else None
+    if run is None:
+        raise MatdiscoError(f"{path}: run directory not found")
+    cfg = run.read_config()
+    if cfg.get("task") != "property":
+        raise MatdiscoError(f"{run / 'config.json'}: not a property-prediction run")
+    for key in ("model", "features", "members"):
+        if key not in cfg:
+            raise MatdiscoError(f"{run / 'config.json'}: missing field {key!r}")
+    featurizer = get_featurizer(cfg["features"])
+    members = []
+    for name in cfg["members"]:
+        tensors = load_weights(run / name)
+        members.append(_member_from_tensors(cfg["model"], tensors, featurizer.n_features,
+                                            str(run / name), cfg.get("hyper", {})))
+    if not members:
+        raise MatdiscoError(f"{run / 'config.json'}: the run lists no trained members")
+    return PropertyPredictor(featurizer, members, cfg)
+
+
+def _as_frame(data: str | Path | pd.DataFrame, formula_col: str, target_col: str
+              ) -> tuple[pd.DataFrame, str]:
+    if isinstance(data, pd.DataFrame):
+        df = data.rename(columns={formula_col: "formula", target_col: "target"})
+        if "formula" not in df or "target" not in df:
+            raise MatdiscoError(f"data frame needs columns {formula_col!r} and {target_col!r}")
+        return df.reset_index(drop=True), "<DataFrame>"
+    return load_dataset(str(data), formula_col, target_col), str(data)
+
+
+def train_property(
+    data: str | Path | pd.DataFrame,
+    model: str = "elemnet",
+    out: str | Path = "runs/property",
+    features: str | None = None,
+    cv: int | None = None,
+    test: str | Path | pd.DataFrame | None = None,
+    holdout: Sequence[str] | None = None,
+    init: str | Path | None = None,
+    clean: bool = True,
+    formula_col: str = "formula",
+    target_col: str = "target",
+    seed: int = 0,
+    resume: bool = False,
+    train_fraction: float = 1.0,
+    report: bool = True,
+    **hyper: Any,
+) -> Path:
+    """Train a property model and write its run directory.
+
+    Parameters
+    ----------
+    data : str, Path or DataFrame
+        Dataset name (``matdisco data list``), CSV/Parquet path, or frame with
+        ``formula_col`` and ``target_col``.
+    model : str
+        ``elemnet``, ``irnet17|24|48``, ``plain17|24|48``, ``srnet17|24|48``, ``mlp`` or
+        ``rf``.
+    out : path
+        Run directory.
+    features : {"fractions", "magpie"}, optional
+        Inputs; default element fractions for ElemNet and RF, attributes for IRNet.
+    cv : int, optional
+        k-fold cross-validation (an ensemble of k members).
+    test : path or DataFrame, optional
+        Fixed test file (the model trains on all of ``data``).
+    holdout : list of str, optional
+        Chemical systems (``"Ti-O"``) whose compounds are removed from training and
+        evaluated separately.
+    init : path, optional
+        Run directory of a source model: fine-tune all its weights (transfer learning).
+    clean : bool
+        Apply the ElemNet cleaning to the training data.
+    seed : int
+        Random seed (splits, initialisation, shuffling).
+    resume : bool
+        Continue an interrupted run (finished members are kept, the current one resumes
+        from its checkpoint).
+    train_fraction : float
+        Use only this fraction of each training split (learning curves).
+    report : bool
+        Write ``report.html``.
+    **hyper
+        Estimator hyper-parameters (``epochs``, ``batch_size``, ``lr``, ``n_estimators``...).
+
+    Returns
+    -------
+    Path
+        The run directory.
+    """
+    t_start = time.perf_counter()
+    model = model.lower()
+    feat_name = _features_for(model, features)
+    featurizer = get_featurizer(feat_name)
+    df, source = _as_frame(data, formula_col, target_col)
+    cleaning = None
+    if clean:
+        df, cleaning = clean_dataset(df)
+    init_pred = None
+    if init is not None:
+        init_pred = load_run(init)
+        if init_pred.config["model"] != model:
+            raise MatdiscoError(
+                f"--init run {init} is a {init_pred.config['model']!r} model, not {model!r}"
+            )
+        if init_pred.config["features"] != featurizer.to_dict():
+            raise MatdiscoError(f"--init run {init} uses different input features")
+        if model == "rf":
+            raise MatdiscoError("transfer learning (--init) needs a neural model, not rf")
+
+    holdout = list(holdout or [])
+    hold_mask = np.zeros(len(df), dtype=bool)
+    for system in holdout:
+        hold_mask |= in_system_mask(df["formula"], system)
+    test_df = None
+    if test is not None:
+        test_df, _ = _as_frame(test, formula_col, target_col)
+    if holdout and not hold_mask.any() and (
+        test_df is None or not any(in_system_mask(test_df["formula"], s).any() for s in holdout)
+    ):
+        raise MatdiscoError(f"no compound of holdout systems {holdout} in the data")
+
+    X_all = featurizer.transform(df["formula"].tolist())
+    y_all = df["target"].to_numpy(dtype=np.float32)
+    train_pool = np.flatnonzero(~hold_mask)
+
+    # the splits: list of (member name, train idx into df, eval rows)
+    splits: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+    if cv:
+        for i, (tr, te) in enumerate(kfold_indices(len(train_pool), int(cv), seed)):
+            splits.append((f"fold_{i}", train_pool[tr], train_pool[te]))
+    else:
+        splits.append(("model", train_pool, None))
+
+    config: dict[str, Any] = {
+        "task": "property",
+        "model": model,
+        "features": featurizer.to_dict(),
+        "n_features": featurizer.n_features,
+        "data": {"source": source, "rows": int(len(df)), "cleaning": cleaning,
+                 "formula_col": formula_col, "target_col": target_col},
+        "split": {"cv": cv, "test": None if test is None else str(test) if not
+                  isinstance(test, pd.DataFrame) else "<DataFrame>",
+                  "holdout": holdout, "n_holdout_rows": int(hold_mask.sum()),
+                  "train_fraction": train_fraction},
+        "init": None if init is None else str(init),
+        "seed": seed,
+        "hyper": {k: v for k, v in hyper.items()},
+        "members": [name + ".safetensors" for name, _, _ in splits],
+    }
+    est0 = make_estimator(model, feat_name, seed=seed, **hyper)
+    config["estimator"] = est0.get_params()
+    # every input is validated above: only now is anything written
+    run = RunDir(out)
+    run.write_config(config)
+
+    oof = np.full(len(df), np.nan)
+    fold_of = np.full(len(df), -1)
+    members = []
+    fold_metrics = []
+    train_time = 0.0
+    n_seen = 0
+    rng = np.random.default_rng(seed + 1)
+    for k, (name, tr, te) in enumerate(splits):
+        wpath = run / f"{name}.safetensors"
+        if train_fraction < 1.0:
+            tr = np.sort(rng.choice(tr, size=max(2, int(round(train_fraction * len(tr)))),
+                                    replace=False))
+        est = make_estimator(model, feat_name, seed=seed + k, **hyper)
+        if resume and wpath.exists():
+            est = _member_from_tensors(model, load_weights(wpath), featurizer.n_features,
+                                       str(wpath), hyper)
+        else:
+            t0 = time.perf_counter()
+            init_t = init_pred.members[0].state_tensors() if init_pred is not None else None
+            if model == "rf":
+                est.fit(X_all[tr], y_all[tr])
+            else:
+                est.fit(X_all[tr], y_all[tr], init=init_t, run_dir=run.path,
+                        checkpoint_name=f"checkpoint_{name}", resume=resume)
+            train_time += time.perf_counter() - t0
+            n_seen += len(tr) * (len(getattr(est, "history_", [])) or 1)
+            run.save_weights(name, est.state_tensors())
+            ck = run / f"checkpoint_{name}.safetensors"
+            if ck.exists():
+                ck.unlink()
+        members.append(est)
+        if te is not None:
+            oof[te] = est.predict(X_all[te])
+            fold_of[te] = k
+            fold_metrics.append(regression_metrics(y_all[te], oof[te]))
+
+    predictor = PropertyPredictor(featurizer, members, config)
+    metrics: dict[str, Any] = {"model": model, "features": feat_name,
+                               "n_train_rows": int(len(train_pool)),
+                               "train_seconds": train_time}
+    if n_seen and train_time > 0 and model != "rf":
+        metrics["train_samples_per_s"] = n_seen / train_time
+    tables = []
+    if cv:
+        m = ~np.isnan(oof)
+        metrics["cv"] = regression_metrics(y_all[m], oof[m])
+        metrics["cv"]["folds"] = int(cv)
+        metrics["cv"]["mae_fold_std"] = float(np.std([f["mae"] for f in fold_metrics]))
+        metrics["cv"]["per_fold"] = fold_metrics
+        tables.append(pd.DataFrame({"formula": df["formula"][m], "target": y_all[m],
+                                    "prediction": oof[m], "fold": fold_of[m],
+                                    "split": "cv"}))
+    if test_df is not None:
+        X_test = featurizer.transform(test_df["formula"].tolist())
+        t0 = time.perf_counter()
+        mean, std = predictor.predict_features(X_test)
+        dt = time.perf_counter() - t0
+        metrics["test"] = regression_metrics(test_df["target"].to_numpy(), mean)
+        metrics["test"]["n"] = int(len(test_df))
+        metrics["predict_per_s"] = len(test_df) / dt if dt > 0 else None
+        tables.append(pd.DataFrame({"formula": test_df["formula"], "target": test_df["target"],
+                                    "prediction": mean, "std": std, "split": "test"}))
+    if holdout:
+        metrics["holdout"] = {}
+        for system in holdout:
+            parts = [df[in_system_mask(df["formula"], system)]]
+            if test_df is not None:
+                parts.append(test_df[in_system_mask(test_df["formula"], system)])
+            hd = pd.concat(parts, ignore_index=True)
+            hd = hd.loc[~hd["formula"].map(reduced_key).duplicated()]
+            if len(hd) == 0:
+                continue
+            mean, std = predictor.predict(hd["formula"].tolist())
+            metrics["holdout"][system] = regression_metrics(hd["target"].to_numpy(), mean)
+            metrics["holdout"][system]["n"] = int(len(hd))
+            tables.append(pd.DataFrame({"formula": hd["formula"], "target": hd["target"],
+                                        "prediction": mean, "std": std,
+                                        "split": f"holdout_{system}"}))
+    if not tables:
+        mean, std = predictor.predict_features(X_all[train_pool])
+        metrics["train"] = regression_metrics(y_all[train_pool], mean)
+        tables.append(pd.DataFrame({"formula": df["formula"].iloc[train_pool],
+                                    "target": y_all[train_pool], "prediction": mean,
+                                    "std": std, "split": "train"}))
+    preds = pd.concat(tables, ignore_index=True)
+    run.save_table("predictions.csv", preds)
+    metrics["total_seconds"] = time.perf_counter() - t_start
+    hist = [getattr(m, "history_", None) for m in members]
+    if any(hist):
+        metrics["epochs_trained"] = [len(h) if h else 0 for h in hist]
+    run.write_metrics(metrics)
+    write_plots(run, preds)
+    if report:
+        write_report(run)
+    return run.path
+
+
+def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
+                 formula_col: str = "formula") -> Path:
+    """Predict every formula of a CSV/Parquet file; writes ``formula, prediction, std``."""
+    from matdisco._io import write_table
+    from matdisco.data import load_table
+
+    pred = load_run(run_dir)
+    df = load_table(data, formula_col, None, elements=pred.elements)
+    X = pred.featurizer.transform(df["formula"].tolist())
+    mean, std = pred.predict_features(X)
+    res = pd.DataFrame({"formula": df["formula"], "prediction": mean, "std": std})
+    return write_table(out, res)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, formula_col: str = "formula",
+                 target_col: str = "target") -> dict[str, Any]:
+    """Metrics of a trained run on a labelled dataset."""
+    pred = load_run(run_dir)
+    df = load_dataset(str(data), formula_col, target_col)
+    mean, _ = pred.predict(df["formula"].tolist())
+    out = regression_metrics(df["target"].to_numpy(), mean)
+    out["n"] = int(len(df))
+    return out
+
+
+__all__ = ["PropertyPredictor", "encode_fractions", "evaluate_run", "load_run",
+           "make_estimator", "predict_file", "train_property"]

@@ -1,0 +1,145 @@
+"""Network shapes, the trainer (loss goes down, checkpoint/resume), estimators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from matdisco import MatdiscoError
+from matdisco.models import ForestRegressor, NeuralRegressor, build_network, count_parameters
+from matdisco.training import Trainer, TrainerConfig, load_state_checked, set_seed
+
+
+@pytest.mark.parametrize(("arch", "n_linear"), [
+    ("elemnet", 17), ("irnet17", 17), ("irnet24", 24), ("irnet48", 48),
+    ("plain17", 17), ("srnet17", 17),
+])
+def test_architecture_depth_and_shape(arch: str, n_linear: int) -> None:
+    net = build_network(arch, 86)
+    # linear layers of the main path (projections excluded)
+    main = [m for name, m in net.named_modules()
+            if isinstance(m, torch.nn.Linear) and not name.endswith("proj")]
+    assert len(main) == n_linear
+    net.eval()
+    assert net(torch.rand(5, 86)).shape == (5,)
+
+
+def test_elemnet_exact_layout() -> None:
+    net = build_network("elemnet", 86)
+    widths = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [1024] * 4 + [512] * 3 + [256] * 3 + [128] * 3 + [64] * 2 + [32, 1]
+    drops = [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops == pytest.approx([0.2, 0.1, 0.3, 0.2])
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
+
+
+def test_irnet_has_shortcut_per_layer_and_projection() -> None:
+    net = build_network("irnet17", 145)
+    res = [m for m in net.modules() if type(m).__name__ == "_Residual"]
+    assert len(res) == 16
+    projs = [m.proj for m in res if isinstance(m.proj, torch.nn.Linear)]
+    assert len(projs) == 6  # 145->1024, 1024->512, ..., 64->32
+    srnet = build_network("srnet17", 145)
+    assert len([m for m in srnet.modules() if type(m).__name__ == "_Residual"]) == 6
+    assert count_parameters(net) > count_parameters(build_network("plain17", 145))
+
+
+def _toy(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 8, generator=g)
+    return x, (x * torch.arange(8)).sum(1) / 8
+
+
+def test_trainer_lowers_loss_and_writes_history(tmp_path) -> None:
+    x, y = _toy()
+    set_seed(0)
+    net = build_network("irnet17", 8)
+    cfg = TrainerConfig(epochs=6, batch_size=32, lr=1e-3, progress=False, patience=None)
+    hist = Trainer(net, cfg, run_dir=tmp_path).fit((x, y), (x[:64], y[:64]))
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 6
+
+
+def test_early_stopping_restores_best() -> None:
+    x, y = _toy()
+    set_seed(0)
+    net = build_network("mlp", 8, widths=[16])
+    cfg = TrainerConfig(epochs=200, batch_size=64, lr=0.05, progress=False, patience=3,
+                        scheduler="none", optimizer="sgd")
+    tr = Trainer(net, cfg)
+    hist = tr.fit((x, y), (x[:32], -y[:32]))  # validation target unlearnable: stops early
+    assert tr.stopped_early and len(hist) < 200
+    assert tr.evaluate((x[:32], -y[:32]))["loss"] == pytest.approx(tr.best_score, rel=1e-5)
+
+
+def test_checkpoint_resume_is_exact(tmp_path) -> None:
+    x, y = _toy()
+    cfg = dict(epochs=6, batch_size=32, progress=False, patience=None)
+
+    def run(d, stop_at=None, resume=False):
+        set_seed(0)
+        net = build_network("irnet17", 8)
+
+        def boom(tr, logs):
+            if tr.epoch == stop_at:
+                raise KeyboardInterrupt
+
+        Trainer(net, TrainerConfig(**cfg), run_dir=d, callbacks=[boom]).fit(
+            (x, y), (x[:64], y[:64]), resume=resume)
+        return net
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "a", stop_at=3)
+    resumed = run(tmp_path / "a", resume=True)
+    straight = run(tmp_path / "b")
+    for a, b in zip(resumed.state_dict().values(), straight.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_weights_roundtrip_and_mismatch(tmp_path) -> None:
+    from matdisco.training import RunDir
+
+    x, y = _toy(64)
+    est = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [16]}, epochs=3, batch_size=16,
+                          device="cpu").fit(x.numpy(), y.numpy())
+    run = RunDir(tmp_path)
+    path = run.save_weights("m", est.state_tensors())
+    from matdisco.training import load_weights
+
+    est2 = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [16]}).load_state_tensors(
+        load_weights(path))
+    np.testing.assert_allclose(est.predict(x.numpy()), est2.predict(x.numpy()), rtol=1e-6)
+    with pytest.raises(MatdiscoError, match="architecture"):
+        NeuralRegressor(arch="elemnet").load_state_tensors(load_weights(path))
+    with pytest.raises(MatdiscoError, match="input features"):
+        est2.load_state_tensors(load_weights(path), expected_features=9)
+    path.write_bytes(b"garbage" * 10)
+    with pytest.raises(MatdiscoError, match="corrupt"):
+        load_weights(path)
+    with pytest.raises(MatdiscoError, match="shape"):
+        load_state_checked(build_network("mlp", 8, widths=[32]),
+                           run.save_weights("n", est.network_.state_dict()))
+
+
+def test_forest_export_matches_sklearn(tmp_path) -> None:
+    from sklearn.ensemble import RandomForestRegressor
+
+    x, y = _toy(200)
+    X, Y = x.numpy(), y.numpy()
+    f = ForestRegressor(n_estimators=5, n_jobs=1, seed=3).fit(X, Y)
+    ref = RandomForestRegressor(n_estimators=5, max_features=1.0, random_state=3).fit(X, Y)
+    np.testing.assert_allclose(f.predict(X), ref.predict(X), rtol=1e-5)
+    g = ForestRegressor().load_state_tensors(f.state_tensors())
+    np.testing.assert_allclose(g.predict(X), f.predict(X))
+    bad = f.state_tensors()
+    bad["rf.left"] = bad["rf.left"] + 10**6
+    with pytest.raises(MatdiscoError, match="corrupt"):
+        ForestRegressor().load_state_tensors(bad)
+
+
+def test_estimator_rejects_nan() -> None:
+    with pytest.raises(MatdiscoError, match="row 1"):
+        NeuralRegressor().fit(np.array([[0.0], [np.nan]]), np.array([1.0, 2.0]))
+    with pytest.raises(MatdiscoError, match="target row 0"):
+        NeuralRegressor().fit(np.array([[0.0], [1.0]]), np.array([np.inf, 2.0]))

@@ -1,0 +1,109 @@
+"""Property workflow: CV, fixed test, holdout, transfer, predict, CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from matdisco import MatdiscoError
+from matdisco.cli import app
+from matdisco.property import load_run, train_property
+
+FAST = dict(epochs=2, batch_size=16, patience=None, device="cpu")
+
+
+def test_cv_run_directory(tiny_df: pd.DataFrame, tmp_path) -> None:
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", cv=3, **FAST)
+    for name in ("config.json", "metrics.json", "predictions.csv", "parity.png",
+                 "error_cdf.png", "report.html", "fold_0.safetensors", "fold_2.safetensors"):
+        assert (run / name).exists(), name
+    assert not list(run.glob("checkpoint*"))
+    met = json.loads((run / "metrics.json").read_text())
+    assert met["cv"]["n"] == len(tiny_df) and len(met["cv"]["per_fold"]) == 3
+    preds = pd.read_csv(run / "predictions.csv")
+    assert sorted(preds["fold"].unique()) == [0, 1, 2]
+    pred = load_run(run)
+    mean, std = pred.predict(["Fe2O3", "NaCl"])
+    assert mean.shape == (2,) and (std > 0).all()  # spread over 3 fold members
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["features"]["elements"][:3] == ["H", "Li", "Be"]
+
+
+def test_rf_and_holdout(tiny_df: pd.DataFrame, tmp_path) -> None:
+    df = pd.concat([tiny_df, pd.DataFrame({"formula": ["TiO2", "Ti2O3"],
+                                           "target": [-3.2, -3.1]})], ignore_index=True)
+    run = train_property(df, model="rf", out=tmp_path / "rf", holdout=["Ti-O"],
+                         n_estimators=10, n_jobs=1)
+    met = json.loads((run / "metrics.json").read_text())
+    assert met["holdout"]["Ti-O"]["n"] == 2
+    assert met["n_train_rows"] == len(df) - 2
+    assert np.isfinite(load_run(run).predict(["TiO"])[0]).all()
+
+
+def test_transfer_initialises_from_source(tiny_df: pd.DataFrame, tmp_path) -> None:
+    src = train_property(tiny_df, model="mlp", out=tmp_path / "src", epochs=5, batch_size=16,
+                         device="cpu", patience=None)
+    # zero epochs of fine-tuning: the transferred model must equal the source
+    tl = train_property(tiny_df.iloc[:30], model="mlp", out=tmp_path / "tl", init=src,
+                        epochs=0, device="cpu")
+    a = load_run(src).predict(["Fe2O3", "MgO"])[0]
+    b = load_run(tl).predict(["Fe2O3", "MgO"])[0]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(MatdiscoError, match="not 'elemnet'"):
+        train_property(tiny_df, model="elemnet", out=tmp_path / "bad", init=src, **FAST)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_fixed_test_file_and_predict_cli(tiny_df: pd.DataFrame, tmp_path) -> None:
+    test = tmp_path / "test.csv"
+    tiny_df.iloc[:10].to_csv(test, index=False)
+    train_csv = tmp_path / "train.csv"
+    tiny_df.iloc[10:].to_csv(train_csv, index=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", str(train_csv), "--model", "mlp", "--test",
+                              str(test), "--out", str(tmp_path / "run"), "--epochs", "2",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "test: MAE" in res.output
+    forms = tmp_path / "f.csv"
+    forms.write_text("formula\nFe2O3\nLiCoO2\n")
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), str(forms), "--out",
+                              str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert out.columns.tolist() == ["formula", "prediction", "std"] and len(out) == 2
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), str(test)])
+    assert res.exit_code == 0 and '"mae"' in res.output
+    res = runner.invoke(app, ["report", str(tmp_path / "run")])
+    assert res.exit_code == 0 and (tmp_path / "run" / "report.html").exists()
+
+
+def test_cli_bad_input_leaves_nothing(tmp_path) -> None:
+    runner = CliRunner()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("formula,target\nFe2O3,-1.0\nFe2Zz3,-1.0\n")
+    res = runner.invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "row 1" in res.output and "Zz" in res.output
+    assert not (tmp_path / "run").exists()
+    forms = tmp_path / "f.csv"
+    forms.write_text("formula\nFe2O3\n-NaCl\n")
+    res = runner.invoke(app, ["predict", str(tmp_path / "nope"), str(forms), "--out",
+                              str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and not (tmp_path / "p.csv").exists()
+
+
+def test_load_run_refuses_tampered_weights(tiny_df: pd.DataFrame, tmp_path) -> None:
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", **FAST)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["model"] = "elemnet"
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MatdiscoError, match="architecture"):
+        load_run(run)
+    (run / "model.safetensors").write_bytes(b"\x00" * 32)
+    with pytest.raises(MatdiscoError, match="corrupt"):
+        load_run(run)
