@@ -38,11 +38,13 @@ from matdisco.property import train_property  # noqa: E402
 HOLDOUT = ["Ti-O", "Na-Fe-Mn-O"]
 
 OQMD_MODELS = {
-    "elemnet": dict(model="elemnet", epochs=70, batch_size=256, lr=7e-4, patience=20),
-    "irnet17": dict(model="irnet17", features="magpie", epochs=50, batch_size=256, lr=1e-3,
-                    patience=15),
-    "irnet48": dict(model="irnet48", features="magpie", epochs=30, batch_size=256, lr=1e-3,
-                    patience=10),
+    # full cosine schedules (no early stop; the best validation epoch is restored): the
+    # validation loss of these deep nets is noisy until the learning rate has decayed
+    "elemnet": dict(model="elemnet", epochs=60, batch_size=256, lr=4e-4, patience=None),
+    "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
+                    patience=None),
+    "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
+                    patience=None),
     "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
     "rf_phys": dict(model="rf", features="magpie", n_estimators=100),
 }
