@@ -120,6 +120,7 @@ class ScreenResult:
     compositions: int
     seconds: float
     chunks_this_run: int
+    compositions_this_run: int = 0
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -257,6 +258,7 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
             on_chunk(cid, rows)
 
     done_now = 0
+    before = set(completed)
     try:
         if scheduler is None and workers is None:
             for cid in pending:
@@ -273,6 +275,8 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
                         rows_written=sum(completed.values()),
                         compositions=sum(len(space.chunk(c)) for c in completed),
                         seconds=time.perf_counter() - t0, chunks_this_run=done_now,
+                        compositions_this_run=sum(len(space.chunk(c)) for c in completed
+                                                  if c not in before),
                         manifest=manifest)
 
 

@@ -1,0 +1,243 @@
+"""``matdisco screen``: enumerate, predict at scale, and analyse stability."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from matdisco import MatdiscoError
+
+app = typer.Typer(help="Combinatorial screening of compositions: count the space, predict it "
+                  "(resumable, in-process or Dask), and find candidates below the known "
+                  "convex hull.", no_args_is_help=True)
+
+
+def _fail(exc: MatdiscoError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _space(elements: str | None, exclude: str | None, must_contain: str | None,
+           arity: str, max_atoms: int, chunk_size: int, universe: tuple[str, ...] | None = None
+           ) -> object:
+    from matdisco.screening import CompositionSpace
+
+    try:
+        ar: int | list[int] = int(arity)
+    except ValueError:
+        try:
+            ar = [int(a) for a in arity.replace(",", " ").split()]
+        except ValueError:
+            raise MatdiscoError(f"--arity must be an integer or a list like 2,3; got {arity!r}"
+                                ) from None
+    kwargs = {}
+    if universe is not None:
+        kwargs["universe"] = universe
+    return CompositionSpace(elements=elements, exclude=exclude, must_contain=must_contain,
+                            arities=ar, max_atoms=max_atoms, chunk_size=chunk_size, **kwargs)
+
+
+ELEMENTS_HELP = "Elements or groups (3d, 4d, 5d, alkali, halogens, ...), comma separated; " \
+    "default: the 86 ElemNet elements."
+
+
+@app.command()
+def count(
+    elements: str = typer.Option(None, help=ELEMENTS_HELP),
+    exclude: str = typer.Option(None, help="Elements or groups to leave out."),
+    must_contain: str = typer.Option(None, help="Every composition contains all of these."),
+    arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
+    max_atoms: int = typer.Option(10, help="Max total atoms w+x+y+z of the reduced formula."),
+    chunk_size: int = typer.Option(1_000_000, help="Compositions per chunk."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Exact size of a composition space, computed without enumerating it."""
+    try:
+        sp = _space(elements, exclude, must_contain, arity, max_atoms, chunk_size)
+    except MatdiscoError as exc:
+        _fail(exc)
+    by = sp.count_by_arity()  # type: ignore[attr-defined]
+    info = {"total": len(sp), "by_arity": by, "n_elements": len(sp.allowed),  # type: ignore
+            "n_chunks": sp.n_chunks}  # type: ignore[attr-defined]
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    for k, n in by.items():
+        typer.echo(f"arity {k}: {n:,}")
+    typer.echo(f"total: {len(sp):,} compositions in {sp.n_chunks:,} chunks")  # type: ignore
+
+
+@app.command()
+def run(
+    model: list[Path] = typer.Option(..., help="Model run directory (repeat for an ensemble)."),
+    out: Path = typer.Option(..., help="Output folder (resumed if it exists)."),
+    elements: str = typer.Option(None, help=ELEMENTS_HELP),
+    exclude: str = typer.Option(None, help="Elements or groups to leave out."),
+    must_contain: str = typer.Option(None, help="Every composition contains all of these."),
+    arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
+    max_atoms: int = typer.Option(10, help="Max total atoms of the reduced formula."),
+    chunk_size: int = typer.Option(1_000_000, help="Compositions per chunk (resume unit)."),
+    batch_size: int = typer.Option(65536, help="Rows per model call."),
+    keep_below: float = typer.Option(None, help="Only write rows predicted <= this value."),
+    threads: int = typer.Option(None, help="torch threads (per worker with Dask)."),
+    scheduler: str = typer.Option(None, help="Dask scheduler address tcp://host:port."),
+    workers: int = typer.Option(None, help="Start a Dask LocalCluster with N workers."),
+    jit: bool = typer.Option(False, help="TorchScript-trace the networks."),
+    max_chunks: int = typer.Option(None, help="Stop after N chunks (resumable)."),
+    progress: bool = typer.Option(True, help="Progress bar."),
+) -> None:
+    """Predict every composition of a space into a partitioned Parquet dataset."""
+    from matdisco.screening.run import screen
+
+    try:
+        sp = _space(elements, exclude, must_contain, arity, max_atoms, chunk_size)
+        res = screen(sp, [str(m) for m in model], out, batch_size=batch_size,  # type: ignore
+                     keep_below=keep_below, threads=threads, scheduler=scheduler,
+                     workers=workers, jit=jit, max_chunks=max_chunks, progress=progress)
+    except MatdiscoError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: completed chunks are recorded in {out}/manifest.json; "
+                   "run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    rate = res.compositions_this_run / res.seconds if res.seconds > 0 else float("nan")
+    typer.echo(f"{res.completed}/{res.n_chunks} chunks done ({res.chunks_this_run} now), "
+               f"{res.rows_written:,} rows written, {rate:,.0f} compositions/s this run")
+
+
+@app.command()
+def hull(
+    results: Path = typer.Option(..., help="Screening output folder."),
+    references: Path = typer.Option(None, help="Reference formation enthalpies (formula,target)"
+                                    "; default: OQMD val+test of the shared data."),
+    out: Path = typer.Option(..., help="Folder for candidates.parquet, summary.csv, "
+                             "summary.json."),
+    threshold: float = typer.Option(0.2, help="Keep candidates this far below the hull "
+                                    "(eV/atom)."),
+    top: int = typer.Option(3, help="Examples per system."),
+) -> None:
+    """Candidates predicted at least THRESHOLD below the known hull, summarised per system."""
+    from matdisco._io import write_json, write_table
+    from matdisco.screening.hull import analyse_screen
+
+    try:
+        refs = _references(references)
+        stable, per, totals = analyse_screen(results, refs, threshold, top)
+    except MatdiscoError as exc:
+        _fail(exc)
+    write_table(out / "candidates.parquet", stable)
+    write_table(out / "summary.csv", per)
+    write_json(out / "summary.json", {"threshold": threshold, "totals": totals,
+                                      "n_systems": len(per)})
+    typer.echo(f"{len(stable):,} candidates: {totals}")
+    typer.echo(per.head(20).to_string(index=False))
+
+
+def _references(path: Path | None) -> object:
+    import pandas as pd
+
+    from matdisco.data import shared_data_dir
+    from matdisco.screening.hull import load_references
+
+    if path is not None:
+        return load_references(path)
+    d = shared_data_dir()
+    if d is None:
+        raise MatdiscoError("no --references given and no shared OQMD data found")
+    frames = [pd.read_csv(d / "oqmd_formation_enthalpy" / f) for f in ("val.csv", "test.csv")]
+    return load_references(pd.concat(frames, ignore_index=True))
+
+
+@app.command()
+def plot(
+    system: str = typer.Argument(..., help="Chemical system, e.g. Ti-O or Fe-Ni-O."),
+    model: list[str] = typer.Option(..., help="NAME=RUN_DIR (repeat for several models)."),
+    out: Path = typer.Option(..., help="Output PNG."),
+    references: Path = typer.Option(None, help="Reference formation enthalpies."),
+    max_atoms: int = typer.Option(None, help="Grid density (max atoms per formula)."),
+) -> None:
+    """Known and predicted convex hulls of a binary or ternary system."""
+    from matdisco._io import save_figure
+    from matdisco.screening.hull import ReferenceHulls, plot_phase_diagram
+
+    try:
+        models = _named_models(model)
+        hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
+        fig = plot_phase_diagram(system, hulls, models, max_atoms)
+    except MatdiscoError as exc:
+        _fail(exc)
+    save_figure(out, fig)
+    typer.echo(f"wrote {out}")
+
+
+def _named_models(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise MatdiscoError(f"--model {it!r}: expected NAME=RUN_DIR")
+        name, path = it.split("=", 1)
+        out[name] = path
+    return out
+
+
+@app.command()
+def holdout(
+    system: list[str] = typer.Option(..., help="Held-out system (repeat), e.g. Ti-O."),
+    model: list[str] = typer.Option(..., help="NAME=RUN_DIR of models trained without it."),
+    references: Path = typer.Option(None, help="Reference formation enthalpies."),
+    tol: float = typer.Option(0.05, help="Fraction tolerance to a known hull compound."),
+    max_atoms: int = typer.Option(None, help="Grid density."),
+    out: Path = typer.Option(None, help="Write the counts as JSON."),
+) -> None:
+    """Count spurious stable predictions in held-out systems (ElemNet holdout test)."""
+    from matdisco._io import write_json
+    from matdisco.screening.hull import ReferenceHulls, spurious_stable
+
+    try:
+        models = _named_models(model)
+        hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
+        res = [{"model": name, **spurious_stable(path, hulls, s, max_atoms, tol)}
+               for s in system for name, path in models.items()]
+    except MatdiscoError as exc:
+        _fail(exc)
+    for r in res:
+        typer.echo(f"{r['system']:>12} {r['model']:>10}: {r['n_spurious']} spurious of "
+                   f"{r['n_predicted_stable']} predicted stable "
+                   f"({r['n_known_stable']} known stable)")
+    if out is not None:
+        write_json(out, res)
+
+
+@app.command()
+def distill(
+    teacher: list[Path] = typer.Option(..., help="Teacher run directory (repeat: ensemble)."),
+    out: Path = typer.Option(..., help="Run directory of the student."),
+    train: Path = typer.Option(None, help="Real compositions to include (formula column)."),
+    n_synthetic: int = typer.Option(100_000, help="Compositions sampled from the space."),
+    widths: str = typer.Option("256,128,64", help="Hidden widths of the student MLP."),
+    epochs: int = typer.Option(30),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a small fast MLP to reproduce a model (the fast screening path)."""
+    import pandas as pd
+
+    from matdisco.data import encode_fractions
+    from matdisco.screening.distill import distill as _distill
+    from matdisco.screening.models import load_model
+
+    try:
+        t = load_model([str(p) for p in teacher])
+        real = None
+        if train is not None:
+            df = pd.read_csv(train)
+            if "formula" not in df.columns:
+                raise MatdiscoError(f"{train}: missing column 'formula'")
+            real = encode_fractions(df["formula"], t.elements, source=str(train))
+        w = [int(x) for x in widths.replace(",", " ").split()]
+        _distill([str(p) for p in teacher], out, real_fractions=real,
+                 n_synthetic=n_synthetic, widths=w, epochs=epochs, seed=seed, progress=True)
+    except (MatdiscoError, ValueError) as exc:
+        _fail(exc if isinstance(exc, MatdiscoError) else MatdiscoError(str(exc)))
+    typer.echo(f"wrote {out}")

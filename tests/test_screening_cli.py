@@ -1,0 +1,78 @@
+"""CLI of the screening domain (its own Typer app)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from matdisco.cli.screen import app
+from matdisco.data import ELEMNET_ELEMENTS
+from matdisco.models import NeuralRegressor
+from matdisco.screening import CompositionSpace
+from matdisco.screening.distill import save_screening_model
+
+runner = CliRunner()
+
+
+def test_count_matches_api():
+    r = runner.invoke(app, ["count", "--elements", "3d,O", "--must-contain", "O",
+                            "--arity", "3", "--max-atoms", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    sp = CompositionSpace(elements="3d O", must_contain="O", arities=3, max_atoms=8)
+    assert info["total"] == len(sp)
+    r = runner.invoke(app, ["count"])
+    assert "446,597,226" in r.output
+
+
+def test_bad_input_exit_code():
+    r = runner.invoke(app, ["count", "--elements", "Fe,Zz"])
+    assert r.exit_code == 2 and "Zz" in r.output
+    r = runner.invoke(app, ["count", "--arity", "7"])
+    assert r.exit_code == 2 and "arity" in r.output
+
+
+def test_run_hull_holdout(tmp_path):
+    sp = CompositionSpace(elements=["Ti", "O", "Fe"], arities=3, max_atoms=6, chunk_size=20)
+    X = sp.fractions(0, len(sp))
+    o = X[:, ELEMNET_ELEMENTS.index("O")]
+    y = -4 * o * (1 - o)
+    m = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [8]}, epochs=2, device="cpu").fit(
+        X, y)
+    model = save_screening_model(tmp_path / "m", [m], ELEMNET_ELEMENTS, [8])
+    out = tmp_path / "out"
+    args = ["run", "--model", str(model), "--out", str(out), "--elements", "Ti,O,Fe",
+            "--arity", "3", "--max-atoms", "6", "--chunk-size", "20", "--no-progress"]
+    r = runner.invoke(app, args + ["--max-chunks", "2"])
+    assert r.exit_code == 0, r.output
+    assert "2/" in r.output
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and f"{sp.n_chunks}/{sp.n_chunks}" in r.output
+    refs = tmp_path / "refs.csv"
+    pd.DataFrame({"formula": ["TiO2", "Fe2O3"], "target": [-3.0, -1.5]}).to_csv(refs,
+                                                                                index=False)
+    r = runner.invoke(app, ["hull", "--results", str(out), "--references", str(refs),
+                            "--out", str(tmp_path / "h"), "--threshold", "0.0"])
+    assert r.exit_code == 0, r.output
+    summ = json.loads((tmp_path / "h" / "summary.json").read_text())
+    cands = pd.read_parquet(tmp_path / "h" / "candidates.parquet")
+    assert sum(summ["totals"].values()) == len(cands)
+    assert (cands["distance"] <= 0).all()
+    r = runner.invoke(app, ["holdout", "--system", "Ti-O", "--model", f"m={model}",
+                            "--references", str(refs), "--out", str(tmp_path / "ho.json")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "ho.json").read_text())
+    assert res[0]["system"] == "O-Ti" and res[0]["known_stable"] == ["TiO2"]
+    r = runner.invoke(app, ["plot", "Ti-O", "--model", f"m={model}", "--references",
+                            str(refs), "--out", str(tmp_path / "p.png")])
+    assert r.exit_code == 0 and (tmp_path / "p.png").stat().st_size > 1000
+    bad = tmp_path / "bad.csv"
+    bad.write_text("formula,energy\nFeO,1\n")
+    r = runner.invoke(app, ["hull", "--results", str(out), "--references", str(bad),
+                            "--out", str(tmp_path / "h2")])
+    assert r.exit_code == 2 and "missing column" in r.output
+    assert not (tmp_path / "h2").exists()
+    assert np.isfinite(cands["predicted"]).all()
