@@ -1,0 +1,164 @@
+"""Tests of imitation refinement: networks, losses, estimators, metrics, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from matdisco import MatdiscoError
+from matdisco.refine import (
+    ImitationRefiner,
+    SignalClassifier,
+    UNet,
+    build_classifier,
+    kl_discrepancy,
+    prediction_loss,
+    prototype_loss,
+    regularization_loss,
+    signal_distances,
+    wavelet_denoise,
+)
+
+torch.set_num_threads(1)
+L = 200
+
+
+def _toy(n: int, seed: int = 0, noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: one peak near 25% of the grid; class 1: one peak near 75%."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(L)
+    y = rng.integers(0, 2, n)
+    c = np.where(y == 0, 50, 150) + rng.integers(-5, 6, n)
+    X = np.exp(-0.5 * ((t[None] - c[:, None]) / 3.0) ** 2)
+    X = np.clip(X + noise * rng.normal(size=X.shape), 0, None)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("arch", ["cnn1d", "lstm", "densenet1d"])
+def test_classifiers_shapes(arch: str) -> None:
+    kw = {"n_segments": 20} if arch == "lstm" else {}
+    m = build_classifier(arch, L, 3, **kw)
+    x = torch.rand(4, L)
+    assert m(x).shape == (4, 3)
+    assert m.embed(x).shape[0] == 4 and len(m.features(x)) >= 1
+    with pytest.raises(MatdiscoError, match="divisible"):
+        build_classifier("lstm", 2001, 2)
+
+
+def test_unet_starts_as_identity() -> None:
+    x = torch.rand(3, 100)
+    assert torch.allclose(UNet(1, (4, 8))(x), x)
+    img = torch.rand(2, 784)
+    assert torch.allclose(UNet(2, (4, 8))(img), img)
+
+
+def test_losses() -> None:
+    confident = torch.tensor([[10.0, -10.0]])
+    unsure = torch.tensor([[0.0, 0.0]])
+    assert prediction_loss(confident) < prediction_loss(unsure)
+    assert prediction_loss(confident, torch.tensor([0])) < 1e-3
+    protos = torch.tensor([[0.0, 0.0], [5.0, 5.0]])
+    e = torch.tensor([[0.1, 0.0]])
+    assert prototype_loss(e, protos, torch.tensor([0])) < prototype_loss(e, protos,
+                                                                        torch.tensor([1]))
+    x = torch.ones(2, 5)
+    assert regularization_loss(x, x) == 0
+    assert regularization_loss(x, x + 1, p=2) == pytest.approx(1.0)
+    prior = torch.tensor([0.5, 0.5])
+    assert kl_discrepancy(torch.tensor([[5.0, -5.0]] * 4), prior) > \
+        kl_discrepancy(torch.tensor([[5.0, -5.0], [-5.0, 5.0]] * 2), prior)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> SignalClassifier:
+    X, y = _toy(240)
+    return SignalClassifier(arch="cnn1d", epochs=6, batch_size=32, lr=3e-3, seed=0,
+                            arch_kwargs={"channels": (4, 8)}).fit(X, y)
+
+
+def test_classifier_learns_and_roundtrips(fitted: SignalClassifier, tmp_path) -> None:
+    X, y = _toy(60, seed=1)
+    assert fitted.score(X, y) > 0.9
+    fitted.save(tmp_path / "clf")
+    again = SignalClassifier.load(tmp_path / "clf")
+    assert np.allclose(again.predict_proba(X), fitted.predict_proba(X), atol=1e-5)
+    assert again.fingerprint == fitted.fingerprint
+    with pytest.raises(MatdiscoError, match="length"):
+        fitted.predict(np.ones((2, L + 1)))
+    bad = X.copy()
+    bad[3, 7] = np.nan
+    with pytest.raises(MatdiscoError, match="row 3"):
+        fitted.predict(bad)
+
+
+def test_prototypical_classifier() -> None:
+    X, y = _toy(200)
+    clf = SignalClassifier(arch="cnn1d", prototypical=True, epochs=6, batch_size=32, lr=3e-3,
+                           arch_kwargs={"channels": (4, 8)}).fit(X, y)
+    assert bool(clf.model_.initialized.all())
+    Xt, yt = _toy(60, seed=2)
+    assert clf.score(Xt, yt) > 0.85
+
+
+def test_targeted_refiner_moves_signals_towards_target(fitted: SignalClassifier,
+                                                       tmp_path) -> None:
+    X, y = _toy(64, seed=3)
+    X1 = X[y == 1]
+    target = np.zeros(len(X1), np.int64)  # push class-1 signals to class 0
+    before = (fitted.predict(X1) == 0).mean()
+    ref = ImitationRefiner(fitted, lam=1.0, beta=0.1, channels=(4, 8), epochs=15,
+                           batch_size=16, lr=3e-3).fit(X1, target)
+    R = ref.transform(X1)
+    after = (fitted.predict(R) == 0).mean()
+    assert after > before + 0.5
+    assert (R >= 0).all()
+    ref.save(tmp_path / "ref")
+    loaded = ImitationRefiner.load(tmp_path / "ref")
+    assert np.allclose(loaded.transform(X1), R, atol=1e-5)
+    other = SignalClassifier(arch="cnn1d", epochs=1, seed=5,
+                             arch_kwargs={"channels": (4, 8)}).fit(*_toy(40))
+    with pytest.raises(MatdiscoError, match="different classifier"):
+        ImitationRefiner.load(tmp_path / "ref", classifier=other)
+    with pytest.raises(MatdiscoError, match="negative"):
+        ref.transform(X1 - 2.0)
+    with pytest.raises(MatdiscoError, match="prototypical"):
+        ImitationRefiner(fitted, alpha=1.0).fit(X1)
+
+
+def test_metrics_and_wavelet() -> None:
+    X, _ = _toy(5)
+    d = signal_distances(X, X)
+    assert np.allclose(d["l1"], 0) and np.allclose(d["ncc"], 1) and np.allclose(d["kl"], 0)
+    noisy, _ = _toy(5, noise=0.05)
+    clean, _ = _toy(5)
+    den = wavelet_denoise(noisy)
+    assert signal_distances(den, clean)["l2"].mean() < signal_distances(noisy, clean)["l2"].mean()
+
+
+def test_cli_train_apply_evaluate(tmp_path) -> None:
+    from matdisco.cli.refine import app
+
+    X, y = _toy(160)
+    np.savez(tmp_path / "ideal.npz", X=X, y=y)
+    Xi, yi = _toy(32, seed=4, noise=0.02)
+    np.savez(tmp_path / "imp.npz", X=Xi, y=yi, true=_toy(32, seed=4)[0])
+    r = CliRunner().invoke(app, ["train", "--ideal", str(tmp_path / "ideal.npz"),
+                                 "--imperfect", str(tmp_path / "imp.npz"),
+                                 "--out", str(tmp_path / "run"), "--clf-epochs", "2",
+                                 "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "run"), "--input",
+                                 str(tmp_path / "imp.npz"), "--output",
+                                 str(tmp_path / "out.npz")])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "out.npz")["X"].shape == Xi.shape
+    r = CliRunner().invoke(app, ["evaluate", "--run", str(tmp_path / "run"), "--input",
+                                 str(tmp_path / "imp.npz")])
+    assert r.exit_code == 0 and '"accuracy"' in r.output and '"l1_median"' in r.output
+    np.save(tmp_path / "short.npy", np.ones((2, L - 1), np.float32))
+    r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "run"), "--input",
+                                 str(tmp_path / "short.npy"), "--output",
+                                 str(tmp_path / "o.npy")])
+    assert r.exit_code == 2 and "length" in r.output

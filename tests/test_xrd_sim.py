@@ -1,0 +1,119 @@
+"""Tests of the 1D XRD simulation layer and phase mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from matdisco import MatdiscoError, xrd
+
+
+@pytest.fixture(scope="module")
+def al() -> Structure:
+    return Structure(Lattice.cubic(4.05), ["Al"] * 4,
+                     [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+def test_simulate_pattern_fcc_peaks(al: Structure) -> None:
+    grid = xrd.default_two_theta()
+    p = xrd.simulate_pattern(al, two_theta=grid)
+    assert p.shape == (2000,) and p.max() == pytest.approx(1.0) and p.min() >= 0
+    # Al (111) at 2θ ≈ 38.5° with Cu Kα is the strongest reflection
+    assert abs(grid[np.argmax(p)] - 38.5) < 0.3
+
+
+def test_strain_shifts_peaks_down(al: Structure) -> None:
+    pk = xrd.peak_list(al)
+    assert pk.crystal_system == "cubic"
+    grid = xrd.default_two_theta()
+    a = xrd.render_peaks(pk, grid)
+    b = xrd.render_peaks(pk, grid, strain=0.01)  # larger lattice -> lower angles
+    assert grid[np.argmax(b)] < grid[np.argmax(a)]
+    assert xrd.caglioti_fwhm(np.array([30.0, 70.0]))[1] > xrd.caglioti_fwhm(np.array([30.0]))[0]
+
+
+def test_validate_signals_errors() -> None:
+    with pytest.raises(MatdiscoError, match="row 1 .*NaN"):
+        xrd.validate_signals(np.array([[1.0, 2.0], [np.nan, 1.0]]))
+    with pytest.raises(MatdiscoError, match="negative"):
+        xrd.validate_signals(np.array([[1.0, -2.0]]))
+    with pytest.raises(MatdiscoError, match="length 3"):
+        xrd.validate_signals(np.ones((2, 3)), length=2000)
+    g = xrd.default_two_theta(100)
+    with pytest.raises(MatdiscoError, match="grid"):
+        xrd.validate_signals(np.ones((1, 100)), two_theta=g + 1, expected_two_theta=g)
+    with pytest.raises(MatdiscoError):
+        xrd.validate_grid(np.array([10.0, 9.0]))
+
+
+def test_aflow_prototypes_and_decorate() -> None:
+    protos = xrd.aflow_prototypes()
+    assert len(protos) == 288
+    label, s = protos[0]
+    d = xrd.decorate(s, np.random.default_rng(0))
+    assert len(d) == len(s)
+    assert d.lattice.volume > 0
+
+
+def _toy_phases() -> list[xrd.PeakList]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(5):
+        tt = np.sort(rng.uniform(15, 75, 8))
+        out.append(xrd.PeakList(tt, rng.uniform(10, 100, 8), f"p{i}",
+                                xrd.CRYSTAL_SYSTEMS[i % 7]))
+    return out
+
+
+def test_ideal_and_degraded_datasets() -> None:
+    ph = _toy_phases()
+    grid = xrd.default_two_theta(400)
+    X, y = xrd.ideal_dataset(ph, 20, grid, task="purity", seed=0)
+    assert X.shape == (20, 400) and set(y) == {0, 1} and np.allclose(X.max(1), 1)
+    Xc, yc = xrd.ideal_dataset(ph, 10, grid, task="crystal_system")
+    assert yc.max() < 7
+    Xd, yd, C = xrd.degraded_dataset(ph, 6, grid, seed=1)
+    assert Xd.shape == C.shape and (Xd >= 0).all()
+    assert not np.allclose(Xd, C)
+
+
+def test_phasemap_recovers_phases() -> None:
+    ph = _toy_phases()[:3]
+    grid = xrd.default_two_theta(500)
+    lib = xrd.composition_library(ph, 40, grid, seed=0, background=0.0, noise=0.002,
+                                  max_strain=0.0)
+    for method in ("nmf", "gibbs"):
+        res = xrd.phasemap(lib.patterns, 3, method=method)
+        assert res.basis.shape == (3, 500)
+        assign, corr = xrd.match_phases(res.basis, lib.true_phases)
+        assert sorted(assign) == [0, 1, 2]
+        assert np.min(corr) > 0.8
+    with pytest.raises(MatdiscoError, match="n_phases"):
+        xrd.phasemap(lib.patterns, 0)
+    with pytest.raises(MatdiscoError, match="negative"):
+        xrd.phasemap(lib.patterns - 1.0, 2)
+
+
+def test_cli_phasemap(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    ph = _toy_phases()[:3]
+    grid = xrd.default_two_theta(300)
+    lib = xrd.composition_library(ph, 30, grid, seed=1, background=0.0, noise=0.002)
+    np.savez(tmp_path / "lib.npz", **lib.to_npz_dict())
+    r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / "lib.npz"),
+                                 "--n-phases", "3", "--out", str(tmp_path / "pm")])
+    assert r.exit_code == 0, r.output
+    import json
+
+    m = json.loads((tmp_path / "pm" / "metrics.json").read_text())
+    assert sorted(m["assignment"]) == [0, 1, 2]
+    with np.load(tmp_path / "pm" / "phases.npz") as z:
+        assert z["X"].shape == (3, 300)
+    np.save(tmp_path / "bad.npy", np.full((4, 10), np.nan))
+    r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / "bad.npy"),
+                                 "--n-phases", "2", "--out", str(tmp_path / "pm2")])
+    assert r.exit_code == 2 and "NaN" in r.output
