@@ -1,0 +1,132 @@
+"""``matdisco inverse``: inverse-design benchmarks and proposals."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from matdisco import MatdiscoError
+
+app = typer.Typer(help="Inverse design: neural adjoint, tandem, INN, cINN, cVAE, MDN, iPage.",
+                  no_args_is_help=True)
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_target(text: str) -> np.ndarray:
+    try:
+        vals = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError as exc:
+        raise MatdiscoError(f"--target {text!r}: expected comma-separated numbers") from exc
+    if not vals:
+        raise MatdiscoError("--target is empty")
+    return np.asarray(vals)
+
+
+@app.command("tasks")
+def tasks_cmd() -> None:
+    """List the benchmark tasks and the methods."""
+    from matdisco.inverse import METHODS, TASKS
+
+    typer.echo("tasks: " + ", ".join(TASKS))
+    typer.echo("methods: " + ", ".join(METHODS))
+
+
+@app.command("bench")
+def bench_cmd(
+    task: str = typer.Option(..., "--task", "-t", help="sinewave, robotic_arm, ballistics, "
+                             "architecture or mos2"),
+    method: list[str] = typer.Option(..., "--method", "-m",
+                                     help="method name(s); repeat or comma-separate"),
+    seeds: int = typer.Option(5, help="number of seeds (mean +- std)"),
+    n_train: int = typer.Option(10_000, help="training pairs"),
+    n_targets: int = typer.Option(1000, help="targets of the multi-target re-simulation"),
+    t_max: int = typer.Option(100, help="largest T of the r_T curve (T = 1, 10, 100)"),
+    n_single: int = typer.Option(1000, help="proposals for the single target"),
+    epochs: int | None = typer.Option(None, help="override the training epochs"),
+    out: Path = typer.Option(Path("runs/inverse"), help="run directory root"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the records here"),
+) -> None:
+    """Fit methods on a task and measure them by re-simulation."""
+    import torch
+
+    from matdisco._io import write_json
+    from matdisco.inverse.bench import run_benchmark
+    from matdisco.training import environment
+
+    methods = [m.strip() for item in method for m in item.split(",") if m.strip()]
+    ts = tuple(t for t in (1, 10, 100, 1000) if t <= max(1, t_max))
+    try:
+        if n_train <= 1 or n_targets <= 0 or n_single <= 0:
+            raise MatdiscoError("--n-train must be > 1, --n-targets and --n-single > 0")
+        records, details = run_benchmark(task, methods, seeds=seeds, n_train=n_train,
+                                         n_targets=n_targets, ts=ts, n_single=n_single,
+                                         epochs=epochs, run_dir=out, log=typer.echo)
+    except MatdiscoError as exc:
+        _fail(exc)
+        return
+    for r in records:
+        typer.echo(f"{r['task']:>12} {r['method']:>18} {r['metric']:>30} "
+                   f"{r['value']:.4g} +- {r['std']:.2g}")
+    if json_out is not None:
+        write_json(json_out, {
+            "benchmark": "inverse", "command": "matdisco inverse bench ...",
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "machine": {**environment(), "torch_threads": torch.get_num_threads()},
+            "records": records, "details": details})
+        typer.echo(f"wrote {json_out}")
+
+
+@app.command("propose")
+def propose_cmd(
+    task: str = typer.Option(..., "--task", "-t"),
+    method: str = typer.Option("ipage_mlhs", "--method", "-m"),
+    target: str = typer.Option(..., "--target", help="y*, comma-separated for several outputs"),
+    n: int = typer.Option(10, "--n", help="number of proposals"),
+    n_train: int = typer.Option(10_000),
+    epochs: int | None = typer.Option(None),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/inverse/propose"), help="run directory"),
+) -> None:
+    """Fit a method on a task's training set and propose inputs for one target."""
+    import pandas as pd
+
+    from matdisco.inverse.bench import build_solver
+    from matdisco.inverse.evaluation import resimulation_errors
+    from matdisco.inverse.tasks import get_task
+    from matdisco.training import RunDir
+
+    try:
+        if n <= 0:
+            raise MatdiscoError(f"--n must be positive, got {n}")
+        y_star = _parse_target(target)
+        t = get_task(task)
+        if len(y_star) != t.y_dim:
+            raise MatdiscoError(f"--target has {len(y_star)} value(s) but task {t.name} has "
+                                f"{t.y_dim} output(s)")
+        if not np.all(np.isfinite(y_star)):
+            raise MatdiscoError(f"--target {target!r} contains NaN/inf")
+        x, y = t.dataset(n_train, seed=seed)
+        solver = build_solver(method, t, seed, {}, epochs=epochs).fit(x, y)
+        props = solver.propose(y_star, n)
+    except MatdiscoError as exc:
+        _fail(exc)
+        return
+    err = resimulation_errors(t, props, y_star[None, :])
+    rd = RunDir(out)
+    rd.write_config({"task": t.describe(), "method": method, "target": y_star.tolist(),
+                     "n": n, "n_train": n_train, "epochs": epochs, "seed": seed})
+    df = pd.DataFrame(props, columns=[f"x{i}" for i in range(t.x_dim)])
+    df["resim_error"] = err
+    rd.save_table("proposals.csv", df)
+    rd.write_metrics({"resim_mse": float(err.mean()), "seconds": solver.propose_seconds_,
+                      "fit_seconds": solver.fit_seconds_})
+    typer.echo(json.dumps({"resim_mse": float(err.mean()),
+                           "seconds": solver.propose_seconds_, "run_dir": str(rd.path)}))

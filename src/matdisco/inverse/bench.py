@@ -1,0 +1,204 @@
+"""Benchmark runner: fit a method on a task and measure it by re-simulation.
+
+Per seed: training pairs from the task, then ``resim_mse_multi`` (one proposal for each
+of many targets) and the ``r_T`` curve (best of T), ``resim_mse_single`` with the time to
+produce the proposals (``seconds_per_1000``) for the task's single target, and for the
+sinewave ``mode_coverage_25``. Every seed writes a run directory (config, metrics,
+proposals, plots); the aggregate (mean +- std over seeds) is returned as benchmark
+records in the format of ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matdisco import MatdiscoError
+from matdisco.inverse import METHODS, get_solver, get_task
+from matdisco.inverse.base import InverseSolver
+from matdisco.inverse.evaluation import (
+    mode_coverage,
+    plot_arm,
+    plot_r_t,
+    plot_sinewave_solutions,
+    r_t_curve,
+    single_target,
+)
+from matdisco.inverse.tasks import InverseTask
+from matdisco.training import RunDir
+
+_FORWARD_METHODS = ("na", "tandem", "mixture_tandem", "ipage")
+
+
+def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, Any],
+                 epochs: int | None = None, **overrides: Any) -> InverseSolver:
+    """Build a solver for ``task``; reuses a forward surrogate / INN already in ``shared``.
+
+    Methods that need a forward surrogate share one per seed (it is trained once, by the
+    first such method), and the iPage variants share the INN of ``inn``.
+    """
+    if method not in METHODS:
+        raise MatdiscoError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    kw: dict[str, Any] = {"bounds": (task.lower, task.upper), "seed": seed}
+    if epochs is not None:
+        kw["epochs"] = epochs
+        if any(method.startswith(p) for p in _FORWARD_METHODS):
+            kw["forward_epochs"] = epochs
+    if any(method.startswith(p) for p in _FORWARD_METHODS) and "forward" in shared:
+        kw["forward_from"] = shared["forward"]
+    if method.startswith("ipage") and "inn" in shared:
+        kw["inn_from"] = shared["inn"]
+    if method.startswith("ipage") and epochs is not None:
+        kw["inn_params"] = {"epochs": epochs}
+    kw.update(overrides)
+    return get_solver(method, **kw)
+
+
+def _remember(method: str, solver: InverseSolver, shared: dict[str, Any]) -> None:
+    if getattr(solver, "forward_", None) is not None and "forward" not in shared:
+        shared["forward"] = solver
+    if method == "inn":
+        shared.setdefault("inn", solver)
+    if method.startswith("ipage"):
+        shared.setdefault("inn", solver.inn_)  # type: ignore[attr-defined]
+
+
+def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
+             n_train: int = 10_000, n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
+             n_single: int = 1000, n_coverage: int = 25, epochs: int | None = None,
+             run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fit and evaluate one method on one task for one seed; returns its metrics."""
+    x, y = task.dataset(n_train, seed=seed)
+    solver = build_solver(method, task, seed, shared, epochs=epochs)
+    t0 = time.perf_counter()
+    solver.fit(x, y)
+    fit_s = time.perf_counter() - t0
+    _remember(method, solver, shared)
+    targets = task.forward(task.sample_prior(n_targets, seed=100_000 + seed))
+    curve = r_t_curve(solver, task, targets, ts)
+    single = single_target(solver, task, n_single)
+    metrics: dict[str, Any] = {
+        "task": task.name, "method": method, "seed": seed, "n_train": len(x),
+        "n_targets": len(targets), "fit_seconds": fit_s,
+        "resim_mse_multi": curve["r_T"][0],
+        "r_T": dict(zip([str(t) for t in curve["T"]], curve["r_T"], strict=True)),
+        "multi_seconds": curve["seconds"],
+        "resim_mse_single": single["resim_mse_single"],
+        "resim_mse_single_median": single["resim_mse_single_median"],
+        "seconds_per_1000": single["seconds_per_1000"],
+        "single_target": np.asarray(task.single_target).tolist(),
+    }
+    if task.name == "sinewave":
+        y_star = float(task.single_target[0])
+        metrics["mode_coverage_25"] = mode_coverage(solver.propose(y_star, n_coverage),
+                                                    y_star)
+        metrics["mode_coverage_1000"] = mode_coverage(single["x"], y_star)
+    if task.oracle:
+        metrics["oracle"] = True
+        metrics.update(getattr(task, "oracle_holdout", {}))
+    if run_dir is not None:
+        rd = RunDir(Path(run_dir) / task.name / method / f"seed{seed}")
+        rd.write_config({"task": task.describe(), "method": method, "seed": seed,
+                         "params": solver.get_params(), "n_train": len(x),
+                         "n_targets": len(targets), "ts": list(ts), "n_single": n_single})
+        rd.write_metrics(metrics)
+        cols = [f"x{i}" for i in range(task.x_dim)] if task.x_dim <= 16 else None
+        if cols is not None:
+            rd.save_table("proposals_single_target.csv", pd.DataFrame(single["x"], columns=cols))
+        if task.name == "sinewave":
+            rd.save_plot("solutions", plot_sinewave_solutions(
+                single["x"][:500], float(task.single_target[0]), f"{method}, seed {seed}"))
+        if task.name == "robotic_arm":
+            rd.save_plot("arm_configurations", plot_arm(task, single["x"], task.single_target,
+                                                        title=f"{method}, seed {seed}"))
+        metrics["run_dir"] = str(rd.path)
+    metrics["_curve"] = curve
+    return metrics
+
+
+def aggregate(task: InverseTask, method: str, per_seed: list[dict[str, Any]],
+              ts: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Benchmark records (mean and std over seeds) for one task and method."""
+    base = {"task": task.name, "method": method, "seeds": len(per_seed),
+            "n_train": per_seed[0]["n_train"], "n_targets": per_seed[0]["n_targets"]}
+    if task.oracle:
+        base["resimulation"] = "oracle surrogate (extra-trees ensemble), not DFT"
+        base["oracle_holdout_mse"] = per_seed[0].get("oracle_holdout_mse")
+
+    def rec(metric: str, vals: list[float], unit: str, **extra: Any) -> dict[str, Any]:
+        a = np.asarray(vals, dtype=float)
+        return {**base, "metric": metric, "value": float(a.mean()),
+                "std": float(a.std()), "unit": unit, **extra}
+
+    out = [rec("resim_mse_multi", [m["resim_mse_multi"] for m in per_seed], "y^2"),
+           rec("resim_mse_single", [m["resim_mse_single"] for m in per_seed], "y^2",
+               target=per_seed[0]["single_target"]),
+           rec("seconds_per_1000", [m["seconds_per_1000"] for m in per_seed], "s"),
+           rec("fit_seconds", [m["fit_seconds"] for m in per_seed], "s")]
+    for t in ts[1:]:
+        out.append(rec(f"resim_mse_multi_best_of_{t}",
+                       [m["r_T"][str(t)] for m in per_seed], "y^2"))
+    if "mode_coverage_25" in per_seed[0]:
+        out.append(rec("mode_coverage_25",
+                       [m["mode_coverage_25"]["coverage"] for m in per_seed], "fraction",
+                       n_modes=per_seed[0]["mode_coverage_25"]["n_modes"]))
+        out.append(rec("mode_entropy_1000",
+                       [m["mode_coverage_1000"]["mode_entropy"] for m in per_seed],
+                       "normalized entropy"))
+        out.append(rec("mean_pairwise_distance_1000",
+                       [m["mode_coverage_1000"]["mean_pairwise_distance"] for m in per_seed],
+                       "x units"))
+    return out
+
+
+def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: int = 10_000,
+                  n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
+                  n_single: int = 1000, epochs: int | None = None,
+                  run_dir: str | Path | None = None,
+                  log: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run methods on a task over seeds.
+
+    Returns
+    -------
+    records : list of dict
+        Aggregated benchmark records.
+    details : dict
+        Per-seed metrics by method (and ``r_T`` curves).
+    """
+    if int(seeds) <= 0:
+        raise MatdiscoError(f"seeds must be positive, got {seeds}")
+    for m in methods:
+        if m not in METHODS:
+            raise MatdiscoError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}")
+    task = get_task(task_name)
+    if task.oracle:
+        task.fit_oracle()  # type: ignore[attr-defined]
+    # methods sharing trained parts run in an order that trains each part once
+    order = sorted(methods, key=lambda m: (0 if m == "inn" else 1 if m == "na" else 2))
+    per_method: dict[str, list[dict[str, Any]]] = {m: [] for m in order}
+    for seed in range(seeds):
+        shared: dict[str, Any] = {}
+        for m in order:
+            res = run_seed(task, m, seed, shared, n_train=n_train, n_targets=n_targets, ts=ts,
+                           n_single=n_single, epochs=epochs, run_dir=run_dir)
+            if log is not None:
+                log(f"{task.name} {m} seed {seed}: resim_mse_multi={res['resim_mse_multi']:.4g}"
+                    f" single={res['resim_mse_single']:.4g} "
+                    f"s/1000={res['seconds_per_1000']:.3g} fit={res['fit_seconds']:.1f}s")
+            per_method[m].append(res)
+    records: list[dict[str, Any]] = []
+    for m in methods:
+        records += aggregate(task, m, per_method[m], ts)
+    if run_dir is not None:
+        curves = {m: {"T": list(ts), "r_T": list(np.mean([r["_curve"]["r_T"]
+                                                          for r in per_method[m]], axis=0))}
+                  for m in methods}
+        RunDir(Path(run_dir) / task.name).save_plot("r_T_curves", plot_r_t(curves, task.name))
+    for lst in per_method.values():
+        for r in lst:
+            r.pop("_curve", None)
+    return records, {"task": task.describe(), "per_seed": per_method}
