@@ -143,3 +143,31 @@ def test_estimator_rejects_nan() -> None:
         NeuralRegressor().fit(np.array([[0.0], [np.nan]]), np.array([1.0, 2.0]))
     with pytest.raises(MatdiscoError, match="target row 0"):
         NeuralRegressor().fit(np.array([[0.0], [1.0]]), np.array([np.inf, 2.0]))
+
+
+def test_ema_weights_and_resume(tmp_path) -> None:
+    x, y = _toy()
+    cfg = dict(epochs=4, batch_size=32, progress=False, patience=None, ema=0.9)
+
+    def run(d, stop_at=None, resume=False):
+        set_seed(0)
+        net = build_network("irnet17", 8)
+
+        def boom(tr, logs):
+            if tr.epoch == stop_at:
+                raise KeyboardInterrupt
+
+        tr = Trainer(net, TrainerConfig(**cfg), run_dir=d, callbacks=[boom])
+        tr.fit((x, y), (x[:64], y[:64]), resume=resume)
+        return tr
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "a", stop_at=2)
+    resumed = run(tmp_path / "a", resume=True)
+    straight = run(tmp_path / "b")
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    # the restored weights are the averaged ones: they score the best validation loss
+    assert straight.evaluate((x[:64], y[:64]))["loss"] == pytest.approx(straight.best_score,
+                                                                        rel=1e-5)

@@ -53,6 +53,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         Standardize the target for training (predictions are returned in target units).
     loss : {"l1", "mse", "huber"}
         Training loss.
+    ema : float or None
+        Exponential moving average of the weights (see ``TrainerConfig.ema``).
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -63,7 +65,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  patience: int | None = 30, grad_clip: float | None = None, seed: int = 0,
                  device: str = "auto", progress: bool = False, val_fraction: float = 0.1,
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
-                 arch_kwargs: dict | None = None) -> None:
+                 ema: float | None = None, arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
@@ -81,6 +83,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.scale_inputs = scale_inputs
         self.scale_target = scale_target
         self.loss = loss
+        self.ema = ema
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -91,7 +94,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             weight_decay=self.weight_decay, optimizer=self.optimizer,
             scheduler=self.scheduler, warmup_epochs=self.warmup_epochs,
             patience=self.patience, grad_clip=self.grad_clip, seed=self.seed,
-            device=self.device, progress=self.progress,
+            device=self.device, progress=self.progress, ema=self.ema,
         )
 
     def _loss_fn(self) -> torch.nn.Module:

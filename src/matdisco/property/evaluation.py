@@ -37,13 +37,17 @@ def write_plots(run: RunDir, preds: pd.DataFrame) -> list[str]:
 
     names = []
     fig, ax = plt.subplots(figsize=(5, 5))
-    lo = float(min(preds["target"].min(), preds["prediction"].min()))
-    hi = float(max(preds["target"].max(), preds["prediction"].max()))
+    both = np.concatenate([preds["target"].to_numpy(float), preds["prediction"].to_numpy(float)])
+    lo, hi = (float(v) for v in np.percentile(both, [0.05, 99.95]))
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
     for split, g in preds.groupby("split"):
         mae = float(np.abs(g["prediction"] - g["target"]).mean())
         ax.scatter(g["target"], g["prediction"], s=4, alpha=0.5,
                    label=f"{split} (n={len(g)}, MAE={mae:.3f})")
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
     ax.set_xlabel("true")
     ax.set_ylabel("predicted")
     ax.set_title("Parity")

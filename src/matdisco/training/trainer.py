@@ -94,6 +94,10 @@ class TrainerConfig:
         Batch size for validation.
     restore_best : bool
         Load the best weights at the end of training.
+    ema : float or None
+        Keep an exponential moving average of the weights with this decay (e.g. 0.999);
+        validation, early stopping and the final weights then use the averaged weights,
+        which removes most of the epoch-to-epoch noise of deep regressors.
     """
 
     epochs: int = 100
@@ -116,6 +120,7 @@ class TrainerConfig:
     checkpoint_every: int = 1
     eval_batch_size: int = 4096
     restore_best: bool = True
+    ema: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -334,6 +339,8 @@ class Trainer:
         }
         if self._best_state is not None:
             tensors.update({f"best.{k}": v for k, v in self._best_state.items()})
+        if self._ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self._ema.items()})
         otensors, ometa = _flatten_optimizer(self.optimizer.state_dict())
         tensors.update(otensors)
         tensors["rng.torch"] = torch.get_rng_state()
@@ -372,6 +379,9 @@ class Trainer:
         self.model.load_state_dict(model_state)
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self._best_state = best or None
+        ema = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
+        if self._ema is not None and ema:
+            self._ema = ema
         self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         torch.set_rng_state(tensors["rng.torch"])
         self._gen.set_state(tensors["rng.shuffle"])
@@ -393,6 +403,28 @@ class Trainer:
         lines = "".join(json.dumps(h) + "\n" for h in self.history)
         write_text(self.run_dir / f"{self.checkpoint_name.replace('checkpoint', 'history')}.jsonl",
                    lines)
+
+    # ------------------------------------------------------------------ EMA
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        assert self._ema is not None and self.config.ema is not None
+        decay = min(self.config.ema, (1 + self._step) / (10 + self._step))
+        floats_e, floats_m = [], []
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                floats_e.append(self._ema[k])
+                floats_m.append(v)
+            else:
+                self._ema[k].copy_(v)
+        torch._foreach_mul_(floats_e, decay)
+        torch._foreach_add_(floats_e, floats_m, alpha=1 - decay)
+
+    def _swap_in_ema(self) -> dict[str, torch.Tensor] | None:
+        if self._ema is None:
+            return None
+        backup = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self._ema)
+        return backup
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -446,6 +478,9 @@ class Trainer:
         self._plateau_bad = 0
         self._lr_scale = 1.0
         self._best_state: dict[str, torch.Tensor] | None = None
+        self._ema: dict[str, torch.Tensor] | None = None
+        if cfg.ema:
+            self._ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.epoch = 0
         ckpt = self.checkpoint_path
         if resume and ckpt is not None and ckpt.exists():
@@ -487,6 +522,8 @@ class Trainer:
                         )
                     self.optimizer.step()
                     self._step += 1
+                    if self._ema is not None:
+                        self._ema_update()
                     m = len(batch[0])
                     tot += float(loss.detach()) * m
                     n += m
@@ -502,6 +539,7 @@ class Trainer:
                     "samples_per_s": n / dt if dt > 0 else float("nan"),
                 }
                 rec.update({f"train_{k}": v / max(n, 1) for k, v in sums.items()})
+                backup = self._swap_in_ema()
                 if val is not None:
                     rec.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
                 score = rec[monitor]
@@ -514,6 +552,8 @@ class Trainer:
                     )
                 else:
                     self._bad_epochs += 1
+                if backup is not None:
+                    self.model.load_state_dict(backup)
                 if cfg.scheduler == "plateau":
                     if score < self._plateau_best - cfg.min_delta:
                         self._plateau_best, self._plateau_bad = float(score), 0
@@ -545,6 +585,8 @@ class Trainer:
                 bar.close()
         if cfg.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
+        elif self._ema is not None:
+            self.model.load_state_dict(self._ema)
         return self.history
 
     @torch.no_grad()
