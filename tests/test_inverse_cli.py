@@ -1,0 +1,59 @@
+"""The ``matdisco inverse`` CLI (tiny runs)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from matdisco.cli.inverse import app
+
+torch.set_num_threads(1)
+runner = CliRunner()
+
+
+def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
+    out = tmp_path / "runs"
+    js = tmp_path / "res.json"
+    r = runner.invoke(app, ["bench", "--task", "sinewave", "--method", "na,mdn", "--seeds", "1",
+                            "--n-train", "300", "--n-targets", "5", "--t-max", "10",
+                            "--n-single", "25", "--epochs", "3", "--out", str(out),
+                            "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(js.read_text())
+    metrics = {(x["method"], x["metric"]) for x in data["records"]}
+    for m in ("na", "mdn"):
+        for metric in ("resim_mse_multi", "resim_mse_single", "seconds_per_1000",
+                       "mode_coverage_25", "resim_mse_multi_best_of_10"):
+            assert (m, metric) in metrics
+    recs = {(x["method"], x["metric"]): x["value"] for x in data["records"]}
+    # best of 10 proposals is never worse than one proposal
+    assert recs[("na", "resim_mse_multi_best_of_10")] <= recs[("na", "resim_mse_multi")]
+    seed_dir = out / "sinewave" / "na" / "seed0"
+    for name in ("config.json", "metrics.json", "proposals_single_target.csv", "solutions.png"):
+        assert (seed_dir / name).exists(), name
+    assert (out / "sinewave" / "r_T_curves.png").exists()
+
+
+def test_cli_errors(tmp_path) -> None:
+    r = runner.invoke(app, ["bench", "--task", "nope", "--method", "na", "--seeds", "1"])
+    assert r.exit_code == 2 and "unknown task" in r.output
+    r = runner.invoke(app, ["bench", "--task", "sinewave", "--method", "magic", "--seeds", "1"])
+    assert r.exit_code == 2 and "unknown method" in r.output
+    r = runner.invoke(app, ["propose", "--task", "robotic_arm", "--target", "1.5", "--n", "3"])
+    assert r.exit_code == 2 and "2 output" in r.output
+    r = runner.invoke(app, ["propose", "--task", "sinewave", "--target", "nan", "--n", "3"])
+    assert r.exit_code == 2 and "NaN" in r.output
+    r = runner.invoke(app, ["propose", "--task", "sinewave", "--target", "1", "--n", "0"])
+    assert r.exit_code == 2 and "positive" in r.output
+
+
+def test_propose_command(tmp_path) -> None:
+    r = runner.invoke(app, ["propose", "--task", "sinewave", "--method", "mdn", "--target",
+                            "1.2", "--n", "4", "--n-train", "200", "--epochs", "2",
+                            "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.strip().splitlines()[-1])
+    assert res["resim_mse"] >= 0
+    assert (tmp_path / "p" / "proposals.csv").read_text().count("\n") == 5

@@ -1,0 +1,142 @@
+"""Inverse solvers on a tiny one-to-many problem: y = x1 + x2 on [-1, 1]^2."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from matdisco import MatdiscoError
+from matdisco.inverse import (
+    CINN,
+    CVAE,
+    INN,
+    MDN,
+    IPage,
+    MixtureTandem,
+    NeuralAdjoint,
+    TargetRangeWarning,
+    get_solver,
+)
+from matdisco.inverse.flows import InvertibleNet
+
+torch.set_num_threads(1)
+SMALL = {"hidden": 32, "depth": 2, "batch_size": 128, "lr": 3e-3, "seed": 0}
+FWD = {"forward_hidden": 32, "forward_depth": 2, "forward_epochs": 25}
+BOUNDS = (np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+
+
+def f(x: np.ndarray) -> np.ndarray:
+    return (x[:, 0] + x[:, 1])[:, None]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(0).uniform(-1, 1, (600, 2))
+    return x, f(x)
+
+
+@pytest.fixture(scope="module")
+def na(data) -> NeuralAdjoint:
+    return NeuralAdjoint(bounds=BOUNDS, steps=60, step_lr=0.05, **FWD, **SMALL).fit(*data)
+
+
+TARGETS = np.array([[-0.8], [0.0], [0.5], [1.2]])
+
+
+def resim(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((f(x.reshape(-1, 2)).reshape(x.shape[:-1]) - y[:, :1]) ** 2))
+
+
+def random_baseline() -> float:
+    x = np.random.default_rng(1).uniform(-1, 1, (len(TARGETS), 20, 2))
+    return resim(x, TARGETS)
+
+
+def check(solver, factor: float) -> np.ndarray:
+    x = solver.propose_many(TARGETS, 20)
+    assert x.shape == (4, 20, 2)
+    assert np.all(x >= -1) and np.all(x <= 1)
+    err = resim(x, TARGETS)
+    assert err < random_baseline() / factor, (solver.name, err, random_baseline())
+    assert solver.propose_seconds_ is not None and solver.propose_seconds_ > 0
+    return x
+
+
+def test_neural_adjoint_localizes_and_spreads(na) -> None:
+    x = check(na, 20)
+    # many different solutions along the line x1 + x2 = y*
+    assert x[1, :, 0].std() > 0.2
+
+
+def test_tandem_and_mixture(na, data) -> None:
+    t = get_solver("tandem", bounds=BOUNDS, forward_from=na, epochs=25, **SMALL).fit(*data)
+    x = check(t, 5)
+    assert np.allclose(x[:, :1], x[:, 1:2])  # deterministic: one solution per target
+    mix = MixtureTandem(k=3, repulsion=0.05, sigma=0.5, bounds=BOUNDS, forward_from=na,
+                        epochs=25, **SMALL).fit(*data)
+    xm = check(mix, 5)
+    heads = xm[1, :3]
+    d = np.linalg.norm(heads[:, None] - heads[None], axis=-1)[np.triu_indices(3, 1)]
+    assert d.min() > 0.05  # the repulsion keeps the heads apart
+    assert mix.name == "mixture_tandem_k3"
+
+
+def test_mdn_cvae_cinn(data) -> None:
+    for cls, kw in ((MDN, {"n_components": 4}), (CVAE, {}), (CINN, {"n_blocks": 3})):
+        s = cls(bounds=BOUNDS, epochs=30, **kw, **SMALL).fit(*data)
+        check(s, 2)
+
+
+def test_invertible_net_is_invertible() -> None:
+    torch.manual_seed(0)
+    net = InvertibleNet(4, 3, 16, 2, cond_dim=1)
+    for p in net.parameters():  # leave the identity initialisation
+        torch.nn.init.normal_(p, std=0.3)
+    x, c = torch.randn(10, 4), torch.randn(10, 1)
+    with torch.no_grad():
+        z, logdet = net(x, c)
+    assert not torch.allclose(z, x)
+    assert torch.allclose(net.inverse(z, c), x, atol=1e-4)
+    jac = torch.autograd.functional.jacobian(lambda v: net(v[None], c[:1])[0][0], x[0])
+    assert float(torch.linalg.slogdet(jac)[1]) == pytest.approx(logdet[0].item(), abs=1e-4)
+
+
+def test_inn_and_ipage_localization(na, data) -> None:
+    inn = INN(bounds=BOUNDS, epochs=30, n_blocks=3, **SMALL).fit(*data)
+    assert inn.trainer_.history[-1]["w_back"] == pytest.approx(1.0)  # schedule reached 1
+    assert inn.trainer_.history[0]["w_back"] < 0.1
+    x_inn = check(inn, 1.5)
+    ip = IPage(sampler="mlhs", inn_from=inn, forward_from=na, loc_steps=30, loc_lr=0.05,
+               bounds=BOUNDS, **SMALL).fit(*data)
+    x_ip = check(ip, 20)
+    assert resim(x_ip, TARGETS) < resim(x_inn, TARGETS)  # localization helps
+    assert ip.name == "ipage_mlhs"
+
+
+def test_bad_input(na, tmp_path) -> None:
+    with pytest.raises(MatdiscoError, match="n must be"):
+        na.propose(0.0, 0)
+    with pytest.raises(MatdiscoError, match="NaN"):
+        na.propose(np.nan, 3)
+    with pytest.raises(MatdiscoError, match="column"):
+        na.propose(np.zeros((1, 2)), 3)  # wrong target dimension
+    with pytest.raises(MatdiscoError, match="one target"):
+        na.propose([0.0, 1.0], 3)
+    with pytest.warns(TargetRangeWarning, match="outside the range"):
+        na.propose(5.0, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        na.propose(0.3, 2)
+    with pytest.raises(MatdiscoError, match="before propose"):
+        MDN().propose(0.0, 2)
+    with pytest.raises(MatdiscoError, match="unknown method"):
+        get_solver("magic")
+    with pytest.raises(MatdiscoError, match="rows"):
+        MDN().fit(np.zeros((5, 2)), np.zeros((4, 1)))
+    with pytest.raises(MatdiscoError, match="NaN"):
+        MDN().fit(np.array([[0.0, np.nan], [1, 1]]), np.zeros((2, 1)))
+    rd = na.save(str(tmp_path / "na"))
+    assert (rd / "forward.safetensors").exists() and (rd / "config.json").exists()
