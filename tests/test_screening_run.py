@@ -143,3 +143,19 @@ def test_bad_inputs_write_nothing(model_dir, tmp_path):
     screen(_space(), model_dir, tmp_path / "o4", max_chunks=1)
     with pytest.raises(MatdiscoError, match="different space"):
         screen(_space(chunk_size=7), model_dir, tmp_path / "o4")
+
+
+def test_sparse_input_path_equals_dense(model_dir, tmp_path):
+    sp = _space()
+    model = load_model(model_dir)
+    assert model.supports_sparse
+    elems, amts = sp.indices(0, len(sp))
+    m1, s1 = model.predict_sparse(*sp.sparse_inputs(elems, amts, model.elements))
+    m2, s2 = model.predict_fractions(sp.fractions_from_indices(elems, amts, model.elements))
+    np.testing.assert_allclose(m1, m2, atol=1e-5)
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
+    screen(sp, model_dir, tmp_path / "dense", sparse=False)
+    screen(sp, model_dir, tmp_path / "sparse")
+    a, b = _read(tmp_path / "dense"), _read(tmp_path / "sparse")
+    assert (a["formula"] == b["formula"]).all()
+    np.testing.assert_allclose(a["predicted"], b["predicted"], atol=1e-5)

@@ -365,20 +365,51 @@ class CompositionSpace:
         elems, amts = self.indices(start, stop)
         return self.formulas_from_indices(elems, amts)
 
-    def formulas_from_indices(self, elems: np.ndarray, amts: np.ndarray) -> Any:
-        """Vectorized formula strings (pyarrow ``StringArray``) from :meth:`indices`."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
+    @cached_property
+    def _tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """Byte table of every ``symbol + amount`` token and its length."""
+        width = 2 + len(str(self.max_atoms))
+        n_el = len(self.allowed)
+        tok = np.zeros((n_el + 1, self.max_atoms + 1, width), dtype=np.uint8)
+        length = np.zeros((n_el + 1, self.max_atoms + 1), dtype=np.int64)
+        for i, el in enumerate(self.allowed):
+            for a in range(1, self.max_atoms + 1):
+                t = f"{el}{a}".encode()
+                tok[i, a, :len(t)] = np.frombuffer(t, dtype=np.uint8)
+                length[i, a] = len(t)
+        return tok, length
 
-        syms = pa.array(list(self.allowed) + [""], type=pa.string())
-        nums = pa.array([""] + [str(i) for i in range(1, self.max_atoms + 1)], type=pa.string())
-        parts = []
-        for j in range(elems.shape[1]):
-            e = elems[:, j].astype(np.int64)
-            e[e < 0] = len(self.allowed)
-            parts.append(syms.take(pa.array(e)))
-            parts.append(nums.take(pa.array(amts[:, j].astype(np.int64))))
-        return pc.binary_join_element_wise(*parts, "")
+    def formulas_from_indices(self, elems: np.ndarray, amts: np.ndarray) -> Any:
+        """Vectorized formula strings (pyarrow ``StringArray``) from :meth:`indices`.
+
+        Built directly as an Arrow buffer from a byte table of ``symbol + amount``
+        tokens, with no per-row Python work.
+        """
+        import pyarrow as pa
+
+        tok, length = self._tokens
+        e = elems.astype(np.int64)
+        e[e < 0] = len(self.allowed)
+        a = amts.astype(np.int64)
+        lens = length[e, a]  # (n, k)
+        data = tok[e, a][np.arange(tok.shape[2]) < lens[..., None]]
+        offsets = np.zeros(len(e) + 1, dtype=np.int64)
+        np.cumsum(lens.sum(axis=1), out=offsets[1:])
+        if offsets[-1] < 2**31:
+            return pa.StringArray.from_buffers(len(e), pa.py_buffer(offsets.astype(np.int32)),
+                                               pa.py_buffer(data))
+        return pa.LargeStringArray.from_buffers(len(e), pa.py_buffer(offsets),
+                                                pa.py_buffer(data))
+
+    def sparse_inputs(self, elems: np.ndarray, amts: np.ndarray,
+                      columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Model columns (int64, padded with 0) and fractions (float32, padded with 0)."""
+        cmap = self.column_map(columns)
+        valid = elems >= 0
+        cols = np.where(valid, cmap[np.where(valid, elems, 0)], 0)
+        vals = amts.astype(np.float32)
+        vals /= vals.sum(axis=1, keepdims=True)
+        return cols, vals
 
     def iter_fractions(self, batch_size: int = 65536, columns: Sequence[str] | None = None
                        ) -> Iterator[np.ndarray]:

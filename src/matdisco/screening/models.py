@@ -56,6 +56,31 @@ class FastNet:
             with torch.inference_mode(False), torch.no_grad():
                 ex = torch.rand(8, self.n_features)
                 self.net = torch.jit.freeze(torch.jit.trace(net, ex).eval())
+        # sparse input path: the first linear layer as a weighted gather of <= k columns
+        from matdisco.models.nets import _Seq
+
+        first = net.body[0] if len(net.body) else None
+        self.supports_sparse = isinstance(first, _Seq) and self.identity_scaler and not jit
+        if self.supports_sparse:
+            assert isinstance(first, _Seq)
+            self._first = first
+            self._w_t = first.fc.weight.detach().t().contiguous()
+            self._rest = torch.nn.Sequential(*list(net.body)[1:], )
+
+    def predict_sparse(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """Predictions from (column, fraction) pairs: ``cols`` (n, k) int64, ``vals``
+        (n, k) float32 (padding: fraction 0)."""
+        if not self.supports_sparse:
+            raise MatdiscoError("this network has no sparse input path")
+        with torch.inference_mode():
+            h = torch.nn.functional.embedding_bag(
+                torch.from_numpy(np.ascontiguousarray(cols, dtype=np.int64)), self._w_t,
+                per_sample_weights=torch.from_numpy(np.ascontiguousarray(vals,
+                                                                         dtype=np.float32)),
+                mode="sum") + self._first.fc.bias
+            h = self._first.act(self._first.bn(h))
+            y = self.net.head(self._rest(h)).squeeze(-1)
+        return y.numpy() * self.y_std + self.y_mean
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions in target units (float32)."""
@@ -92,14 +117,29 @@ class Predictor:
         """Column order of the fraction input."""
         return tuple(self.featurizer.elements)
 
+    @property
+    def supports_sparse(self) -> bool:
+        """Whether :meth:`predict_sparse` is available (fraction inputs, fast nets)."""
+        return self.featurizer.name == "fractions" and all(
+            getattr(m, "supports_sparse", False) for m in self.members)
+
+    @staticmethod
+    def _combine(preds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if len(preds) == 1:
+            p = np.asarray(preds[0], dtype=np.float32)
+            return p, np.zeros_like(p)
+        arr = np.stack([np.asarray(p, dtype=np.float32) for p in preds])
+        return arr.mean(axis=0), arr.std(axis=0)
+
     def predict_fractions(self, fr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and spread (population std over members; 0 for one member)."""
         X = self.featurizer.from_fractions(fr)
-        if len(self.members) == 1:
-            p = np.asarray(self.members[0].predict(X), dtype=np.float32)
-            return p, np.zeros_like(p)
-        preds = np.stack([np.asarray(m.predict(X), dtype=np.float32) for m in self.members])
-        return preds.mean(axis=0), preds.std(axis=0)
+        return self._combine([m.predict(X) for m in self.members])
+
+    def predict_sparse(self, cols: np.ndarray, vals: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread from (column, fraction) pairs (see :class:`FastNet`)."""
+        return self._combine([m.predict_sparse(cols, vals) for m in self.members])
 
 
 class Ensemble:
@@ -125,8 +165,19 @@ class Ensemble:
     def elements(self) -> tuple[str, ...]:
         return tuple(self.models[0].elements)
 
+    @property
+    def supports_sparse(self) -> bool:
+        return all(getattr(m, "supports_sparse", False) for m in self.models)
+
+    def predict_sparse(self, cols: np.ndarray, vals: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        return self._pool([m.predict_sparse(cols, vals) for m in self.models])
+
     def predict_fractions(self, fr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [m.predict_fractions(fr) for m in self.models]
+        return self._pool([m.predict_fractions(fr) for m in self.models])
+
+    @staticmethod
+    def _pool(outs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         means = np.stack([o[0] for o in outs])
         var = np.stack([np.asarray(o[1]) ** 2 for o in outs]).mean(axis=0) + means.var(axis=0)
         return means.mean(axis=0).astype(np.float32), np.sqrt(var).astype(np.float32)

@@ -44,22 +44,29 @@ def part_path(out: Path, chunk_id: int) -> Path:
 
 
 def predict_chunk(space: CompositionSpace, model: Any, chunk_id: int,
-                  batch_size: int = 65536, keep_below: float | None = None) -> Any:
+                  batch_size: int = 65536, keep_below: float | None = None,
+                  sparse: bool = True) -> Any:
     """Enumerate, encode and predict one chunk; returns a pyarrow Table.
 
     Columns: ``formula`` (string), ``predicted`` (float32), ``spread`` (float32),
     ``chunk`` (int32). With ``keep_below``, only rows predicted at or below it are kept.
+    With ``sparse`` (default) models that support it get (column, fraction) pairs instead
+    of a dense fraction matrix.
     """
     import pyarrow as pa
 
     ch = space.chunk(chunk_id)
     columns = tuple(model.elements)
     tables = []
+    use_sparse = sparse and getattr(model, "supports_sparse", False)
     for lo in range(ch.start, ch.stop, batch_size):
         hi = min(ch.stop, lo + batch_size)
         elems, amts = space.indices(lo, hi)
-        fr = space.fractions_from_indices(elems, amts, columns)
-        mean, std = model.predict_fractions(fr)
+        if use_sparse:
+            mean, std = model.predict_sparse(*space.sparse_inputs(elems, amts, columns))
+        else:
+            mean, std = model.predict_fractions(
+                space.fractions_from_indices(elems, amts, columns))
         mean = np.asarray(mean, dtype=np.float32)
         std = np.asarray(std, dtype=np.float32)
         if keep_below is not None:
@@ -94,7 +101,7 @@ def _set_threads(threads: int | None) -> None:
 
 def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_id: int,
                   batch_size: int, keep_below: float | None, threads: int | None,
-                  fast: bool, jit: bool) -> tuple[int, int]:
+                  fast: bool, jit: bool, sparse: bool = True) -> tuple[int, int]:
     """Dask task: compute and write one chunk (model loaded once per worker process)."""
     _set_threads(threads)
     key = repr((model_spec, fast, jit)) if not hasattr(model_spec, "predict_fractions") \
@@ -105,7 +112,7 @@ def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_i
         _MODEL_CACHE.clear()
         _MODEL_CACHE[key] = model
     space = CompositionSpace.from_dict(space_dict)
-    table = predict_chunk(space, model, chunk_id, batch_size, keep_below)
+    table = predict_chunk(space, model, chunk_id, batch_size, keep_below, sparse)
     return chunk_id, write_part(Path(out), chunk_id, table)
 
 
@@ -169,7 +176,7 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
            batch_size: int = 65536, keep_below: float | None = None,
            threads: int | None = None, scheduler: str | None = None,
            workers: int | None = None, processes: bool = True,
-           fast: bool = True, jit: bool = False,
+           fast: bool = True, jit: bool = False, sparse: bool = True,
            max_chunks: int | None = None, progress: bool = False,
            on_chunk: Callable[[int, int], None] | None = None) -> ScreenResult:
     """Predict every composition of ``space`` and append the results to ``out``.
@@ -199,6 +206,9 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
         process (still talking TCP over loopback; quick to start, used by tests).
     fast, jit : bool
         Fast inference path (see :func:`matdisco.screening.models.load_model`).
+    sparse : bool
+        Feed (column, fraction) pairs to models that support it (first layer as a
+        gather) instead of dense fraction matrices.
     max_chunks : int, optional
         Stop after this many chunks in this call (the rest stay resumable).
     progress : bool
@@ -262,12 +272,13 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
     try:
         if scheduler is None and workers is None:
             for cid in pending:
-                table = predict_chunk(space, loaded, cid, batch_size, keep_below)
+                table = predict_chunk(space, loaded, cid, batch_size, keep_below, sparse)
                 record(cid, write_part(out, cid, table))
                 done_now += 1
         else:
             done_now = _run_dask(space, model, loaded, out, pending, batch_size, keep_below,
-                                 threads, fast, jit, scheduler, workers, processes, record)
+                                 threads, fast, jit, sparse, scheduler, workers, processes,
+                                 record)
     finally:
         if bar is not None:
             bar.close()
@@ -282,7 +293,8 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
 
 def _run_dask(space: CompositionSpace, spec: Any, loaded: Any, out: Path,
               pending: Sequence[int], batch_size: int, keep_below: float | None,
-              threads: int | None, fast: bool, jit: bool, scheduler: str | None,
+              threads: int | None, fast: bool, jit: bool, sparse: bool,
+              scheduler: str | None,
               workers: int | None, processes: bool,
               record: Callable[[int, int], None]) -> int:
     from distributed import Client, LocalCluster, as_completed
@@ -306,7 +318,7 @@ def _run_dask(space: CompositionSpace, spec: Any, loaded: Any, out: Path,
     try:
         sd = space.to_dict()
         futures = [client.submit(_worker_chunk, sd, model_arg, str(out.resolve()), cid,
-                                 batch_size, keep_below, threads or 1, fast, jit,
+                                 batch_size, keep_below, threads or 1, fast, jit, sparse,
                                  key=f"screen-chunk-{cid}-{os.getpid()}-{time.time_ns()}",
                                  pure=False)
                    for cid in pending]
