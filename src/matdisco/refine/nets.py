@@ -52,11 +52,12 @@ class LSTMClassifier(nn.Module):
 
 
 class CNN1DClassifier(nn.Module):
-    """VGG-like 1D CNN: blocks of two 3-tap convolutions + batch norm + max-pooling."""
+    """VGG-like 1D CNN: blocks of two convolutions + batch norm + max-pooling, then a
+    position-keeping adaptive max-pool to ``bins`` positions and a dense embedding."""
 
     def __init__(self, length: int, n_classes: int, channels: tuple[int, ...] = (8, 16, 32, 64),
                  pool: int = 4, embed_dim: int = 64, dropout: float = 0.3,
-                 in_channels: int = 1) -> None:
+                 in_channels: int = 1, bins: int = 32) -> None:
         super().__init__()
         self.length = length
         blocks = []
@@ -70,7 +71,9 @@ class CNN1DClassifier(nn.Module):
             c_in = c
         self.blocks = nn.ModuleList(blocks)
         self.drop = nn.Dropout(dropout)
-        self.proj = nn.Linear(2 * c_in, embed_dim)
+        # position-keeping pooling: peak positions carry the information of a pattern
+        self.pool = nn.AdaptiveMaxPool1d(bins)
+        self.proj = nn.Linear(bins * c_in, embed_dim)
         self.head = nn.Linear(embed_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -82,8 +85,7 @@ class CNN1DClassifier(nn.Module):
         return out
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)[-1]
-        h = torch.cat([h.mean(-1), h.amax(-1)], 1)
+        h = self.pool(self.features(x)[-1]).flatten(1)
         return F.relu(self.proj(self.drop(h)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +107,7 @@ class DenseNet1DClassifier(nn.Module):
 
     def __init__(self, length: int, n_classes: int, growth: int = 8,
                  block_layers: tuple[int, ...] = (3, 3, 3), stem: int = 16,
-                 embed_dim: int = 64) -> None:
+                 embed_dim: int = 64, bins: int = 32) -> None:
         super().__init__()
         self.length = length
         self.stem = nn.Sequential(nn.Conv1d(1, stem, 7, stride=2, padding=3),
@@ -125,7 +127,8 @@ class DenseNet1DClassifier(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         self.norm = nn.BatchNorm1d(c)
-        self.proj = nn.Linear(2 * c, embed_dim)
+        self.pool = nn.AdaptiveMaxPool1d(bins)
+        self.proj = nn.Linear(bins * c, embed_dim)
         self.head = nn.Linear(embed_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -138,7 +141,7 @@ class DenseNet1DClassifier(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norm(self.features(x)[-1]))
-        return F.relu(self.proj(torch.cat([h.mean(-1), h.amax(-1)], 1)))
+        return F.relu(self.proj(self.pool(h).flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
