@@ -50,7 +50,7 @@ OQMD_MODELS = {
 }
 
 
-def stage_oqmd(models: list[str], runs: Path, epochs_scale: float) -> None:
+def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool) -> None:
     train = load_dataset("oqmd_val")
     test = load_dataset("oqmd_test")
     med = float(np.median(train["target"]))
@@ -64,7 +64,7 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float) -> None:
             spec["epochs"] = max(1, int(round(spec["epochs"] * epochs_scale)))
         t0 = time.time()
         out = train_property(train, out=runs / name, test=test, holdout=HOLDOUT,
-                             progress=True, **spec)
+                             progress=True, resume=resume, **spec)
         met = json.loads((out / "metrics.json").read_text())
         print(f"{name}: test MAE {met['test']['mae']:.4f} eV/atom in {time.time() - t0:.0f} s",
               flush=True)
@@ -83,9 +83,9 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float) -> None:
 
 
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
-                   fractions: list[float]) -> None:
+                   fractions: list[float], curve_folds: int) -> None:
     exp = "exp_formation_enthalpy"
-    hyper = dict(model="elemnet", epochs=epochs, batch_size=32, lr=3e-4, patience=30,
+    hyper = dict(model="elemnet", epochs=epochs, batch_size=64, lr=3e-4, patience=15,
                  report=False)
     res = {}
     for tag, init in (("elemnet_scratch", None), ("elemnet_transfer", source)):
@@ -108,15 +108,16 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     curve = []
     for frac in fractions:
         for tag, init in (("elemnet_scratch", None), ("elemnet_transfer", source)):
-            out = train_property(exp, out=runs / f"lc_{tag}_{frac:.1f}", cv=folds, init=init,
+            out = train_property(exp, out=runs / f"lc_{tag}_{frac:.2f}", cv=curve_folds,
+                                 init=init,
                                  train_fraction=frac,
                                  **({**hyper, "lr": 1e-3} if init is None else hyper))
             met = json.loads((out / "metrics.json").read_text())
-            curve.append({"task": f"exp_learning_curve_{frac:.1f}", "model": tag,
+            curve.append({"task": f"exp_learning_curve_{frac:.2f}", "model": tag,
                           "metric": "mae", "value": met["cv"]["mae"],
                           "std": met["cv"]["mae_fold_std"], "train_fraction": frac,
-                          "unit": "eV/atom", "folds": folds})
-            print(f"learning curve {frac:.1f} {tag}: {met['cv']['mae']:.4f}", flush=True)
+                          "unit": "eV/atom", "folds": curve_folds})
+            print(f"learning curve {frac:.2f} {tag}: {met['cv']['mae']:.4f}", flush=True)
             merge_records("property", "property", curve)
 
 
@@ -164,18 +165,21 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(OQMD_MODELS))
     ap.add_argument("--runs", default="runs/oqmd")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
+    ap.add_argument("--resume", action="store_true",
+                    help="continue interrupted runs from their checkpoints")
     ap.add_argument("--source", default="runs/oqmd/elemnet")
-    ap.add_argument("--tl-epochs", type=int, default=100)
+    ap.add_argument("--tl-epochs", type=int, default=60)
     ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--fractions", default="0.1,0.25,0.5,0.75,1.0")
+    ap.add_argument("--curve-folds", type=int, default=5)
+    ap.add_argument("--fractions", default="0.1,0.25,0.5")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n-train", type=int, default=20000)
     a = ap.parse_args()
     if a.stage == "oqmd":
-        stage_oqmd(a.models.split(","), Path(a.runs), a.epochs_scale)
+        stage_oqmd(a.models.split(","), Path(a.runs), a.epochs_scale, a.resume)
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
-                       [float(f) for f in a.fractions.split(",") if f])
+                       [float(f) for f in a.fractions.split(",") if f], a.curve_folds)
     else:
         stage_throughput(a.repeats, a.n_train)
 

@@ -45,6 +45,11 @@ def test_irnet_has_shortcut_per_layer_and_projection() -> None:
     assert count_parameters(net) > count_parameters(build_network("plain17", 145))
 
 
+def _small_resnet() -> torch.nn.Module:
+    """A tiny residual network with batch norm (same code paths as IRNet, fast)."""
+    return build_network("mlp", 8, widths=[32, 32, 16], residual="layer", batchnorm=True)
+
+
 def _toy(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 8, generator=g)
@@ -54,7 +59,7 @@ def _toy(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
 def test_trainer_lowers_loss_and_writes_history(tmp_path) -> None:
     x, y = _toy()
     set_seed(0)
-    net = build_network("irnet17", 8)
+    net = _small_resnet()
     cfg = TrainerConfig(epochs=6, batch_size=32, lr=1e-3, progress=False, patience=None)
     hist = Trainer(net, cfg, run_dir=tmp_path).fit((x, y), (x[:64], y[:64]))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -79,7 +84,7 @@ def test_checkpoint_resume_is_exact(tmp_path) -> None:
 
     def run(d, stop_at=None, resume=False):
         set_seed(0)
-        net = build_network("irnet17", 8)
+        net = _small_resnet()
 
         def boom(tr, logs):
             if tr.epoch == stop_at:
@@ -151,7 +156,7 @@ def test_ema_weights_and_resume(tmp_path) -> None:
 
     def run(d, stop_at=None, resume=False):
         set_seed(0)
-        net = build_network("irnet17", 8)
+        net = _small_resnet()
 
         def boom(tr, logs):
             if tr.epoch == stop_at:
