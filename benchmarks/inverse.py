@@ -29,6 +29,26 @@ from matdisco.training import environment
 RESULTS = Path(__file__).resolve().parent / "results" / "inverse.json"
 
 
+def merge(path: Path) -> None:
+    """Rebuild ``path`` from the per-task files ``<stem>_<task>.json`` (re-read now, so
+    tasks run in parallel processes do not overwrite each other's records)."""
+    records, commands, dates, machine = [], [], [], None
+    current = json.loads(path.read_text()) if path.exists() else {"records": []}
+    parts = sorted(path.parent.glob(f"{path.stem}_*.json"))
+    covered = set()
+    for part in parts:
+        d = json.loads(part.read_text())
+        records += d["records"]
+        covered |= {r["task"] for r in d["records"]}
+        commands.append(d["command"])
+        dates.append(d["date"])
+        machine = d["machine"]
+    records += [r for r in current.get("records", []) if r["task"] not in covered]
+    write_json(path, {"benchmark": "inverse", "command": " ; ".join(commands),
+                      "date": max(dates) if dates else current.get("date"),
+                      "machine": machine or current.get("machine"), "records": records})
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="sinewave,robotic_arm,ballistics")
@@ -42,14 +62,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/inverse_bench")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--merge-only", action="store_true",
+                   help="only rebuild the results file from the per-task files")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     ts = tuple(t for t in (1, 10, 100, 1000) if t <= a.t_max)
     methods = [m for m in a.methods.split(",") if m]
     path = Path(a.results)
-    old = json.loads(path.read_text()) if path.exists() else {"records": []}
     command = "python " + " ".join(shlex.quote(s) for s in [sys.argv[0], *(argv or
                                                                              sys.argv[1:])])
+    if a.merge_only:
+        merge(path)
+        return
     for task in [t for t in a.tasks.split(",") if t]:
         t0 = time.perf_counter()
         records, _ = run_benchmark(task, methods, seeds=a.seeds, n_train=a.n_train,
@@ -63,17 +87,19 @@ def main(argv: list[str] | None = None) -> None:
                             "timings are indicative only"}
         for r in records:
             r.update(settings)
+        part = path.with_name(f"{path.stem}_{task}.json")
+        prev = json.loads(part.read_text())["records"] if part.exists() else []
         done = {(r["task"], r["method"]) for r in records}
-        kept = [r for r in old["records"] if (r["task"], r["method"]) not in done]
-        old = {
+        kept = [r for r in prev if (r["task"], r["method"]) not in done]
+        write_json(part, {
             "benchmark": "inverse",
             "command": command,
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "machine": {**environment(), "torch_threads": a.threads,
                         "note": "shared 2-core CPU, loaded by other jobs"},
             "records": kept + records,
-        }
-        write_json(path, old)
+        })
+        merge(path)
         print(f"{task}: {len(records)} records, {wall:.0f} s -> {path}", flush=True)
 
 
