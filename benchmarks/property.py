@@ -40,7 +40,8 @@ HOLDOUT = ["Ti-O", "Na-Fe-Mn-O"]
 OQMD_MODELS = {
     # full cosine schedules (no early stop; the best validation epoch is restored): the
     # validation loss of these deep nets is noisy until the learning rate has decayed
-    "elemnet": dict(model="elemnet", epochs=60, batch_size=256, lr=4e-4, patience=None),
+    "elemnet": dict(model="elemnet", epochs=50, batch_size=256, lr=4e-4, patience=None,
+                    ema=0.999),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
