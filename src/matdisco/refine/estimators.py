@@ -168,6 +168,15 @@ class SignalClassifier:
         self.history_ = trainer.fit(train, val)
         self.model_.eval()
         self._device = trainer.device
+        if self.prototypical:
+            # final prototypes from eval-mode embeddings (dropout and batch-norm statistics
+            # make training-mode embeddings differ in scale from the ones used at inference)
+            e = _batched(self.model_.embed, train[0], self._device)
+            ytr = train[1]
+            with torch.no_grad():
+                for c in torch.unique(ytr):
+                    self.model_.prototypes[int(c)] = e[ytr == c].mean(0).to(
+                        self.model_.prototypes.device)
         return self
 
     def _fitted(self) -> nn.Module:
