@@ -1,0 +1,112 @@
+"""Metrics, inverse-pole-figure maps, disorientation histograms and CrystalMap output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matdisco import MatdiscoError
+from matdisco.ebsd.rotations import disorientation_angle
+
+__all__ = ["disorientation_deg", "ipf_colors", "orientation_metrics", "plot_histograms",
+           "plot_ipf_map", "write_crystal_map"]
+
+
+def disorientation_deg(q_pred: np.ndarray, q_true: np.ndarray) -> np.ndarray:
+    """Disorientation angles (degrees, m-3m) between two ``(n, 4)`` quaternion arrays."""
+    a = torch.as_tensor(np.asarray(q_pred, dtype=np.float64))
+    b = torch.as_tensor(np.asarray(q_true, dtype=np.float64))
+    if a.shape != b.shape:
+        raise MatdiscoError(f"orientation arrays differ in shape: {tuple(a.shape)} vs "
+                            f"{tuple(b.shape)}")
+    return disorientation_angle(a, b, degrees=True).numpy()
+
+
+def orientation_metrics(q_pred: np.ndarray, q_true: np.ndarray,
+                        seconds: float | None = None) -> dict[str, float]:
+    """Mean/median disorientation, fraction within 1 and 2 degrees, patterns per second."""
+    d = disorientation_deg(q_pred, q_true)
+    out = {
+        "mean_disorientation_deg": float(d.mean()),
+        "median_disorientation_deg": float(np.median(d)),
+        "frac_within_1deg": float((d <= 1.0).mean()),
+        "frac_within_2deg": float((d <= 2.0).mean()),
+        "n": int(len(d)),
+    }
+    if seconds is not None:
+        out["patterns_per_s"] = float(len(d) / seconds) if seconds > 0 else float("nan")
+    return out
+
+
+def ipf_colors(quaternions: np.ndarray, direction: str = "z") -> np.ndarray:
+    """IPF colours (RGB in [0, 1]) of m-3m orientations along a sample direction."""
+    from orix.plot import IPFColorKeyTSL
+    from orix.quaternion import Orientation
+    from orix.quaternion.symmetry import Oh
+    from orix.vector import Vector3d
+
+    vec = {"x": Vector3d.xvector(), "y": Vector3d.yvector(), "z": Vector3d.zvector()}
+    if direction not in vec:
+        raise MatdiscoError(f"IPF direction must be x, y or z, got {direction!r}")
+    key = IPFColorKeyTSL(Oh, direction=vec[direction])
+    return key.orientation2color(Orientation(np.asarray(quaternions), symmetry=Oh))
+
+
+def plot_ipf_map(quaternions: np.ndarray, shape: tuple[int, int], direction: str = "z",
+                 title: str | None = None) -> Any:
+    """Matplotlib figure of an inverse-pole-figure colour map of an orientation map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rgb = ipf_colors(quaternions, direction)
+    if shape[0] * shape[1] != len(rgb):
+        raise MatdiscoError(f"map shape {shape} does not hold {len(rgb)} orientations")
+    fig, ax = plt.subplots(figsize=(4, 4 * shape[0] / max(shape[1], 1) + 0.5))
+    ax.imshow(rgb.reshape(*shape, 3), interpolation="nearest")
+    ax.set_title(title or f"IPF-{direction.upper()}")
+    ax.set_axis_off()
+    return fig
+
+
+def plot_histograms(disorientations: dict[str, np.ndarray], bins: int = 50) -> Any:
+    """Overlayed histograms of disorientation angles (degrees), one per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    hi = max([float(np.max(v)) for v in disorientations.values() if len(v)] + [1.0])
+    edges = np.linspace(0.0, hi, bins + 1)
+    for name, d in disorientations.items():
+        ax.hist(d, bins=edges, histtype="step", label=f"{name} (mean {np.mean(d):.2f} deg)")
+    ax.set_xlabel("disorientation (deg)")
+    ax.set_ylabel("patterns")
+    ax.legend()
+    return fig
+
+
+def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
+                      shape: tuple[int, int] | None = None,
+                      scores: np.ndarray | None = None) -> Path:
+    """Write orientations as an orix CrystalMap (``.ang`` or orix ``.h5``) atomically."""
+    from orix import io as oio
+
+    from matdisco._io import atomic_path
+    from matdisco.ebsd.dictionary import crystal_map
+
+    path = Path(path)
+    if path.suffix not in (".ang", ".h5"):
+        raise MatdiscoError(f"{path}: CrystalMap output must end in .ang or .h5")
+    xmap = crystal_map(quaternions, shape, scores)
+    with atomic_path(path) as tmp:
+        target = tmp.with_name(tmp.stem + "_w" + path.suffix)
+        oio.save(str(target), xmap, overwrite=True)
+        os.replace(target, tmp)
+    return path

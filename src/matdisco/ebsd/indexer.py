@@ -1,0 +1,214 @@
+"""OMNet orientation indexer: scikit-learn-style estimator trained by the shared Trainer."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matdisco import MatdiscoError
+from matdisco.ebsd.losses import LOSSES, normalize_euler, orientation_loss, output_to_quaternion
+from matdisco.ebsd.nets import OMNet, count_parameters
+from matdisco.ebsd.rotations import quaternion_to_euler
+from matdisco.ebsd.simulate import DetectorConfig
+from matdisco.training import RunDir, Trainer, TrainerConfig, load_state_checked, set_seed
+
+__all__ = ["OMNetIndexer", "check_patterns", "preprocess_patterns"]
+
+_REPR = {"mae": "euler", "mde": "euler", "mae_mde": "euler", "quat": "quat", "6d": "6d"}
+
+
+def check_patterns(patterns: Any, shape: tuple[int, int] | None = None,
+                   name: str = "patterns") -> np.ndarray:
+    """Validate a pattern stack ``(n, rows, cols)`` (a single 2-D pattern is promoted).
+
+    Raises a :class:`MatdiscoError` naming the first bad pattern for NaN/inf pixels, and
+    for a shape that does not match ``shape`` (the detector / model).
+    """
+    x = np.asarray(patterns)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 4:  # a (rows, cols) map of patterns
+        x = x.reshape(-1, *x.shape[-2:])
+    if x.ndim != 3:
+        raise MatdiscoError(f"{name} must have shape (n, rows, cols), got {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise MatdiscoError(f"{name} must be numeric, got dtype {x.dtype}")
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise MatdiscoError(f"{name} have shape {tuple(x.shape[1:])} per pattern but the "
+                            f"detector/model expects {tuple(shape)}")
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MatdiscoError(f"{name}: pattern {i} contains NaN or infinite pixels "
+                            f"({int(bad.sum())} bad patterns in total)")
+    return x
+
+
+def preprocess_patterns(patterns: np.ndarray) -> np.ndarray:
+    """Per-pattern standardization to zero mean and unit standard deviation (float32)."""
+    x = np.asarray(patterns, dtype=np.float32)
+    mu = x.mean(axis=(-2, -1), keepdims=True)
+    sd = x.std(axis=(-2, -1), keepdims=True)
+    return (x - mu) / np.maximum(sd, 1e-6)
+
+
+class OMNetIndexer:
+    """Index EBSD patterns of cubic (m-3m) crystals with OMNet.
+
+    Parameters
+    ----------
+    loss : {"mae", "mde", "mae_mde", "quat", "6d"}
+        Training objective (``mae_mde`` is the study's best); ``quat``/``6d`` use a
+        continuous representation with the symmetry-aware disorientation loss.
+    preset : {"full", "compact", "tiny"}
+        OMNet width preset.
+    detector : DetectorConfig, optional
+        Detector the model is trained for; patterns must match its shape.
+    epochs, batch_size, lr, weight_decay, patience, seed, device, progress
+        Passed to :class:`~matdisco.training.TrainerConfig`.
+    run_dir : path, optional
+        Run directory for checkpoints/history/config/weights.
+    """
+
+    def __init__(self, loss: str = "mae_mde", preset: str = "compact",
+                 detector: DetectorConfig | None = None, epochs: int = 30,
+                 batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 patience: int | None = None, seed: int = 0, device: str = "auto",
+                 progress: bool = False, run_dir: str | os.PathLike[str] | None = None) -> None:
+        if loss not in LOSSES:
+            raise MatdiscoError(f"unknown loss {loss!r}; choose from {LOSSES}")
+        self.loss = loss
+        self.preset = preset
+        self.detector = detector or DetectorConfig()
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+        self.run_dir = run_dir
+        self.model_: OMNet | None = None
+        self.history_: list[dict[str, Any]] = []
+
+    @property
+    def representation(self) -> str:
+        """Output representation implied by the loss."""
+        return _REPR[self.loss]
+
+    def _build(self) -> OMNet:
+        set_seed(self.seed)
+        return OMNet(self.detector.shape, self.representation, self.preset)
+
+    def _trainer_config(self) -> TrainerConfig:
+        return TrainerConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             weight_decay=self.weight_decay, patience=self.patience,
+                             seed=self.seed, device=self.device, progress=self.progress,
+                             eval_batch_size=512)
+
+    def _tensors(self, patterns: np.ndarray, quaternions: np.ndarray
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = check_patterns(patterns, self.detector.shape)
+        q = np.asarray(quaternions, dtype=np.float64)
+        if q.shape != (len(x), 4):
+            raise MatdiscoError(f"quaternions must have shape ({len(x)}, 4) to match the "
+                                f"patterns, got {q.shape}")
+        qt = torch.as_tensor(q, dtype=torch.float32)
+        e = normalize_euler(quaternion_to_euler(torch.as_tensor(q)).float())
+        return torch.from_numpy(preprocess_patterns(x)), qt, e
+
+    def fit(self, patterns: np.ndarray, quaternions: np.ndarray,
+            val: tuple[np.ndarray, np.ndarray] | None = None, resume: bool = False
+            ) -> OMNetIndexer:
+        """Train on patterns and their true orientations (quaternions ``(n, 4)``).
+
+        Orientations should lie in the m-3m fundamental zone (as produced by
+        :func:`~matdisco.ebsd.simulate.sample_orientations`) so Euler labels are unique.
+        """
+        train = self._tensors(patterns, quaternions)
+        vdata = self._tensors(*val) if val is not None else None
+        self.model_ = self._build()
+        rep, loss = self.representation, self.loss
+
+        def compute_loss(model: torch.nn.Module, batch: Any) -> Any:
+            x, q, e = batch
+            return orientation_loss(model(x), q, e, loss, rep)
+
+        rd = RunDir(self.run_dir) if self.run_dir is not None else None
+        if rd is not None:
+            rd.write_config(self.get_config())
+        trainer = Trainer(self.model_, self._trainer_config(), compute_loss=compute_loss,
+                          run_dir=rd.path if rd is not None else None)
+        t0 = time.perf_counter()
+        self.history_ = trainer.fit(train, vdata, resume=resume)
+        self.train_seconds_ = time.perf_counter() - t0
+        self.model_.cpu().eval()
+        if rd is not None:
+            rd.save_weights("model", self.model_.state_dict())
+        return self
+
+    def get_config(self) -> dict[str, Any]:
+        """Everything needed to rebuild the estimator."""
+        return {"kind": "omnet", "loss": self.loss, "preset": self.preset,
+                "representation": self.representation, "detector": self.detector.to_dict(),
+                "trainer": self._trainer_config().to_dict(),
+                "n_parameters": self.n_parameters}
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable parameters of the network."""
+        return count_parameters(self.model_ if self.model_ is not None else self._build())
+
+    def _require(self) -> OMNet:
+        if self.model_ is None:
+            raise MatdiscoError("the OMNet indexer is not fitted; call fit() or load()")
+        return self.model_
+
+    @torch.no_grad()
+    def predict(self, patterns: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Orientations (unit quaternions ``(n, 4)``, float64) of the patterns."""
+        model = self._require()
+        x = check_patterns(patterns, model.input_shape)
+        model.eval()
+        dev = next(model.parameters()).device
+        outs = []
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy(preprocess_patterns(x[i:i + batch_size])).to(dev)
+            outs.append(output_to_quaternion(model(xb).double(), self.representation).cpu())
+        q = torch.cat(outs).numpy() if outs else np.zeros((0, 4))
+        q[q[:, 0] < 0] *= -1
+        return q
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into a run directory."""
+        model = self._require()
+        rd = RunDir(path)
+        rd.write_config(self.get_config())
+        rd.save_weights("model", model.state_dict())
+        return rd.path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str],
+             detector: DetectorConfig | None = None) -> OMNetIndexer:
+        """Load a saved indexer; refuses a ``detector`` that differs from the trained one."""
+        rd = RunDir(path)
+        cfg = rd.read_config()
+        if cfg.get("kind") != "omnet":
+            raise MatdiscoError(f"{rd.path / 'config.json'}: not an OMNet run (kind="
+                                f"{cfg.get('kind')!r})")
+        det = DetectorConfig.from_dict(cfg["detector"])
+        if detector is not None and detector != det:
+            raise MatdiscoError(
+                f"{rd.path}: the model was trained for detector {det.to_dict()}, "
+                f"but detector {detector.to_dict()} was given")
+        est = cls(loss=cfg["loss"], preset=cfg["preset"], detector=det, device="cpu")
+        est.model_ = est._build()
+        load_state_checked(est.model_, rd.path / "model.safetensors")
+        est.model_.eval()
+        return est
