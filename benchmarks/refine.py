@@ -66,6 +66,15 @@ def get_phases() -> list:
     return ph
 
 
+_FLUSH: list = []
+
+
+def flush(records: list[dict]) -> None:
+    """Write the records gathered so far (``complete: false`` until the run ends)."""
+    for f in _FLUSH:
+        f(records, complete=False)
+
+
 def rec(task: str, method: str, metric: str, value: float, **extra: object) -> dict:
     r = {"task": task, "method": method, "metric": metric, "value": float(value)}
     r.update(extra)
@@ -74,7 +83,7 @@ def rec(task: str, method: str, metric: str, value: float, **extra: object) -> d
 
 def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     t0 = time.time()
-    grid = default_two_theta(2000)
+    grid = default_two_theta(a.length)
     phases = get_phases()
     log(f"{len(phases)} phases ({time.time() - t0:.0f}s)")
     records: list[dict] = []
@@ -86,7 +95,8 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     acc_ideal = clf.score(Xpt, ypt)
     log(f"purity classifier ({a.arch}) ideal test acc {acc_ideal:.3f}")
     records.append(rec("xrd_phases", f"classifier_{a.arch}", "ideal_accuracy", acc_ideal,
-                       n_train=a.n_ideal, n_test=400))
+                       n_train=a.n_ideal, n_test=400, length=a.length))
+    flush(records)
     # ---------------------------------------------------------- NMF phases
     lib_kw = {"background": a.background, "noise": a.noise}
     tr = nmf_phase_set(phases, a.n_lib_train, a.k, a.n_samples, grid, seed=10, **lib_kw)
@@ -114,6 +124,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
         records.append(rec("xrd_phases", name, "pure_fraction", pure, n_test=len(X)))
         log(f"{name:14s} " + " ".join(f"{m}={np.median(d[m]):.4f}/{np.sum(d[m]):.2f}"
                                      for m in ("l1", "l2", "kl", "ncc")) + f" pure={pure:.3f}")
+    flush(records)
     _overlay_plot(out, te.raw, te.nmf, refined, te.true, grid)
     _purity_scatter(out, clf.predict_proba(te.nmf)[:, 0], clf.predict_proba(refined)[:, 0])
     # ---------------------------------------------------------- crystal system accuracy
@@ -136,6 +147,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
         records.append(rec("xrd_phases", name, "accuracy", acc, n_test=int(ok_te.sum()),
                            labels="crystal_system"))
         log(f"NMF-phase crystal-system accuracy {name}: {acc:.3f}")
+    flush(records)
     # degraded patterns + loss ablation
     Xd, yd, _ = degraded_dataset(phases, a.n_degraded, grid, seed=5)
     Xdt, ydt, _ = degraded_dataset(phases, a.n_degraded_test, grid, seed=6)
@@ -147,8 +159,8 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     ablation = {"pred": (a.lam, 0.0, 0.0), "proto": (0.0, a.lam, 0.0),
                 "pred+reg": (a.lam, 0.0, a.beta), "proto+reg": (0.0, a.lam, a.beta),
                 "pred+proto+reg": (a.lam, a.lam, a.beta)}
-    if a.quick:
-        ablation = {"pred+proto+reg": ablation["pred+proto+reg"]}
+    if a.quick or a.ablation == "short":
+        ablation = {k: ablation[k] for k in ("pred", "pred+proto+reg")}
     for tag, (lam, alpha, beta) in ablation.items():
         r = ImitationRefiner(clf_cs, lam=lam, alpha=alpha, beta=beta, channels=(8, 16, 32),
                              epochs=a.ref_epochs_ablation, batch_size=16, seed=0)
@@ -157,6 +169,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
         records.append(rec("xrd_degraded", f"refined_{tag}", "accuracy", acc,
                            n_train=len(Xd), n_test=len(Xdt), lam=lam, alpha=alpha, beta=beta))
         log(f"degraded refined [{tag}] acc {acc:.3f} ({time.time() - t0:.0f}s)")
+        flush(records)
     records.append(rec("xrd_phases", "all", "seconds", time.time() - t0))
     return records
 
@@ -206,6 +219,8 @@ def main() -> None:
     p.add_argument("--task", choices=["xrd_phases", "digits_mixall", "all"], default="all")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--arch", default="cnn1d")
+    p.add_argument("--length", type=int, default=2000, help="2θ grid length (10–80°)")
+    p.add_argument("--ablation", choices=["full", "short"], default="full")
     p.add_argument("--n-ideal", type=int, default=3000)
     p.add_argument("--clf-epochs", type=int, default=12)
     p.add_argument("--n-lib-train", type=int, default=30)
@@ -234,12 +249,25 @@ def main() -> None:
     out = RunDir(a.run_dir)
     tasks = ["xrd_phases", "digits_mixall"] if a.task == "all" else [a.task]
     records: list[dict] = []
+    done: list[dict] = []
+
+    def write(recs: list[dict], complete: bool) -> None:
+        if a.quick:
+            write_json(out / "quick_records.json", done + recs)
+            return
+        write_results(done + recs, tasks, complete)
+
+    _FLUSH.append(write)
     for t in tasks:
-        records += {"xrd_phases": xrd_phases, "digits_mixall": digits_mixall}[t](a, out)
-    if a.quick:
-        write_json(out / "quick_records.json", records)
-        log("quick run: results not written to", RESULTS)
-        return
+        done += {"xrd_phases": xrd_phases, "digits_mixall": digits_mixall}[t](a, out)
+    records = done
+    write(records, complete=True)
+    log("wrote", out / "quick_records.json" if a.quick else RESULTS)
+    print(json.dumps(records, indent=1)[:3000])
+
+
+def write_results(records: list[dict], tasks: list[str], complete: bool) -> None:
+    """Merge ``records`` into ``benchmarks/results/refine.json``."""
     old = read_json(RESULTS) if RESULTS.exists() else {"records": [], "runs": []}
     kept = [r for r in old.get("records", []) if r["task"] not in
             {r2["task"] for r2 in records}]
@@ -247,7 +275,7 @@ def main() -> None:
     cmd = "python " + " ".join([os.path.relpath(sys.argv[0], HERE.parent)] + sys.argv[1:])
     runs = [r for r in old.get("runs", []) if r.get("task") not in tasks]
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    runs += [{"task": t, "command": cmd, "date": now} for t in tasks]
+    runs += [{"task": t, "command": cmd, "date": now, "complete": complete} for t in tasks]
     write_json(RESULTS, {
         "benchmark": "refine",
         "command": cmd,
@@ -255,10 +283,9 @@ def main() -> None:
         "date": now,
         "machine": {"cpu": env["cpu"], "cores": env["cores"], "gpu": env["gpu"],
                     "torch": env["torch"], "note": "shared, loaded 2-core CPU; 1 torch thread"},
+        "complete": complete,
         "records": kept + records,
     })
-    log("wrote", RESULTS)
-    print(json.dumps(records, indent=1)[:3000])
 
 
 if __name__ == "__main__":
