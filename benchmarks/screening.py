@@ -184,7 +184,7 @@ def stage_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "metric": "compositions_per_s", "value": r, "runs": rs, "n": n,
                      "load_avg": _load()})
     teacher = load_model(teacher_path())
-    nt = min(n, 20000)
+    nt = min(n, args.n_elemnet)
     for th in (1, 2):
         torch.set_num_threads(th)
         r, rs = _median_rate(lambda th=th: [teacher.predict_fractions(fr[i:i + 4096])
@@ -203,7 +203,7 @@ def _mem_child(n: int, threads: int, batch_size: int) -> None:
 
     out = WORK / f"tmp_mem_{n}"
     shutil.rmtree(out, ignore_errors=True)
-    chunk = 1_000_000
+    chunk = min(1_000_000, n)
     space = CompositionSpace(chunk_size=chunk)
     t = time.perf_counter()
     screen(space, STUDENT, out, batch_size=batch_size, threads=threads,
@@ -217,7 +217,9 @@ def _mem_child(n: int, threads: int, batch_size: int) -> None:
 def stage_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     recs = []
     res = {}
-    for n, name in ((1_000_000, "1e6"), (10_000_000, "1e7")):
+    sizes = [int(float(x)) for x in args.mem_sizes.split(",")]
+    names = [f"{n:.0e}".replace("+0", "").replace("+", "") for n in sizes]
+    for n, name in zip(sizes, names, strict=True):
         cmd = [sys.executable, __file__, "--mem-child", str(n), "--threads", str(args.threads),
                "--batch-size", str(args.batch_size)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -226,8 +228,8 @@ def stage_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
         recs.append({"task": "memory", "model": name, "metric": "peak_rss_mb",
                      "value": r["peak_rss_mb"], "seconds": r["seconds"],
                      "compositions_per_s": n / r["seconds"], "load_avg": _load()})
-    recs.append({"task": "memory", "model": "1e7_vs_1e6", "metric": "ratio",
-                 "value": res["1e7"]["peak_rss_mb"] / res["1e6"]["peak_rss_mb"],
+    recs.append({"task": "memory", "model": f"{names[1]}_vs_{names[0]}", "metric": "ratio",
+                 "value": res[names[1]]["peak_rss_mb"] / res[names[0]]["peak_rss_mb"],
                  "target": 1.10})
     return recs
 
@@ -237,7 +239,7 @@ def stage_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
     from matdisco.screening.run import screen
 
     n = args.n_dask
-    chunk = 500_000
+    chunk = max(1, n // 4)
     space = CompositionSpace(chunk_size=chunk)
     k = -(-n // chunk)
     times = {}
@@ -271,8 +273,9 @@ def stage_scan(args: argparse.Namespace) -> list[dict[str, Any]]:
     from matdisco.screening.hull import analyse_screen, load_references
     from matdisco.screening.run import screen
 
-    space = CompositionSpace(arities=[2, 3], max_atoms=10, chunk_size=1_000_000)
-    out = WORK / "scan_binary_ternary"
+    space = CompositionSpace(arities=[int(a) for a in args.scan_arities.split(",")],
+                             max_atoms=args.scan_max_atoms, chunk_size=1_000_000)
+    out = WORK / f"scan_{args.scan_arities.replace(',', '')}_{args.scan_max_atoms}"
     t = time.perf_counter()
     res = screen(space, STUDENT, out, batch_size=args.batch_size, threads=args.threads,
                  keep_below=-0.2)
@@ -286,7 +289,8 @@ def stage_scan(args: argparse.Namespace) -> list[dict[str, Any]]:
     top = {a: per[per["arity"] == a].head(5)[["system", "n_candidates", "examples"]]
            .to_dict("records") for a in (2, 3)}
     write_json(WORK / "scan_summary.json", {"totals": totals, "top_systems": top})
-    return [{"task": "scan_binary_ternary_86", "model": "screening_model",
+    return [{"task": f"scan_arity{args.scan_arities}_atoms{args.scan_max_atoms}_86",
+             "model": "screening_model",
              "metric": "n_candidates_0.2_below_hull", "value": len(stable),
              "by_arity": totals, "n_compositions": len(space),
              "rows_kept_predicted_below_-0.2": res.rows_written,
@@ -342,6 +346,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-throughput", type=int, default=1_000_000)
     ap.add_argument("--n-dask", type=int, default=10_000_000)
+    ap.add_argument("--n-elemnet", type=int, default=20_000,
+                    help="rows for the ElemNet throughput variants")
+    ap.add_argument("--mem-sizes", default="1e6,1e7", help="two run sizes for peak RSS")
+    ap.add_argument("--scan-arities", default="2,3")
+    ap.add_argument("--scan-max-atoms", type=int, default=10)
     ap.add_argument("--n-synthetic", type=int, default=100_000)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--widths", default="256,128,64")

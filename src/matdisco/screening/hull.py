@@ -29,6 +29,7 @@ from matdisco.data.composition import parse_formula
 from matdisco.screening.enumerate import CompositionSpace
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
+_SIMPLE = re.compile(r"(?:[A-Z][a-z]?\d+)+")
 
 
 def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: str = "formula",
@@ -43,7 +44,7 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
     Returns
     -------
     DataFrame with ``formula``, ``target``, ``system`` (``"Fe-O"``), ``key`` (reduced
-    composition key) and ``elements`` (tuple).
+    composition key), ``elements`` (tuple) and ``fractions`` (dict).
     """
     source = "references"
     if not isinstance(data, pd.DataFrame):
@@ -71,14 +72,29 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
         i = int(np.flatnonzero(bad)[0])
         raise MatdiscoError(f"{source}: row {i}: {target_col} {df[target_col].iloc[i]!r} is "
                             "not a finite number")
+    from pymatgen.core.periodic_table import Element
+
     rows = []
+    valid: dict[str, bool] = {}
     for i, (f, e) in enumerate(zip(df[formula_col], y, strict=True)):
-        amounts = parse_formula(f, row=i, source=source, elements=None)
+        amounts = None
+        if isinstance(f, str) and _SIMPLE.fullmatch(f.strip()):
+            amounts = parse_simple_formulas([f.strip()])[0]
+            for el in amounts:
+                if el not in valid:
+                    valid[el] = Element.is_valid_symbol(el)
+            if not all(valid[el] for el in amounts) or len(amounts) != len(
+                    _TOKEN.findall(f.strip())):
+                amounts = None
+        if amounts is None:
+            amounts = parse_formula(f, row=i, source=source, elements=None)
         tot = sum(amounts.values())
         els = tuple(sorted(amounts))
         key = " ".join(f"{el}{amounts[el] / tot:.6f}" for el in els)
-        rows.append((str(f).strip(), float(e), "-".join(els), key, els))
-    out = pd.DataFrame(rows, columns=["formula", "target", "system", "key", "elements"])
+        frac = {el: amounts[el] / tot for el in els}
+        rows.append((str(f).strip(), float(e), "-".join(els), key, els, frac))
+    out = pd.DataFrame(rows, columns=["formula", "target", "system", "key", "elements",
+                                      "fractions"])
     out = out.sort_values("target", kind="stable").drop_duplicates("key").reset_index(drop=True)
     return out
 
@@ -113,12 +129,19 @@ class ReferenceHulls:
     def __init__(self, references: pd.DataFrame) -> None:
         self.references = references
         self._by_set: dict[frozenset[str], list[tuple[str, float]]] = defaultdict(list)
-        for f, e, els in zip(references["formula"], references["target"],
-                             references["elements"], strict=True):
+        by_fr: dict[frozenset[str], list[tuple[dict[str, float], float]]] = defaultdict(list)
+        for f, e, els, fr in zip(references["formula"], references["target"],
+                                 references["elements"], references["fractions"],
+                                 strict=True):
             if len(els) > 1:  # elements are pinned at 0 eV/atom
                 self._by_set[frozenset(els)].append((f, float(e)))
+                by_fr[frozenset(els)].append((fr, float(e)))
         self._keys = set(references["key"])
         self._cache: dict[tuple[str, ...], _Hull] = {}
+        self._planes: dict[tuple[str, ...], np.ndarray] = {}
+        self._fr_by_set: dict[frozenset[str], tuple[list[dict[str, float]], np.ndarray]] = {}
+        for s_, lst2 in by_fr.items():
+            self._fr_by_set[s_] = ([fr for fr, _ in lst2], np.array([e for _, e in lst2]))
 
     def entries(self, system: Sequence[str]) -> list[Any]:
         """pymatgen ``PDEntry`` list of a system (subsystems included, elements at 0)."""
@@ -148,13 +171,58 @@ class ReferenceHulls:
             self._cache[key] = _hull_from_pd(pd_, key)
         return self._cache[key]
 
+    def planes(self, system: Sequence[str]) -> np.ndarray:
+        """Lower-hull facet planes of a system, ``E = p[:-1] . x[1:] + p[-1]`` over the
+        sorted elements (scipy Qhull directly; pymatgen as the fallback)."""
+        key = tuple(sorted(set(system)))
+        if key in self._planes:
+            return self._planes[key]
+        d = len(key)
+        pts = [np.eye(d)]
+        es = [np.zeros(d)]
+        for k in range(2, d + 1):
+            for sub in itertools.combinations(key, k):
+                got = self._fr_by_set.get(frozenset(sub))
+                if got is None:
+                    continue
+                frs, e = got
+                pts.append(np.array([[fr.get(el, 0.0) for el in key] for fr in frs]))
+                es.append(e)
+        X = np.concatenate(pts)
+        E = np.concatenate(es)
+        if (E >= 0).all():
+            planes = np.zeros((1, d))
+        else:
+            planes = self._qhull_planes(X, E)
+            if planes is None:
+                planes = self.hull(key).planes
+        self._planes[key] = planes
+        return planes
+
+    @staticmethod
+    def _qhull_planes(X: np.ndarray, E: np.ndarray) -> np.ndarray | None:
+        from scipy.spatial import ConvexHull, QhullError
+
+        keep = E <= 0  # points above 0 can never be on the lower hull (elements are 0)
+        pts = np.concatenate([X[keep, 1:], E[keep, None]], axis=1)
+        try:
+            hull = ConvexHull(pts)
+        except (QhullError, ValueError):
+            return None
+        eq = hull.equations  # n_x . x + n_e * E + c = 0, outward normals
+        lower = eq[:, -2] < -1e-9
+        eq = eq[lower]
+        # E = -(n_x . x + c) / n_e
+        return np.concatenate([-eq[:, :-2] / eq[:, -2:-1], -eq[:, -1:] / eq[:, -2:-1]],
+                              axis=1)
+
     def hull_energy(self, system: Sequence[str], fr: np.ndarray) -> np.ndarray:
         """Known hull energy (eV/atom) at fractions ``fr`` (n, len(system)) over the
         sorted elements of ``system``."""
-        h = self.hull(system)
+        planes = self.planes(system)
         fr = np.asarray(fr, dtype=float)
         x = np.concatenate([fr[:, 1:], np.ones((len(fr), 1))], axis=1)
-        return (x @ h.planes.T).max(axis=1)
+        return (x @ planes.T).max(axis=1)
 
     def is_known(self, key: str) -> bool:
         """Whether a reduced composition key is in the references."""
