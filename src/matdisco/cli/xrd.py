@@ -9,8 +9,9 @@ import typer
 
 from matdisco import MatdiscoError
 
-app = typer.Typer(help="X-ray diffraction: simulate 1D patterns, build composition-spread "
-                  "libraries and map phases.", no_args_is_help=True)
+app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector images, "
+                  "build composition-spread libraries, map phases, remove 2D backgrounds "
+                  "and classify phase regions with PADNet.", no_args_is_help=True)
 
 
 def _fail(exc: MatdiscoError) -> None:
@@ -32,8 +33,16 @@ def simulate(
     n_points: int = typer.Option(2000, help="Grid length."),
     two_theta_min: float = typer.Option(10.0),
     two_theta_max: float = typer.Option(80.0),
+    images: Path = typer.Option(None, help="Also render 2D detector images into this .npz "
+                                "(images, two_theta, patterns, names, geometry)."),
+    size: int = typer.Option(512, help="Detector image size (pixels) for --images."),
+    background: str = typer.Option("smooth", help="Image background: none, smooth, "
+                                   "irregular."),
+    wavelength: float = typer.Option(1.0, help="Wavelength (Å) of the detector images."),
+    spottiness: float = typer.Option(0.0, help="Ring texture 0 (smooth) .. 1 (spotty)."),
+    seed: int = typer.Option(0),
 ) -> None:
-    """Simulate the 1D powder patterns of CIF structures."""
+    """Simulate the 1D powder patterns of CIF structures (and 2D detector images)."""
     import pandas as pd
 
     from matdisco._io import write_table
@@ -48,9 +57,38 @@ def simulate(
             df = pd.DataFrame(X, columns=[f"{t:.4f}" for t in grid])
             df.insert(0, "name", [p.stem for p in cif])
             write_table(output, df)
+        if images is not None:
+            _simulate_images(cif, images, size, background, wavelength, spottiness, seed)
     except MatdiscoError as exc:
         _fail(exc)
-    typer.echo(f"simulated {len(cif)} patterns -> {output}")
+    typer.echo(f"simulated {len(cif)} patterns -> {output}"
+               + (f", detector images -> {images}" if images is not None else ""))
+
+
+def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
+                     wavelength: float, spottiness: float, seed: int) -> None:
+    import json
+
+    from matdisco.xrd import load_cif
+    from matdisco.xrd.detector import render_image, slac_like_geometry
+    from matdisco.xrd.library import render_phase
+    from matdisco.xrd.simulate import peak_list
+
+    geom = slac_like_geometry(size, wavelength)
+    lo, hi = geom.two_theta_range()
+    grid = np.linspace(max(0.5, lo - 0.5), hi + 0.5, 2000)
+    rng = np.random.default_rng(seed)
+    pats, imgs = [], []
+    for p in cif:
+        pk = peak_list(load_cif(p), (max(0.5, grid[0] - 3), min(179.0, grid[-1] + 3)),
+                       wavelength=wavelength, with_crystal_system=False)
+        x = render_phase(pk, grid)
+        pats.append(x / max(x.max(), 1e-12))
+        imgs.append(render_image(x, grid, geom, background=background,
+                                 spottiness=spottiness, rng=rng)[None])
+    _save_npz(out, images=np.stack(imgs), patterns=np.stack(pats).astype(np.float32),
+              two_theta=grid, names=np.array([p.stem for p in cif]),
+              geometry=np.array(json.dumps(geom.to_dict())))
 
 
 @app.command()
@@ -64,10 +102,23 @@ def library(
     seed: int = typer.Option(0),
     background: float = typer.Option(0.1),
     noise: float = typer.Option(0.01),
+    images: bool = typer.Option(False, "--images", help="Build a library of 2D detector "
+                                "images (default: the Sn-Ti-Zn-O library, 8 regions; use "
+                                "--n-samples 177 like the study)."),
+    background_kind: str = typer.Option("irregular", help="With --images: irregular "
+                                        "(SLAC-like), smooth (NIST-like) or none."),
+    n_frames: int = typer.Option(1, help="With --images: 1 frame or 2 frames (NIST-like)."),
+    size: int = typer.Option(512, help="With --images: image size in pixels."),
+    region_map: Path = typer.Option(None, help="With --images: JSON region map "
+                                    "{regions: [{name, phases, polygon}]} (phases must be "
+                                    "default phase names)."),
 ) -> None:
-    """Simulate a ternary composition-spread library (alloying shifts, background, noise)."""
+    """Simulate a ternary composition-spread library (1D patterns, or 2D images)."""
     from matdisco.xrd import aflow_prototypes, composition_library, load_cif, prototype_phases
 
+    if images:
+        _image_library(output, n_samples, background_kind, n_frames, size, region_map, seed)
+        return
     try:
         if cif:
             structs = [(p.stem, load_cif(p)) for p in cif]
@@ -126,3 +177,170 @@ def phasemap(
         _fail(exc)
     typer.echo(f"{n_phases} phases ({method}), relative error {res.reconstruction_error:.3f} "
                f"-> {out}")
+
+
+# ---------------------------------------------------------------- 2D detector images
+def _image_library(output: Path, n_samples: int, background_kind: str, n_frames: int,
+                   size: int, region_map: Path | None, seed: int) -> None:
+    from matdisco._io import read_json
+    from matdisco.xrd.library import RegionMap, make_library
+
+    try:
+        rm = RegionMap.from_dict(read_json(region_map)) if region_map else None
+        lib = make_library(region_map=rm, n_samples=n_samples, background=background_kind,
+                           n_frames=n_frames, shape=size, seed=seed)
+        lib.save(output)
+    except MatdiscoError as exc:
+        _fail(exc)
+    counts = np.bincount(lib.labels, minlength=len(lib.region_names))
+    typer.echo(f"image library: {len(lib)} samples, {lib.images.shape[1]} frame(s) of "
+               f"{size}x{size}, {len(lib.region_names)} regions {counts.tolist()} -> {output}")
+
+
+def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Images (N, F, H, W), compositions or None, and names from a library .npz or files."""
+    from matdisco.xrd.readers import read_image
+
+    if len(inputs) == 1 and inputs[0].suffix == ".npz":
+        p = inputs[0]
+        if not p.exists():
+            raise MatdiscoError(f"{p}: file not found")
+        with np.load(p, allow_pickle=False) as z:
+            if "images" not in z.files:
+                raise MatdiscoError(f"{p}: no 'images' array in the .npz")
+            x = z["images"]
+            comp = z["compositions"] if "compositions" in z.files else None
+        if x.ndim == 3:
+            x = x[:, None]
+        return x, comp, [f"{p.stem}[{i}]" for i in range(len(x))]
+    imgs = [read_image(p) for p in inputs]
+    shapes = {i.shape for i in imgs}
+    if len(shapes) > 1:
+        raise MatdiscoError(f"images have different sizes: {sorted(shapes)}")
+    return np.stack(imgs)[:, None], None, [p.name for p in inputs]
+
+
+@app.command()
+def background(
+    inputs: list[Path] = typer.Argument(..., help="Library .npz or image files "
+                                        "(TIFF/EDF/CBF/...)."),
+    output: Path = typer.Option(..., help="Output: .npz (all images) or a directory (one "
+                                ".tif per image)."),
+    method: str = typer.Option("cs", help="mf (minimum filter) or cs (MF + mean)."),
+    window: int = typer.Option(None, help="Window f in pixels (default 200 on 2048², "
+                               "scaled with size)."),
+) -> None:
+    """Remove the 2D background of detector images (I − MF or I − CS)."""
+    import time
+
+    from matdisco.xrd.background import remove_background
+    from matdisco.xrd.readers import write_image
+
+    try:
+        x, comp, names = _load_images(inputs)
+        t0 = time.perf_counter()
+        out = remove_background(x, method, window)
+        dt = time.perf_counter() - t0
+        if output.suffix == ".npz":
+            arrays = {"images": out}
+            if comp is not None:
+                arrays["compositions"] = comp
+            if len(inputs) == 1 and inputs[0].suffix == ".npz":
+                with np.load(inputs[0], allow_pickle=False) as z:
+                    arrays.update({k: z[k] for k in z.files if k not in arrays})
+            _save_npz(output, **arrays)
+        else:
+            output.mkdir(parents=True, exist_ok=True)
+            for i, name in enumerate(names):
+                for f in range(out.shape[1]):
+                    stem = Path(name).stem.replace("[", "_").replace("]", "")
+                    write_image(output / f"{stem}_f{f}_{method}.tif", out[i, f])
+    except MatdiscoError as exc:
+        _fail(exc)
+    typer.echo(f"removed {method} background of {len(x)} sample(s) in {dt:.2f} s -> {output}")
+
+
+@app.command()
+def train(
+    library: Path = typer.Argument(..., help="Image library .npz (from `library --images`)."),
+    out: Path = typer.Option(..., help="Run directory."),
+    preprocess: str = typer.Option("none", help="Training images: none (raw I), mf or cs."),
+    trainable_filters: bool = typer.Option(False, help="Train the slope filters."),
+    use_composition: bool = typer.Option(False, help="Add the composition branch."),
+    f: int = typer.Option(5, help="Slope-filter size (pixels)."),
+    epochs: int = typer.Option(60),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(2e-3),
+    weight_decay: float = typer.Option(1e-4, help="L2 penalty."),
+    patience: int = typer.Option(12, help="Early-stopping patience."),
+    cv: int = typer.Option(0, help="Also report k-fold CV accuracy (k ≥ 2; 0 = skip)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Train PADNet on a library of detector images and save it to a run directory."""
+    from matdisco.training import RunDir
+    from matdisco.xrd.background import remove_background
+    from matdisco.xrd.library import ImageLibrary
+    from matdisco.xrd.padnet import PADNetClassifier, count_parameters, cross_validate_matrix
+
+    params = dict(f=f, trainable_filters=trainable_filters, use_composition=use_composition,
+                  epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                  patience=patience, device=device)
+    try:
+        lib = ImageLibrary.load(library)
+        comp = lib.compositions if use_composition else None
+        metrics: dict = {}
+        if cv:
+            res = cross_validate_matrix(lib.images, lib.labels, comp, train_on=(preprocess,),
+                                        test_on=(preprocess,), n_splits=cv, seed=seed,
+                                        **params)
+            metrics["cv"] = res
+        x = remove_background(lib.images, preprocess)
+        clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=out)
+        clf.save(out, extra={"library": str(library), "preprocess": preprocess,
+                             "region_names": lib.region_names})
+        metrics.update({"train_accuracy": clf.score(x, lib.labels, comp),
+                        "epochs_run": len(clf.history_),
+                        "n_parameters": count_parameters(clf.model_),
+                        "seconds_per_image": clf.seconds_per_image(x, comp)})
+        RunDir(out).write_metrics(metrics)
+    except MatdiscoError as exc:
+        _fail(exc)
+    msg = f"PADNet trained ({metrics['epochs_run']} epochs)"
+    if cv:
+        key = next(k for k in metrics["cv"] if k.startswith("train-"))
+        msg += f", {cv}-fold CV accuracy {metrics['cv'][key]['mean']:.3f}"
+    typer.echo(f"{msg} -> {out}")
+
+
+@app.command()
+def classify(
+    model: Path = typer.Argument(..., help="Run directory written by `train`."),
+    inputs: list[Path] = typer.Argument(..., help="Library .npz or image files."),
+    output: Path = typer.Option(..., help="Predictions .csv or .parquet."),
+) -> None:
+    """Classify detector images into phase regions with a trained PADNet."""
+    import pandas as pd
+
+    from matdisco._io import write_table
+    from matdisco.training import RunDir
+    from matdisco.xrd.background import remove_background
+    from matdisco.xrd.padnet import PADNetClassifier
+
+    try:
+        clf = PADNetClassifier.load(model)
+        cfg = RunDir(model).read_config()
+        x, comp, names = _load_images(inputs)
+        if clf.use_composition and comp is None:
+            raise MatdiscoError("this model uses compositions; give a library .npz with them")
+        x = remove_background(x, cfg.get("preprocess", "none"))
+        proba = clf.predict_proba(x, comp if clf.use_composition else None)
+        regions = cfg.get("region_names") or [str(i) for i in range(proba.shape[1])]
+        pred = proba.argmax(1)
+        df = pd.DataFrame({"name": names, "label": pred,
+                           "region": [regions[i] for i in pred],
+                           "probability": proba.max(1)})
+        write_table(output, df)
+    except MatdiscoError as exc:
+        _fail(exc)
+    typer.echo(f"classified {len(df)} sample(s) -> {output}")

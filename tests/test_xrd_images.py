@@ -1,0 +1,264 @@
+"""Tests of the 2D XRD chain: detector images, background removal, libraries, PADNet,
+baselines, readers and the CLI commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from matdisco import MatdiscoError
+from matdisco.xrd.background import (
+    cs_background,
+    default_window,
+    minimum_background,
+    remove_background,
+)
+from matdisco.xrd.detector import DetectorGeometry, render_image, validate_image
+from matdisco.xrd.library import (
+    ImageLibrary,
+    PhaseRegion,
+    RegionMap,
+    default_phase_names,
+    default_region_map,
+    lever_fractions,
+    make_library,
+    ternary_spread,
+)
+
+GEOM = DetectorGeometry(shape=(48, 48))
+
+
+@pytest.fixture(scope="module")
+def small_lib() -> ImageLibrary:
+    """A tiny irregular-background library: 4 regions' worth of phases, 48×48 images."""
+    return make_library(n_samples=40, shape=48, background="irregular", seed=1,
+                        spottiness=0.2, counts=300)
+
+
+# ------------------------------------------------------------------ detector
+def test_geometry_angles_and_validation() -> None:
+    lo, hi = GEOM.two_theta_range()
+    assert 0 < lo < 10 < 40 < hi < 60
+    big = GEOM.resized(96)
+    # same physical detector: same angular coverage
+    assert abs(big.two_theta_range()[1] - hi) < 1.0
+    with pytest.raises(MatdiscoError, match="wavelength"):
+        DetectorGeometry(wavelength=None)  # type: ignore[arg-type]
+    with pytest.raises(MatdiscoError, match="distance"):
+        DetectorGeometry(distance=0)
+    assert DetectorGeometry.from_dict(GEOM.to_dict()) == GEOM
+
+
+def test_render_image_ring_at_peak_angle() -> None:
+    grid = np.linspace(5, 50, 901)
+    pat = np.exp(-0.5 * ((grid - 20.0) / 0.2) ** 2)
+    img = render_image(pat, grid, GEOM, counts=None)
+    tth, _ = GEOM.angle_maps()
+    on = np.abs(tth - 20.0) < 0.2
+    off = np.abs(tth - 20.0) > 2.0
+    assert img.shape == (48, 48) and img.dtype == np.float32
+    assert img[on].mean() > 0.5 and img[off].max() < 1e-3
+    noisy = render_image(pat, grid, GEOM, background="smooth", counts=100, rng=0)
+    assert np.all(noisy == np.round(noisy)) and noisy[off].mean() > 0  # Poisson counts
+    irr = [render_image(pat, grid, GEOM, background="irregular", counts=None, rng=s)
+           for s in (0, 1)]
+    # the irregular background is strong and differs between samples
+    assert irr[0][off].mean() > 0.3 and not np.allclose(irr[0], irr[1])
+    spotty = render_image(pat, grid, GEOM, spottiness=1.0, counts=None, rng=0)
+    assert spotty[on].std() / spotty[on].mean() > 2 * img[on].std() / img[on].mean()
+    with pytest.raises(MatdiscoError, match="unknown background"):
+        render_image(pat, grid, GEOM, background="wavy")
+
+
+def test_validate_image_errors() -> None:
+    with pytest.raises(MatdiscoError, match="NaN"):
+        validate_image(np.array([[1.0, np.nan], [0, 0]]))
+    with pytest.raises(MatdiscoError, match="dtype"):
+        validate_image(np.zeros((4, 4), bool))
+    with pytest.raises(MatdiscoError, match="size"):
+        validate_image(np.zeros((4, 4)), shape=(8, 8))
+
+
+# ------------------------------------------------------------------ background
+def test_background_matches_bruteforce_and_removes_smooth_background() -> None:
+    from scipy.ndimage import generic_filter
+
+    rng = np.random.default_rng(0)
+    img = rng.random((20, 24)).astype(np.float32)
+    brute = generic_filter(img, np.min, size=5, mode="nearest")
+    np.testing.assert_allclose(minimum_background(img, 5), brute)
+    brute_cs = generic_filter(brute, np.mean, size=5, mode="nearest")
+    np.testing.assert_allclose(cs_background(img, 5), brute_cs, rtol=1e-5, atol=1e-6)
+    # a linear ramp plus a thin ring: removal keeps the ring and flattens the ramp
+    yy, xx = np.mgrid[0:64, 0:64]
+    ramp = 5.0 + 0.05 * xx
+    ring = (np.abs(np.hypot(yy - 32, xx - 32) - 20) < 1).astype(float)
+    out = remove_background(ramp + ring, "cs", 9)
+    assert np.ptp(out[ring == 0]) < 0.6 < out[ring == 1].mean()
+    stack = remove_background(np.stack([ramp, ramp]), "mf", 9)
+    assert stack.shape == (2, 64, 64)
+    assert default_window((2048, 2048)) == 200 and default_window(512) == 50
+    with pytest.raises(MatdiscoError, match="NaN"):
+        remove_background(np.full((8, 8), np.nan), "mf", 3)
+    with pytest.raises(MatdiscoError, match="unknown background method"):
+        remove_background(ramp, "median")
+
+
+# ------------------------------------------------------------------ library
+def test_region_map_default_and_errors() -> None:
+    rm = default_region_map()
+    assert len(rm.regions) == 8
+    rm.validate(default_phase_names())
+    lab = rm.label(ternary_spread(177))
+    assert len(lab) == 177 and set(lab) == set(range(8))
+    assert rm.label(np.array([[1.0, 0, 0]]))[0] == rm.names.index("SnO2")
+    bad = RegionMap([PhaseRegion("A", ("SnO2_rutile",), [(1, 0, 0), (0, 1, 0), (0.5, 0, 0.5)])])
+    with pytest.raises(MatdiscoError, match="does not cover"):
+        bad.validate()
+    unk = RegionMap([PhaseRegion("A", ("Unobtainium",), [(1, 0, 0), (0, 1, 0), (0, 0, 1)])])
+    with pytest.raises(MatdiscoError, match="unknown phase 'Unobtainium'"):
+        unk.validate(default_phase_names())
+    f = lever_fractions(np.array([0.5, 0, 0.5]), np.array([[1, 0, 0], [1 / 3, 0, 2 / 3]]))
+    assert abs(f.sum() - 1) < 1e-9 and f[1] > f[0] >= 0.15
+
+
+def test_library_contents_and_roundtrip(small_lib: ImageLibrary, tmp_path) -> None:
+    lib = small_lib
+    assert lib.images.shape == (40, 1, 48, 48)
+    assert lib.patterns.shape[0] == 40 and np.allclose(lib.patterns.max(1), 1)
+    assert np.allclose(lib.fractions.sum(1), 1, atol=1e-5)
+    # phases absent from a sample's region have zero fraction
+    rm = default_region_map()
+    for i in range(40):
+        present = {lib.phase_names[j] for j in np.flatnonzero(lib.fractions[i])}
+        assert present == set(rm.regions[lib.labels[i]].phases)
+    path = lib.save(tmp_path / "lib.npz")
+    back = ImageLibrary.load(path)
+    np.testing.assert_array_equal(back.images, lib.images)
+    assert back.region_names == lib.region_names and back.geometries == lib.geometries
+
+
+def test_two_frame_library_and_errors() -> None:
+    from matdisco.xrd.simulate import PeakList
+
+    phases = {"SnO2_rutile": PeakList(np.array([17.2, 21.8]), np.array([100.0, 80.0])),
+              "ZnO_wurtzite": PeakList(np.array([20.5, 29.0]), np.array([60.0, 100.0]))}
+    rm = RegionMap([PhaseRegion("Sn", ("SnO2_rutile",), [(1, 0, 0), (0, 1, 0), (0.5, 0, 0.5)]),
+                    PhaseRegion("Zn", ("ZnO_wurtzite", "SnO2_rutile"),
+                                [(0.5, 0, 0.5), (0, 1, 0), (0, 0, 1)])])
+    lib = make_library(phases, rm, n_samples=6, n_frames=2, shape=32, background="smooth")
+    assert lib.images.shape == (6, 2, 32, 32)
+    lo = [g.two_theta_range()[0] for g in lib.geometries]
+    assert lo[1] > lo[0] + 10  # the second frame looks at higher angles
+    with pytest.raises(MatdiscoError, match="unknown phase"):
+        make_library({"X": phases["ZnO_wurtzite"]}, rm, n_samples=3, shape=32)
+    with pytest.raises(MatdiscoError, match="n_frames"):
+        make_library(phases, rm, n_samples=3, shape=32, n_frames=3)
+
+
+# ------------------------------------------------------------------ PADNet
+def test_slope_filters_cancel_linear_background() -> None:
+    from matdisco.xrd.padnet import PADNet, PeakAreaDetection, count_parameters, slope_kernels
+
+    k = slope_kernels(5)
+    assert k.shape == (4, 1, 5, 5) and torch.allclose(k.sum((1, 2, 3)), torch.zeros(4))
+    pad = PeakAreaDetection(5).eval()
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    ramp = (3 + 0.1 * xx + 0.05 * yy)[None, None]
+    ring = ((torch.hypot(yy - 16, xx - 16) - 9).abs() < 1).float()[None, None]
+    resp = pad.slope(ramp + ring).abs()[0, :, 4:-4, 4:-4]
+    base = pad.slope(ramp).abs()[0, :, 4:-4, 4:-4]
+    # a linear background gives a constant slope (removed by the batch norm), rings peaks
+    assert float(base.std((1, 2)).max()) < 1e-4
+    assert resp.max() > 3 * base.max()
+    assert not pad.slope.weight.requires_grad
+    assert PeakAreaDetection(5, trainable=True).slope.weight.requires_grad
+    one, two = PADNet(8, n_frames=1), PADNet(8, n_frames=2)
+    assert count_parameters(one) == count_parameters(two)
+    assert two(torch.rand(3, 2, 32, 32)).shape == (3, 8)
+    with pytest.raises(MatdiscoError, match="frame"):
+        one(torch.rand(2, 2, 32, 32))
+
+
+def test_padnet_learns_and_saves(small_lib: ImageLibrary, tmp_path) -> None:
+    from matdisco.xrd.padnet import PADNetClassifier
+
+    lib = small_lib
+    # two well-separated classes: SnO2-rich vs ZnO-rich samples
+    y = (lib.compositions[:, 2] > lib.compositions[:, 0]).astype(np.int64)
+    clf = PADNetClassifier(f=3, channels=(8, 16), epochs=25, batch_size=8, lr=3e-3,
+                           patience=None, val_fraction=0.0, device="cpu")
+    clf.fit(lib.images, y, run_dir=tmp_path / "run")
+    assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
+    assert clf.score(lib.images, y) >= 0.8
+    assert (tmp_path / "run" / "history.jsonl").exists()
+    clf.save(tmp_path / "model")
+    back = PADNetClassifier.load(tmp_path / "model")
+    np.testing.assert_allclose(back.predict_proba(lib.images[:5]),
+                               clf.predict_proba(lib.images[:5]), atol=1e-5)
+    with pytest.raises(MatdiscoError, match="trained on"):
+        back.predict(np.zeros((2, 1, 32, 32), np.float32))
+    with pytest.raises(MatdiscoError, match="NaN"):
+        back.predict(np.full((1, 1, 48, 48), np.nan, np.float32))
+
+
+# ------------------------------------------------------------------ baselines + readers
+def test_baselines_envelope_and_classifiers(small_lib: ImageLibrary) -> None:
+    from matdisco.xrd.baselines import (
+        PatternClassifier,
+        envelope_background,
+        integrate_images,
+        subtract_envelope,
+    )
+
+    x = np.linspace(0, 1, 400)
+    peak = np.exp(-0.5 * ((x - 0.5) / 0.005) ** 2)
+    bg = 2 + np.sin(3 * x)
+    env = envelope_background(bg + peak)[0]
+    assert np.abs(env - bg)[50:-50].max() < 0.1 and env[200] < bg[200] + 0.1
+    assert subtract_envelope(bg + peak)[0].argmax() == 200
+    lib = small_lib
+    P = integrate_images(lib.images, lib.geometries, npt=120)
+    assert P.shape == (40, 120) and np.isfinite(P).all()
+    y = (lib.compositions[:, 2] > lib.compositions[:, 0]).astype(np.int64)
+    for method in ("logreg", "rf", "adaboost"):
+        clf = PatternClassifier(method, use_composition=True).fit(P, y, lib.compositions)
+        assert clf.score(P, y, lib.compositions) > 0.8
+    with pytest.raises(MatdiscoError, match="needs compositions"):
+        PatternClassifier("rf", use_composition=True).fit(P, y)
+    with pytest.raises(MatdiscoError, match="frame"):
+        integrate_images(lib.images, lib.geometries * 2)
+
+
+def test_readers_roundtrip(tmp_path) -> None:
+    from matdisco.xrd.readers import integrate, read_image, read_pattern, write_image
+
+    img = render_image(np.exp(-0.5 * ((np.linspace(5, 50, 451) - 20) / 0.3) ** 2),
+                       np.linspace(5, 50, 451), GEOM, counts=200, rng=0)
+    for suffix in (".tif", ".edf", ".cbf"):
+        p = write_image(tmp_path / f"img{suffix}", img)
+        np.testing.assert_allclose(read_image(p, shape=(48, 48)), np.round(img)
+                                   if suffix == ".cbf" else img)
+    with pytest.raises(MatdiscoError, match="differs"):
+        read_image(tmp_path / "img.tif", shape=(64, 64))
+    with pytest.raises(MatdiscoError, match="not found"):
+        read_image(tmp_path / "none.tif")
+    ai = GEOM.integrator()
+    ai.save(str(tmp_path / "g.poni"))
+    tt, inten = integrate(img, tmp_path / "g.poni", npt=200)
+    assert abs(tt[np.argmax(inten)] - 20) < 0.6
+    assert DetectorGeometry.from_poni(tmp_path / "g.poni", shape=(48, 48)).shape == (48, 48)
+    with pytest.raises(MatdiscoError, match="PONI file not found"):
+        integrate(img, tmp_path / "missing.poni")
+    (tmp_path / "nowl.poni").write_text(
+        "\n".join(line for line in (tmp_path / "g.poni").read_text().splitlines()
+                  if not line.startswith("Wavelength")))
+    with pytest.raises(MatdiscoError, match="wavelength"):
+        integrate(img, tmp_path / "nowl.poni")
+    (tmp_path / "p.xy").write_text("# 2theta I\n10 1\n11 3\n12 2\n")
+    (tmp_path / "p.csv").write_text("two_theta,intensity\n10,1\n11,3\n12,x\n")
+    tt, inten = read_pattern(tmp_path / "p.xy")
+    assert tt.tolist() == [10, 11, 12] and inten.tolist() == [1, 3, 2]
+    with pytest.raises(MatdiscoError, match="p.csv"):
+        read_pattern(tmp_path / "p.csv")
