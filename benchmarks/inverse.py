@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-single", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--forward-hidden", type=int, default=256,
+                   help="width of the forward surrogate (NA, tandem, iPage)")
+    p.add_argument("--forward-depth", type=int, default=4)
     p.add_argument("--out", default="runs/inverse_bench")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--merge-only", action="store_true",
@@ -79,9 +82,12 @@ def main(argv: list[str] | None = None) -> None:
         records, _ = run_benchmark(task, methods, seeds=a.seeds, n_train=a.n_train,
                                    n_targets=a.n_targets, ts=ts, n_single=a.n_single,
                                    epochs=a.epochs, run_dir=a.out,
+                                   forward_kwargs={"forward_hidden": a.forward_hidden,
+                                                   "forward_depth": a.forward_depth},
                                    log=lambda s: print(s, flush=True))
         wall = time.perf_counter() - t0
-        settings = {"epochs": a.epochs, "t_max": a.t_max, "n_single": a.n_single,
+        settings = {"epochs": a.epochs, "forward_hidden": a.forward_hidden,
+                    "forward_depth": a.forward_depth, "t_max": a.t_max, "n_single": a.n_single,
                     "command": command, "wall_seconds_task": round(wall, 1),
                     "note": "shared, heavily loaded 2-core CPU (other agents training); "
                             "timings are indicative only"}

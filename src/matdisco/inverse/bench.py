@@ -70,10 +70,12 @@ def _remember(method: str, solver: InverseSolver, shared: dict[str, Any]) -> Non
 def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
              n_train: int = 10_000, n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
              n_single: int = 1000, n_coverage: int = 25, epochs: int | None = None,
-             run_dir: str | Path | None = None) -> dict[str, Any]:
+             run_dir: str | Path | None = None,
+             forward_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit and evaluate one method on one task for one seed; returns its metrics."""
     x, y = task.dataset(n_train, seed=seed)
-    solver = build_solver(method, task, seed, shared, epochs=epochs)
+    fkw = forward_kwargs if any(method.startswith(p) for p in _FORWARD_METHODS) else None
+    solver = build_solver(method, task, seed, shared, epochs=epochs, **(fkw or {}))
     t0 = time.perf_counter()
     solver.fit(x, y)
     fit_s = time.perf_counter() - t0
@@ -159,7 +161,7 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
                   n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
                   n_single: int = 1000, epochs: int | None = None,
                   run_dir: str | Path | None = None,
-                  log: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                  log: Any = None, forward_kwargs: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run methods on a task over seeds.
 
     Returns
@@ -184,7 +186,8 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
         shared: dict[str, Any] = {}
         for m in order:
             res = run_seed(task, m, seed, shared, n_train=n_train, n_targets=n_targets, ts=ts,
-                           n_single=n_single, epochs=epochs, run_dir=run_dir)
+                           n_single=n_single, epochs=epochs, run_dir=run_dir,
+                           forward_kwargs=forward_kwargs)
             if log is not None:
                 log(f"{task.name} {m} seed {seed}: resim_mse_multi={res['resim_mse_multi']:.4g}"
                     f" single={res['resim_mse_single']:.4g} "
