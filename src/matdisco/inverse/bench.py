@@ -161,7 +161,8 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
                   n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
                   n_single: int = 1000, epochs: int | None = None,
                   run_dir: str | Path | None = None,
-                  log: Any = None, forward_kwargs: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                  log: Any = None, forward_kwargs: dict[str, Any] | None = None,
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run methods on a task over seeds.
 
     Returns
