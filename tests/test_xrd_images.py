@@ -262,3 +262,56 @@ def test_readers_roundtrip(tmp_path) -> None:
     assert tt.tolist() == [10, 11, 12] and inten.tolist() == [1, 3, 2]
     with pytest.raises(MatdiscoError, match="p.csv"):
         read_pattern(tmp_path / "p.csv")
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_library_background_train_classify(tmp_path) -> None:
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    runner = CliRunner()
+    lib = tmp_path / "lib.npz"
+    r = runner.invoke(app, ["library", "--output", str(lib), "--images", "--n-samples", "16",
+                            "--size", "32", "--background-kind", "smooth"])
+    assert r.exit_code == 0, r.output
+    assert ImageLibrary.load(lib).images.shape == (16, 1, 32, 32)
+    r = runner.invoke(app, ["background", str(lib), "--output", str(tmp_path / "cs.npz"),
+                            "--method", "cs", "--window", "5"])
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "cs.npz") as z:
+        assert z["images"].shape == (16, 1, 32, 32) and "labels" in z.files
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(lib), "--out", str(run), "--epochs", "2",
+                            "--f", "3", "--device", "cpu", "--preprocess", "mf"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and (run / "padnet.safetensors").exists()
+    r = runner.invoke(app, ["classify", str(run), str(lib), "--output",
+                            str(tmp_path / "pred.csv")])
+    assert r.exit_code == 0, r.output
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == 16 and set(pred["region"]) <= set(default_region_map().names)
+    # bad input: a region map that leaves a hole in the triangle
+    (tmp_path / "map.json").write_text(json.dumps({"regions": [
+        {"name": "A", "phases": ["ZnO_wurtzite"], "polygon": [[1, 0, 0], [0, 1, 0], [0, 0.5, 0.5]]}
+    ]}))
+    r = runner.invoke(app, ["library", "--output", str(tmp_path / "x.npz"), "--images",
+                            "--n-samples", "4", "--size", "32", "--region-map",
+                            str(tmp_path / "map.json")])
+    assert r.exit_code == 2 and "does not cover" in r.output
+    # bad input: a NaN image file
+    from matdisco.xrd.readers import write_image
+
+    write_image(tmp_path / "ok.tif", np.ones((32, 32), np.float32))
+    bad = np.ones((32, 32), np.float32)
+    bad[3, 4] = np.nan
+    import fabio.tifimage
+
+    fabio.tifimage.TifImage(data=bad).write(str(tmp_path / "bad.tif"))
+    r = runner.invoke(app, ["classify", str(run), str(tmp_path / "bad.tif"), "--output",
+                            str(tmp_path / "p2.csv")])
+    assert r.exit_code == 2 and "NaN" in r.output
