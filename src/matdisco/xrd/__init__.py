@@ -8,10 +8,23 @@ Notebook-friendly API::
     phases = xrd.prototype_phases()                # the 288 AFLOW prototypes, decorated
     lib = xrd.composition_library(phases[:4], n_samples=60)
     result = xrd.phasemap(lib.patterns, n_phases=4, method="nmf")
+    images = xrd.make_library(n_samples=177, shape=512)  # 2D Sn-Ti-Zn-O image library
+    clean = xrd.remove_background(images.images, "cs")  # I - CS (PADNet: xrd.padnet)
     assignment, corr = xrd.match_phases(result.basis, lib.true_phases)
 """
 
+from matdisco.xrd.background import estimate_background, remove_background
+from matdisco.xrd.detector import DetectorGeometry, render_image
+from matdisco.xrd.library import (
+    ImageLibrary,
+    PhaseRegion,
+    RegionMap,
+    default_phases,
+    default_region_map,
+    make_library,
+)
 from matdisco.xrd.phasemap import PhaseMapResult, match_phases, phasemap
+from matdisco.xrd.readers import integrate, read_image, read_pattern
 from matdisco.xrd.simulate import (
     CRYSTAL_SYSTEMS,
     PeakList,
@@ -45,6 +58,19 @@ from matdisco.xrd.synth import (
 
 __all__ = [
     "CRYSTAL_SYSTEMS",
+    "DetectorGeometry",
+    "ImageLibrary",
+    "PhaseRegion",
+    "RegionMap",
+    "default_phases",
+    "default_region_map",
+    "estimate_background",
+    "integrate",
+    "make_library",
+    "read_image",
+    "read_pattern",
+    "remove_background",
+    "render_image",
     "PURITY_CLASSES",
     "PeakList",
     "PhaseMapResult",
