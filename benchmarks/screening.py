@@ -196,14 +196,13 @@ def stage_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     return recs
 
 
-def _mem_child(n: int, threads: int, batch_size: int) -> None:
+def _mem_child(n: int, threads: int, batch_size: int, chunk: int) -> None:
     """Screen the first n compositions of the full space; print peak RSS (MB)."""
     from matdisco.screening import CompositionSpace
     from matdisco.screening.run import screen
 
     out = WORK / f"tmp_mem_{n}"
     shutil.rmtree(out, ignore_errors=True)
-    chunk = min(1_000_000, n)
     space = CompositionSpace(chunk_size=chunk)
     t = time.perf_counter()
     screen(space, STUDENT, out, batch_size=batch_size, threads=threads,
@@ -221,13 +220,14 @@ def stage_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     names = [f"{n:.0e}".replace("+0", "").replace("+", "") for n in sizes]
     for n, name in zip(sizes, names, strict=True):
         cmd = [sys.executable, __file__, "--mem-child", str(n), "--threads", str(args.threads),
-               "--batch-size", str(args.batch_size)]
+               "--batch-size", str(args.batch_size), "--mem-chunk", str(min(sizes))]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         res[name] = r
         recs.append({"task": "memory", "model": name, "metric": "peak_rss_mb",
                      "value": r["peak_rss_mb"], "seconds": r["seconds"],
-                     "compositions_per_s": n / r["seconds"], "load_avg": _load()})
+                     "compositions_per_s": n / r["seconds"], "chunk_size": min(sizes),
+                     "load_avg": _load()})
     recs.append({"task": "memory", "model": f"{names[1]}_vs_{names[0]}", "metric": "ratio",
                  "value": res[names[1]]["peak_rss_mb"] / res[names[0]]["peak_rss_mb"],
                  "target": 1.10})
@@ -355,9 +355,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--widths", default="256,128,64")
     ap.add_argument("--mem-child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--mem-chunk", type=int, default=1_000_000, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem_child is not None:
-        _mem_child(args.mem_child, args.threads, args.batch_size)
+        _mem_child(args.mem_child, args.threads, args.batch_size, args.mem_chunk)
         return
     import torch
 

@@ -79,7 +79,7 @@ def run(
     arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
     max_atoms: int = typer.Option(10, help="Max total atoms of the reduced formula."),
     chunk_size: int = typer.Option(1_000_000, help="Compositions per chunk (resume unit)."),
-    batch_size: int = typer.Option(65536, help="Rows per model call."),
+    batch_size: int = typer.Option(4096, help="Rows per model call."),
     keep_below: float = typer.Option(None, help="Only write rows predicted <= this value."),
     threads: int = typer.Option(None, help="torch threads (per worker with Dask)."),
     scheduler: str = typer.Option(None, help="Dask scheduler address tcp://host:port."),

@@ -44,7 +44,7 @@ def part_path(out: Path, chunk_id: int) -> Path:
 
 
 def predict_chunk(space: CompositionSpace, model: Any, chunk_id: int,
-                  batch_size: int = 65536, keep_below: float | None = None,
+                  batch_size: int = 4096, keep_below: float | None = None,
                   sparse: bool = True) -> Any:
     """Enumerate, encode and predict one chunk; returns a pyarrow Table.
 
@@ -173,7 +173,7 @@ def open_results(out: str | os.PathLike[str]) -> Any:
 
 
 def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
-           batch_size: int = 65536, keep_below: float | None = None,
+           batch_size: int = 4096, keep_below: float | None = None,
            threads: int | None = None, scheduler: str | None = None,
            workers: int | None = None, processes: bool = True,
            fast: bool = True, jit: bool = False, sparse: bool = True,
