@@ -104,15 +104,18 @@ def test_prototypical_classifier() -> None:
 
 def test_targeted_refiner_moves_signals_towards_target(fitted: SignalClassifier,
                                                        tmp_path) -> None:
-    X, y = _toy(64, seed=3)
-    X1 = X[y == 1]
-    target = np.zeros(len(X1), np.int64)  # push class-1 signals to class 0
-    before = (fitted.predict(X1) == 0).mean()
-    ref = ImitationRefiner(fitted, lam=1.0, beta=0.1, channels=(4, 8), epochs=15,
-                           batch_size=16, lr=3e-3).fit(X1, target)
+    X, y = _toy(96, seed=3)
+    clean = X[y == 0]
+    t = np.arange(L)
+    # imperfect: class-0 signals contaminated by a strong spurious peak of class 1
+    X1 = (clean + 1.2 * np.exp(-0.5 * ((t - 150) / 3.0) ** 2)).astype(np.float32)
+    target = np.zeros(len(X1), np.int64)
+    ref = ImitationRefiner(fitted, lam=1.0, beta=0.1, channels=(4, 8), epochs=20,
+                           batch_size=16, lr=1e-2).fit(X1, target)
     R = ref.transform(X1)
-    after = (fitted.predict(R) == 0).mean()
-    assert after > before + 0.5
+    assert (fitted.predict(R) == 0).mean() >= 0.75
+    assert (fitted.predict(R) == 0).mean() > (fitted.predict(X1) == 0).mean()
+    assert signal_distances(R, clean)["l1"].mean() < signal_distances(X1, clean)["l1"].mean()
     assert (R >= 0).all()
     ref.save(tmp_path / "ref")
     loaded = ImitationRefiner.load(tmp_path / "ref")

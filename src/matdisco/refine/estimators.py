@@ -355,19 +355,19 @@ class ImitationRefiner:
             if self.lam > 0:
                 lp = prediction_loss(logits, target)
                 total = total + self.lam * lp
-                logs["pred"] = float(lp)
+                logs["pred"] = float(lp.detach())
             if self.alpha > 0:
                 lpr = prototype_loss(e, cmod.prototypes, target)
                 total = total + self.alpha * lpr
-                logs["proto"] = float(lpr)
+                logs["proto"] = float(lpr.detach())
             if self.beta > 0:
                 lr_ = regularization_loss(x, rx, self.p, psi_fn)
                 total = total + self.beta * lr_
-                logs["reg"] = float(lr_)
+                logs["reg"] = float(lr_.detach())
             if self.gamma > 0:
                 lk = kl_discrepancy(logits, prior)
                 total = total + self.gamma * lk
-                logs["kl"] = float(lk)
+                logs["kl"] = float(lk.detach())
             return total, logs
 
         self.model_ = self._build()
