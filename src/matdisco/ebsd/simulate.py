@@ -97,7 +97,7 @@ def load_master_pattern() -> Any:
         import kikuchipy as kp
 
         _MASTER["ni"] = kp.data.nickel_ebsd_master_pattern_small(
-            projection="lambert", hemisphere="both", show_progressbar=False
+            projection="lambert", hemisphere="both"
         )
     return _MASTER["ni"]
 
