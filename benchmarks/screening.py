@@ -317,9 +317,11 @@ def stage_holdout(args: argparse.Namespace) -> list[dict[str, Any]]:
         for name, path in models.items():
             if not (path / "metrics.json").exists():
                 continue
-            r = spurious_stable(path, hulls, system)
+            r = spurious_stable(path, hulls, system, margin=args.margin)
+            metric = "spurious_stable" if args.margin == 0 else \
+                f"spurious_stable_margin{args.margin}"
             recs.append({"task": f"holdout_{system}", "model": name,
-                         "metric": "spurious_stable", "value": r["n_spurious"],
+                         "metric": metric, "value": r["n_spurious"], "margin": args.margin,
                          "n_predicted_stable": r["n_predicted_stable"],
                          "n_known_stable": r["n_known_stable"], "spurious": r["spurious"],
                          "grid_size": r["grid_size"], "max_atoms": r["max_atoms"],
@@ -351,6 +353,8 @@ def main() -> None:
     ap.add_argument("--mem-sizes", default="1e6,1e7", help="two run sizes for peak RSS")
     ap.add_argument("--scan-arities", default="2,3")
     ap.add_argument("--scan-max-atoms", type=int, default=10)
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="holdout: min depth below the other predicted points (eV/atom)")
     ap.add_argument("--n-synthetic", type=int, default=100_000)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--widths", default="256,128,64")

@@ -97,6 +97,11 @@ def test_spurious_stable_counts(hulls):
     assert sorted(good["predicted_stable"]) == ["Ti2O3", "TiO2"]
     assert good["n_spurious"] == 0
     assert bad["n_spurious"] == 1 and bad["spurious"] == ["Ti3O"]
+    # a margin keeps the deep spurious minimum and the known compounds that are well below
+    m = spurious_stable(_ToyModel(dip=True), hulls, "Ti-O", max_atoms=12, margin=0.05)
+    assert m["spurious"] == ["Ti3O"] and "TiO2" in m["predicted_stable"]
+    m = spurious_stable(_ToyModel(dip=True), hulls, "Ti-O", max_atoms=12, margin=5.0)
+    assert m["n_predicted_stable"] == 0
 
 
 def test_plots(hulls):

@@ -409,12 +409,16 @@ def predicted_hull(els: Sequence[str], fr_sys: np.ndarray, energies: np.ndarray,
 
 
 def spurious_stable(model: Any, hulls: ReferenceHulls, system: Sequence[str] | str,
-                    max_atoms: int | None = None, tol: float = 0.05) -> dict[str, Any]:
+                    max_atoms: int | None = None, tol: float = 0.05,
+                    margin: float = 0.0) -> dict[str, Any]:
     """Count predicted-stable compounds with no known hull compound nearby.
 
     A compound is *predicted stable* when it lies on the hull of the model's predictions
     over a dense grid of the system; it is *spurious* when no compound on the known hull
     (elements excluded) lies within ``tol`` of it in atomic fraction (max-norm).
+    With ``margin > 0`` a grid point only counts as predicted stable when it lies at least
+    ``margin`` eV/atom below the hull of all the other predicted points (a smooth convex
+    prediction otherwise puts every grid point on the hull by an infinitesimal amount).
 
     Returns a dict with ``n_spurious``, ``n_predicted_stable``, ``n_known_stable``,
     ``spurious`` (formulas), ``predicted_stable`` and ``known_stable`` (formulas).
@@ -435,13 +439,29 @@ def spurious_stable(model: Any, hulls: ReferenceHulls, system: Sequence[str] | s
         x = np.array([e.composition.get_atomic_fraction(el) for el in els])
         if (x > 0).sum() > 1:
             pstable.append((e.composition.reduced_formula, x))
+    if margin > 0 and pstable:
+        pts = np.concatenate([np.eye(len(els)), fr_sys])
+        es = np.concatenate([np.zeros(len(els)), pred])
+        kept = []
+        for f, x in pstable:
+            i = int(np.argmin(np.abs(pts - x).max(axis=1)))
+            others = np.ones(len(pts), dtype=bool)
+            others[i] = False
+            planes = ReferenceHulls._qhull_planes(pts[others], es[others])
+            if planes is None:
+                kept.append((f, x))
+                continue
+            e_hull = (np.append(x[1:], 1.0) @ planes.T).max()
+            if es[i] <= e_hull - margin:
+                kept.append((f, x))
+        pstable = kept
     spurious = [f for f, x in pstable
                 if not any(np.abs(x - kx).max() <= tol + 1e-9 for _, kx in known)]
     return {"system": "-".join(els), "n_spurious": len(spurious),
             "n_predicted_stable": len(pstable), "n_known_stable": len(known),
             "spurious": spurious, "predicted_stable": [f for f, _ in pstable],
             "known_stable": [f for f, _ in known], "grid_size": len(formulas),
-            "max_atoms": max_atoms, "tol": tol}
+            "max_atoms": max_atoms, "tol": tol, "margin": margin}
 
 
 # --------------------------------------------------------------------------- plots
