@@ -1,0 +1,197 @@
+"""EBSD benchmark: torch disorientation vs orix; OMNet vs dictionary indexing on Ni.
+
+Writes ``benchmarks/results/ebsd.json`` (see ../shared/BENCHMARKS.md). Every stage
+merges its records as soon as it finishes, so a partial run still leaves real figures.
+
+Reduced default (CPU): 60x60 patterns, a training set of ``--n-train`` random
+orientations in the m-3m fundamental zone, OMNet ``compact`` trained for ``--epochs``
+epochs per loss; the dictionary holds the same number of simulated patterns as the
+training set (the issue's fairness condition); refinement runs on ``--n-refine``
+patterns per level because kikuchipy's refinement is slow on this CPU.
+
+    python benchmarks/ebsd.py                       # reduced default
+    python benchmarks/ebsd.py --n-train 300000 --epochs 100 --preset full   # the study
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import merge_records  # noqa: E402
+
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
+
+
+def rec(task: str, model: str, metric: str, value: float, unit: str, **kw: object) -> dict:
+    return {"task": task, "model": model, "metric": metric, "value": float(value),
+            "unit": unit, **kw}
+
+
+def bench_disorientation(n: int) -> list[dict]:
+    from orix.quaternion import Orientation
+    from orix.quaternion.symmetry import Oh
+
+    from matdisco.ebsd.rotations import disorientation_angle, random_quaternions
+
+    a, b = random_quaternions(n, 101), random_quaternions(n, 202)
+    b[: n // 5] = a[: n // 5] + 1e-3 * np.random.default_rng(0).normal(size=(n // 5, 4))
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    ref = np.rad2deg(Orientation(a, symmetry=Oh).angle_with(Orientation(b, symmetry=Oh)))
+    out = []
+    for dtype, name in ((torch.float64, "torch"), (torch.float32, "torch_float32")):
+        t = time.perf_counter()
+        d = disorientation_angle(torch.tensor(a, dtype=dtype), torch.tensor(b, dtype=dtype),
+                                 degrees=True).double().numpy()
+        dt = time.perf_counter() - t
+        out.append(rec("disorientation_vs_orix", name, "max_abs_error_deg",
+                       np.abs(d - ref).max(), "deg", n_pairs=n, pairs_per_s=n / dt))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--n-test", type=int, default=100)
+    ap.add_argument("--n-refine", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--preset", default="compact")
+    ap.add_argument("--losses", default="mae_mde,mde,mae")
+    ap.add_argument("--levels", default="noise0,noise1,noise2")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--run-dir", default="runs/ebsd_bench")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    recs = bench_disorientation(10_000)
+    merge_records("ebsd", "ebsd", recs)
+    log(f"disorientation vs orix: {[r['value'] for r in recs]}")
+
+    from matdisco.ebsd import DetectorConfig, OMNetIndexer, simulate_dataset
+    from matdisco.ebsd.dictionary import DictionaryIndexer
+    from matdisco.ebsd.evaluation import (
+        disorientation_deg,
+        orientation_metrics,
+        plot_histograms,
+        plot_ipf_map,
+    )
+    from matdisco.training import RunDir
+
+    det = DetectorConfig()
+    levels = tuple(args.levels.split(","))
+    run = RunDir(args.run_dir)
+    run.write_config(vars(args))
+    train = simulate_dataset(args.n_train, seed=1, config=det, levels=("noise0",))["noise0"]
+    log(f"simulated {args.n_train} training patterns")
+    test = simulate_dataset(args.n_test, seed=2, config=det, levels=levels)
+    log(f"simulated {args.n_test} test patterns at {levels}")
+    common = {"n_train": args.n_train, "n_test": args.n_test, "seeds": 1,
+              "detector": "60x60", "cpu_note": "shared, heavily loaded 2-core CPU"}
+
+    models: dict[str, OMNetIndexer] = {}
+    for loss in args.losses.split(","):
+        est = OMNetIndexer(loss=loss, preset=args.preset, detector=det, epochs=args.epochs,
+                           batch_size=args.batch_size, lr=1e-3, device="auto",
+                           run_dir=run / f"omnet_{loss}")
+        est.fit(*train)
+        models[loss] = est
+        log(f"trained omnet_{loss} ({est.n_parameters} params) in {est.train_seconds_:.0f}s")
+
+    dictionary = DictionaryIndexer(*train, detector=det)
+    dis_all: dict[str, np.ndarray] = {}
+    for lev in levels:
+        x, q = test[lev]
+        recs = []
+        for loss, est in models.items():
+            t = time.perf_counter()
+            qp = est.predict(x)
+            m = orientation_metrics(qp, q, time.perf_counter() - t)
+            name = f"omnet_{loss}"
+            dis_all[f"{name}_{lev}"] = disorientation_deg(qp, q)
+            extra = dict(common, epochs=args.epochs, preset=args.preset,
+                         n_parameters=est.n_parameters,
+                         median_disorientation_deg=m["median_disorientation_deg"],
+                         frac_within_1deg=m["frac_within_1deg"],
+                         frac_within_2deg=m["frac_within_2deg"])
+            recs += [rec(f"sim_{lev}", name, "mean_disorientation_deg",
+                         m["mean_disorientation_deg"], "deg", **extra),
+                     rec(f"sim_{lev}", name, "patterns_per_s", m["patterns_per_s"],
+                         "patterns/s", **common)]
+        t = time.perf_counter()
+        qd, _ = dictionary.index(x)
+        t_index = time.perf_counter() - t
+        m = orientation_metrics(qd, q, t_index)
+        dis_all[f"dictionary_{lev}"] = disorientation_deg(qd, q)
+        extra = dict(common, dictionary_size=args.n_train,
+                     dictionary_grid="uniform random SO(3) in the m-3m fundamental zone "
+                     f"({args.n_train} patterns = the OMNet training set)",
+                     median_disorientation_deg=m["median_disorientation_deg"],
+                     frac_within_1deg=m["frac_within_1deg"],
+                     frac_within_2deg=m["frac_within_2deg"])
+        recs += [rec(f"sim_{lev}", "dictionary", "mean_disorientation_deg",
+                     m["mean_disorientation_deg"], "deg", **extra),
+                 rec(f"sim_{lev}", "dictionary", "patterns_per_s", m["patterns_per_s"],
+                     "patterns/s", **common)]
+        # oracle: nearest dictionary orientation (best any dictionary method can do)
+        nn = np.array([disorientation_deg(train[1], np.repeat(qi[None], len(train[1]), 0)).min()
+                       for qi in q])
+        recs.append(rec(f"sim_{lev}", "dictionary_nearest_oracle", "mean_disorientation_deg",
+                        nn.mean(), "deg", **common))
+        if args.n_refine > 0:
+            nr = min(args.n_refine, len(x))
+            t = time.perf_counter()
+            qr, _ = dictionary.refine(x[:nr], qd[:nr])
+            t_ref = time.perf_counter() - t
+            seconds = t_index * nr / len(x) + t_ref
+            mr = orientation_metrics(qr, q[:nr], seconds)
+            m0 = orientation_metrics(qd[:nr], q[:nr])
+            extra = dict(common, n_test=nr, dictionary_size=args.n_train,
+                         unrefined_mean_on_same_patterns=m0["mean_disorientation_deg"],
+                         median_disorientation_deg=mr["median_disorientation_deg"],
+                         frac_within_1deg=mr["frac_within_1deg"],
+                         frac_within_2deg=mr["frac_within_2deg"])
+            recs += [rec(f"sim_{lev}", "dictionary_refined", "mean_disorientation_deg",
+                         mr["mean_disorientation_deg"], "deg", **extra),
+                     rec(f"sim_{lev}", "dictionary_refined", "patterns_per_s",
+                         mr["patterns_per_s"], "patterns/s", **dict(common, n_test=nr))]
+        merge_records("ebsd", "ebsd", recs)
+        log(f"{lev}: " + ", ".join(f"{r['model']}={r['value']:.3g}" for r in recs
+                                   if r["metric"] == "mean_disorientation_deg"))
+    run.save_plot("disorientation_hist", plot_histograms(
+        {k: v for k, v in dis_all.items() if k.endswith(levels[0])}))
+    run.save_plot("ipf_test_noise0", plot_ipf_map(test[levels[0]][1][:100], (10, 10)))
+
+    if not args.skip_real:
+        from matdisco.ebsd.io import load_bundled_nickel
+
+        xr, shape, s = load_bundled_nickel()
+        q_ref = s.xmap.rotations.data.reshape(-1, 4)
+        recs = []
+        for loss, est in models.items():
+            qp = est.predict(xr)
+            d = disorientation_deg(qp, q_ref)
+            recs.append(rec("real_ni_3x3", f"omnet_{loss}", "mean_disorientation_deg",
+                            d.mean(), "deg", per_pattern=d.round(3).tolist(),
+                            reference="orientations shipped with kikuchipy's nickel_ebsd_small",
+                            n_test=len(d)))
+            run.save_plot(f"ipf_real_omnet_{loss}", plot_ipf_map(qp, shape))
+        merge_records("ebsd", "ebsd", recs)
+        log("real 3x3 Ni: " + ", ".join(f"{r['model']}={r['value']:.3g}" for r in recs))
+    run.write_metrics({"finished_seconds": time.perf_counter() - T0})
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

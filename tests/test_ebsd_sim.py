@@ -1,0 +1,148 @@
+"""Tests of pattern simulation (kikuchipy), dictionary indexing, the indexer and the CLI.
+
+kikuchipy's numba kernels are compiled once per process, so everything that needs
+them lives in one module with a module-scoped fixture of a few small patterns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from matdisco import MatdiscoError
+from matdisco.ebsd import (
+    DetectorConfig,
+    OMNetIndexer,
+    check_patterns,
+    degrade_patterns,
+    load_dataset,
+    sample_orientations,
+    simulate_dataset,
+)
+from matdisco.ebsd.evaluation import disorientation_deg, orientation_metrics
+
+DET = DetectorConfig(shape=(20, 20))
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    import os
+
+    os.environ["MATDISCO_CACHE"] = str(tmp_path_factory.mktemp("ebsdcache"))
+    return simulate_dataset(16, seed=3, config=DET, levels=("noise0", "noise1"),
+                            chunk_size=8)
+
+
+def test_simulation_cache_and_degradation(sim: dict) -> None:
+    x, q = sim["noise0"]
+    assert x.shape == (16, 20, 20) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert not np.allclose(x[0], x[1])  # different orientations -> different patterns
+    xd, qd = sim["noise1"]
+    assert np.array_equal(q, qd) and not np.allclose(xd, x)
+    again = simulate_dataset(16, seed=3, config=DET, levels=("noise0",))  # cache hit
+    assert np.array_equal(again["noise0"][0], x)
+    # noise grows with the level (correlation with the clean pattern drops)
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+    x3 = degrade_patterns(x, "noise3", quaternions=q, config=DET, seed=0)
+    assert corr(xd, x) > corr(x3, x)
+    # orientations lie in the m-3m fundamental zone
+    from orix.quaternion import Orientation
+    from orix.quaternion.symmetry import Oh
+
+    o = Orientation(q, symmetry=Oh)
+    assert np.allclose(np.abs(o.reduce().data), np.abs(q), atol=1e-8) or \
+        np.allclose(disorientation_deg(o.reduce().data, q), 0.0, atol=1e-6)
+
+
+def test_dictionary_indexing_recovers_known_orientations(sim: dict) -> None:
+    from matdisco.ebsd.dictionary import DictionaryIndexer
+
+    x, q = sim["noise0"]
+    extra = sample_orientations(24, seed=11)
+    from matdisco.ebsd import simulate_patterns
+
+    dx = np.concatenate([x[:8], simulate_patterns(extra, config=DET)])
+    dq = np.concatenate([q[:8], extra])
+    di = DictionaryIndexer(dx, dq, detector=DET)
+    qi, scores = di.index(x[:8])
+    assert np.allclose(disorientation_deg(qi, q[:8]), 0.0, atol=1e-4)
+    assert scores.min() > 0.99
+    with pytest.raises(MatdiscoError, match="expects"):
+        di.index(np.zeros((2, 30, 30), np.float32))
+
+
+def test_indexer_trains_and_guards_inputs(sim: dict, tmp_path: Path) -> None:
+    x, q = sim["noise0"]
+    torch.manual_seed(0)
+    est = OMNetIndexer(loss="mde", preset="tiny", detector=DET, epochs=40, batch_size=8,
+                       lr=3e-3, device="cpu", run_dir=tmp_path / "run")
+    est.fit(x, q)
+    h = est.history_
+    assert h[-1]["train_mde_deg"] < 0.7 * h[0]["train_mde_deg"]  # it learns
+    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
+    est.save(tmp_path / "model")
+    back = OMNetIndexer.load(tmp_path / "model")
+    assert np.allclose(back.predict(x), est.predict(x), atol=1e-5)
+    with pytest.raises(MatdiscoError, match="trained for detector"):
+        OMNetIndexer.load(tmp_path / "model", detector=DetectorConfig())
+    with pytest.raises(MatdiscoError, match="expects"):
+        back.predict(np.zeros((2, 60, 60), np.float32))
+    bad = x.copy()
+    bad[3, 2, 2] = np.nan
+    with pytest.raises(MatdiscoError, match="pattern 3 contains NaN"):
+        back.predict(bad)
+    with pytest.raises(MatdiscoError, match=r"shape \(n, rows, cols\)"):
+        check_patterns(np.zeros(5))
+    m = orientation_metrics(est.predict(x), q, seconds=1.0)
+    assert 0 <= m["frac_within_1deg"] <= m["frac_within_2deg"] <= 1 and m["n"] == 16
+
+
+def test_non_cubic_phase_is_refused() -> None:
+    from orix.crystal_map import Phase
+
+    from matdisco.ebsd.io import _check_cubic
+
+    hexa = Phase(name="ti", point_group="6/mmm")
+    fake = SimpleNamespace(xmap=SimpleNamespace(phases=[(0, hexa)]))
+    with pytest.raises(MatdiscoError, match="only cubic m-3m"):
+        _check_cubic(fake, "scan.h5")
+
+
+def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
+    from orix import io as oio
+
+    from matdisco.cli.ebsd import app
+
+    r = CliRunner()
+    data = tmp_path / "train.h5"
+    res = r.invoke(app, ["simulate", "--output", str(data), "--n", "12", "--shape", "20"])
+    assert res.exit_code == 0, res.output
+    x, q, meta = load_dataset(data)
+    assert x.shape == (12, 20, 20) and meta["detector"]["shape"] == [20, 20]
+    run = tmp_path / "run"
+    res = r.invoke(app, ["train", str(data), "--run-dir", str(run), "--preset", "tiny",
+                         "--epochs", "2", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    assert (run / "model.safetensors").exists() and (run / "config.json").exists()
+    for suffix in (".ang", ".h5"):
+        out = tmp_path / f"map{suffix}"
+        res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "--output", str(out),
+                             "--map-shape", "3,4"])
+        assert res.exit_code == 0, res.output
+        xmap = oio.load(out)
+        assert xmap.size == 12 and xmap.shape == (3, 4)
+    ev = tmp_path / "eval"
+    res = r.invoke(app, ["evaluate", str(data), "--run-dir", str(run), "--output", str(ev)])
+    assert res.exit_code == 0, res.output
+    assert (ev / "metrics.json").exists() and (ev / "disorientation_hist.png").exists()
+    res = r.invoke(app, ["simulate", "--output", str(tmp_path / "b.h5"), "--level", "bad"])
+    assert res.exit_code == 2 and "unknown degradation level" in res.output
+    res = r.invoke(app, ["index", str(tmp_path / "missing.h5"), "--run-dir", str(run),
+                         "--output", str(tmp_path / "m.ang")])
+    assert res.exit_code == 2
