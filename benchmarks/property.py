@@ -42,6 +42,9 @@ OQMD_MODELS = {
     # validation loss of these deep nets is noisy until the learning rate has decayed
     "elemnet": dict(model="elemnet", epochs=50, batch_size=256, lr=4e-4, patience=None,
                     ema=0.999),
+    # the first ElemNet recipe (no EMA); its run was stopped after 28 epochs with
+    # `--models elemnet_v1 --resume --epochs-scale 0.4667` (validation had stopped improving)
+    "elemnet_v1": dict(model="elemnet", epochs=60, batch_size=256, lr=4e-4, patience=None),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
