@@ -110,6 +110,12 @@ def main() -> None:
         log(f"trained omnet_{loss} ({est.n_parameters} params) in {est.train_seconds_:.0f}s")
 
     dictionary = DictionaryIndexer(*train, detector=det)
+    # warm-up (numba JIT compilation, oneDNN initialisation) so patterns/s are steady-state
+    warm = test[levels[0]][0][:2]
+    dictionary.index(warm)
+    dictionary.refine(warm, dictionary.index(warm)[0])
+    for est in models.values():
+        est.predict(warm)
     dis_all: dict[str, np.ndarray] = {}
     for lev in levels:
         x, q = test[lev]

@@ -95,6 +95,9 @@ class DictionaryIndexer:
         from matdisco.ebsd.indexer import check_patterns
 
         x = check_patterns(patterns, self.detector.shape)
+        if len(x) == 1:  # kikuchipy needs a navigation axis of length > 1
+            q, sc = self.index(np.concatenate([x, x]))
+            return q[:1], sc[:1]
         s = to_ebsd_signal(x)
         xmap = s.dictionary_indexing(self._dictionary_signal(), metric="ncc", keep_n=1,
                                      n_per_iteration=min(self.n_per_iteration,
@@ -112,8 +115,15 @@ class DictionaryIndexer:
         from matdisco.ebsd.indexer import check_patterns
 
         x = check_patterns(patterns, self.detector.shape)
+        q0 = np.asarray(quaternions, dtype=np.float64)
+        if len(q0) != len(x):
+            raise MatdiscoError(f"{len(q0)} initial orientations for {len(x)} patterns")
+        if len(x) == 1:  # kikuchipy cannot refine a single-point map: refine it twice
+            qr, sr = self.refine(np.concatenate([x, x]), np.concatenate([q0, q0]),
+                                 trust_region)
+            return qr[:1], sr[:1]
         s = to_ebsd_signal(x)
-        xmap = crystal_map(quaternions)
+        xmap = crystal_map(q0)
         ref = s.refine_orientation(xmap, make_detector(self.detector), load_master_pattern(),
                                    energy=self.detector.energy,
                                    trust_region=[trust_region] * 3, compute=True)
