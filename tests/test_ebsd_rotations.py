@@ -107,7 +107,7 @@ def test_losses_backpropagate_through_omnet(loss: str) -> None:
     assert out.shape == (4, {"euler": 3, "quat": 4, "6d": 6}[rep])
     val, logs = orientation_loss(out, q, e, loss, rep)
     val.backward()
-    assert math.isfinite(float(val)) and 0 <= logs["mde_deg"] <= 62.81
+    assert math.isfinite(float(val.detach())) and 0 <= logs["mde_deg"] <= 62.81
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
 

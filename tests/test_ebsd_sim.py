@@ -80,7 +80,7 @@ def test_dictionary_indexing_recovers_known_orientations(sim: dict) -> None:
 def test_indexer_trains_and_guards_inputs(sim: dict, tmp_path: Path) -> None:
     x, q = sim["noise0"]
     torch.manual_seed(0)
-    est = OMNetIndexer(loss="mde", preset="tiny", detector=DET, epochs=40, batch_size=8,
+    est = OMNetIndexer(loss="mde", preset="tiny", detector=DET, epochs=20, batch_size=8,
                        lr=3e-3, device="cpu", run_dir=tmp_path / "run")
     est.fit(x, q)
     h = est.history_
