@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from matdisco import MatdiscoError
 from matdisco.models.nets import build_network
 from matdisco.training import Trainer, TrainerConfig, resolve_device, set_seed
+from matdisco.training.rundir import load_state_into
 
 
 def _check_xy(X: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -204,19 +205,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             )
         self._build(n_features)
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-        own = self.network_.state_dict()
-        if set(state) != set(own):
-            raise MatdiscoError(
-                f"{source}: weights do not match architecture {self.arch!r} "
-                f"({len(state)} tensors, the network has {len(own)})"
-            )
-        for k, v in own.items():
-            if tuple(state[k].shape) != tuple(v.shape):
-                raise MatdiscoError(
-                    f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, "
-                    f"architecture {self.arch!r} expects {tuple(v.shape)}"
-                )
-        self.network_.load_state_dict(state)
+        load_state_into(self.network_, state, source, f"architecture {self.arch!r}")
         self.x_mean_ = tensors["scaler.x_mean"].numpy().astype(np.float32)
         self.x_std_ = tensors["scaler.x_std"].numpy().astype(np.float32)
         self.y_mean_, self.y_std_ = (float(v) for v in tensors["scaler.y"])

@@ -48,24 +48,41 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise MatdiscoError(f"{path}: corrupt or unreadable safetensors file ({exc})") from exc
 
 
-def load_state_checked(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load weights into ``module``, refusing missing/unexpected keys or shape mismatches."""
-    state = load_weights(path)
+def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor],
+                    source: str, what: str = "the model") -> None:
+    """Load ``state`` into ``module``, refusing missing/unexpected keys or shape mismatches.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Target module.
+    state : dict of tensors
+        Weights (e.g. from :func:`load_weights`).
+    source : str
+        File name for error messages.
+    what : str
+        Description of the model for error messages.
+    """
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise MatdiscoError(
-            f"{path}: weights do not match the model (missing {missing[:5]}, "
+            f"{source}: weights do not match {what} (missing {missing[:5]}, "
             f"unexpected {unexpected[:5]})"
         )
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise MatdiscoError(
-                f"{path}: tensor {k!r} has shape {tuple(state[k].shape)}, "
-                f"the model expects {tuple(v.shape)}"
+                f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, "
+                f"{what} expects {tuple(v.shape)}"
             )
     module.load_state_dict({k: state[k].to(v.dtype) for k, v in own.items()})
+
+
+def load_state_checked(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a ``.safetensors`` file into ``module`` with :func:`load_state_into` checks."""
+    load_state_into(module, load_weights(path), str(path))
 
 
 def environment() -> dict[str, Any]:
