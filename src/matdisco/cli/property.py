@@ -103,7 +103,7 @@ def report(run: Path = typer.Argument(..., help="Run directory.")) -> None:
 @handle_errors
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
          folds: int = typer.Option(5, help="Cross-validation folds."),
-         epochs: int = typer.Option(40, help="Maximum epochs per fold.")) -> None:
+         epochs: int = typer.Option(25, help="Maximum epochs per fold.")) -> None:
     """The main job: cross-validate ElemNet on the embedded experimental formation
     enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report."""
     from matdisco.property import train_property
@@ -111,7 +111,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
     typer.echo(f"ElemNet, {folds}-fold CV on the embedded experimental formation "
                "enthalpies (pymatgen exp_compounds.json.gz) ...")
     run = train_property("exp_formation_enthalpy", model="elemnet", out=out, cv=folds,
-                         epochs=epochs, batch_size=32, lr=1e-3, patience=15, progress=True)
+                         epochs=epochs, batch_size=64, lr=1e-3, patience=10, progress=True)
     _summary(run)
 
 
