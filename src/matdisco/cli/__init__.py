@@ -20,6 +20,12 @@ app = typer.Typer(
 )
 
 
+def fail(exc: Exception) -> None:
+    """Print ``error: ...`` on stderr and exit with code 2 (bad input)."""
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn :class:`MatdiscoError` into a one-line message and exit code 2."""
 
@@ -28,8 +34,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except MatdiscoError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
+            fail(exc)
 
     return wrapper
 

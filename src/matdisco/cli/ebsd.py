@@ -8,16 +8,13 @@ from pathlib import Path
 import typer
 
 from matdisco import MatdiscoError
+from matdisco.cli import fail as _fail
 
 app = typer.Typer(help="EBSD orientation indexing of cubic (m-3m) crystals: simulate "
                   "patterns from kikuchipy's Ni master pattern, train OMNet, index "
                   "pattern files and evaluate against dictionary indexing.",
                   no_args_is_help=True)
 
-
-def _fail(exc: MatdiscoError) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
 
 
 def _detector(shape: int, pc: str | None) -> object:

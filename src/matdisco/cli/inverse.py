@@ -10,14 +10,11 @@ import numpy as np
 import typer
 
 from matdisco import MatdiscoError
+from matdisco.cli import fail as _fail
 
 app = typer.Typer(help="Inverse design: neural adjoint, tandem, INN, cINN, cVAE, MDN, iPage.",
                   no_args_is_help=True)
 
-
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _parse_target(text: str) -> np.ndarray:

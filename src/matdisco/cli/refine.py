@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from matdisco import MatdiscoError
+from matdisco.cli import fail as _fail
 
 app = typer.Typer(help="Imitation refinement: refine imperfect signals so that a classifier "
                   "trained on ideal simulated data recognises them.", no_args_is_help=True)
@@ -50,10 +51,6 @@ def load_signals(path: Path) -> dict[str, Any]:
         raise MatdiscoError(f"{path}: unreadable signal file ({exc})") from exc
     raise MatdiscoError(f"{path}: unsupported format {suf!r} (.npz, .npy, .csv, .parquet)")
 
-
-def _fail(exc: MatdiscoError) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
 
 
 @app.command()

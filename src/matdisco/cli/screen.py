@@ -8,15 +8,12 @@ from pathlib import Path
 import typer
 
 from matdisco import MatdiscoError
+from matdisco.cli import fail as _fail
 
 app = typer.Typer(help="Combinatorial screening of compositions: count the space, predict it "
                   "(resumable, in-process or Dask), and find candidates below the known "
                   "convex hull.", no_args_is_help=True)
 
-
-def _fail(exc: MatdiscoError) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
 
 
 def _space(elements: str | None, exclude: str | None, must_contain: str | None,

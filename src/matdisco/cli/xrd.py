@@ -8,15 +8,12 @@ import numpy as np
 import typer
 
 from matdisco import MatdiscoError
+from matdisco.cli import fail as _fail
 
 app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector images, "
                   "build composition-spread libraries, map phases, remove 2D backgrounds "
                   "and classify phase regions with PADNet.", no_args_is_help=True)
 
-
-def _fail(exc: MatdiscoError) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
