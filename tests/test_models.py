@@ -78,21 +78,27 @@ def test_early_stopping_restores_best() -> None:
     assert tr.evaluate((x[:32], -y[:32]))["loss"] == pytest.approx(tr.best_score, rel=1e-5)
 
 
-def test_checkpoint_resume_is_exact(tmp_path) -> None:
+def _run_interruptible(d, cfg: dict, stop_at: int | None = None,
+                       resume: bool = False) -> Trainer:
+    """Train the small resnet on the toy data; raise KeyboardInterrupt at ``stop_at``."""
     x, y = _toy()
+    set_seed(0)
+    net = _small_resnet()
+
+    def boom(tr, logs):
+        if tr.epoch == stop_at:
+            raise KeyboardInterrupt
+
+    tr = Trainer(net, TrainerConfig(**cfg), run_dir=d, callbacks=[boom])
+    tr.fit((x, y), (x[:64], y[:64]), resume=resume)
+    return tr
+
+
+def test_checkpoint_resume_is_exact(tmp_path) -> None:
     cfg = dict(epochs=6, batch_size=32, progress=False, patience=None)
 
     def run(d, stop_at=None, resume=False):
-        set_seed(0)
-        net = _small_resnet()
-
-        def boom(tr, logs):
-            if tr.epoch == stop_at:
-                raise KeyboardInterrupt
-
-        Trainer(net, TrainerConfig(**cfg), run_dir=d, callbacks=[boom]).fit(
-            (x, y), (x[:64], y[:64]), resume=resume)
-        return net
+        return _run_interruptible(d, cfg, stop_at, resume).model
 
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "a", stop_at=3)
@@ -155,16 +161,7 @@ def test_ema_weights_and_resume(tmp_path) -> None:
     cfg = dict(epochs=4, batch_size=32, progress=False, patience=None, ema=0.9)
 
     def run(d, stop_at=None, resume=False):
-        set_seed(0)
-        net = _small_resnet()
-
-        def boom(tr, logs):
-            if tr.epoch == stop_at:
-                raise KeyboardInterrupt
-
-        tr = Trainer(net, TrainerConfig(**cfg), run_dir=d, callbacks=[boom])
-        tr.fit((x, y), (x[:64], y[:64]), resume=resume)
-        return tr
+        return _run_interruptible(d, cfg, stop_at, resume)
 
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "a", stop_at=2)
