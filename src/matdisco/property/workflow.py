@@ -19,7 +19,6 @@ import pandas as pd
 from matdisco import MatdiscoError
 from matdisco.data import (
     clean_dataset,
-    encode_fractions,
     in_system_mask,
     kfold_indices,
     load_dataset,
@@ -57,9 +56,8 @@ def make_estimator(model: str, features: str, seed: int = 0,
     params = dict(NN_DEFAULTS)
     params.update({k: v for k, v in hyper.items()
                    if k in NeuralRegressor().get_params() and v is not None})
+    # standardize physical attributes, keep raw element fractions (as ElemNet)
     params.setdefault("scale_inputs", features != "fractions")
-    if "scale_inputs" not in hyper:
-        params["scale_inputs"] = features != "fractions"
     return NeuralRegressor(arch=model, seed=seed, **params)
 
 
@@ -393,5 +391,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path, formula_col: str = "form
     return out
 
 
-__all__ = ["PropertyPredictor", "encode_fractions", "evaluate_run", "load_run",
+__all__ = ["PropertyPredictor", "evaluate_run", "load_run",
            "make_estimator", "predict_file", "train_property"]
