@@ -45,6 +45,9 @@ OQMD_MODELS = {
     # the first ElemNet recipe (no EMA); its run was stopped after 28 epochs with
     # `--models elemnet_v1 --resume --epochs-scale 0.4667` (validation had stopped improving)
     "elemnet_v1": dict(model="elemnet", epochs=60, batch_size=256, lr=4e-4, patience=None),
+    # a full 30-epoch cosine decay to zero on a quiet CPU (the v1 run above was stopped
+    # with its learning rate still at 60% of the peak)
+    "elemnet_c30": dict(model="elemnet", epochs=30, batch_size=256, lr=4e-4, patience=None),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,

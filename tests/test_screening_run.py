@@ -107,6 +107,27 @@ def test_dask_localcluster_matches_inprocess(model_dir, tmp_path):
     pd.testing.assert_frame_equal(a, b)  # row for row, bit for bit
 
 
+def test_dask_scheduler_address_matches_inprocess(model_dir, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    sp = _space(chunk_size=30)
+    screen(sp, model_dir, tmp_path / "local")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  host="127.0.0.1", protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        res = screen(sp, model_dir, tmp_path / "remote", scheduler=cluster.scheduler_address)
+    assert res.finished
+    pd.testing.assert_frame_equal(_read(tmp_path / "local"), _read(tmp_path / "remote"))
+
+
+def test_unreachable_scheduler_is_a_clear_error(model_dir, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import matdisco.screening.run as run_mod
+
+    monkeypatch.setattr(run_mod, "DASK_CONNECT_TIMEOUT", "1s")
+    with pytest.raises(MatdiscoError, match="cannot reach Dask scheduler"):
+        screen(_space(), model_dir, tmp_path / "o", scheduler="tcp://127.0.0.1:9")
+
+
 def test_ensemble_of_runs(model_dir):
     one = load_model(model_dir)
     ens = load_model([model_dir, model_dir])

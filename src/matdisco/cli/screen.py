@@ -47,7 +47,7 @@ def count(
     must_contain: str = typer.Option(None, help="Every composition contains all of these."),
     arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
     max_atoms: int = typer.Option(10, help="Max total atoms w+x+y+z of the reduced formula."),
-    chunk_size: int = typer.Option(1_000_000, help="Compositions per chunk."),
+    chunk_size: int = typer.Option(250_000, help="Compositions per chunk."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Exact size of a composition space, computed without enumerating it."""
@@ -75,7 +75,7 @@ def run(
     must_contain: str = typer.Option(None, help="Every composition contains all of these."),
     arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
     max_atoms: int = typer.Option(10, help="Max total atoms of the reduced formula."),
-    chunk_size: int = typer.Option(1_000_000, help="Compositions per chunk (resume unit)."),
+    chunk_size: int = typer.Option(250_000, help="Compositions per chunk (resume unit)."),
     batch_size: int = typer.Option(4096, help="Rows per model call."),
     keep_below: float = typer.Option(None, help="Only write rows predicted <= this value."),
     threads: int = typer.Option(None, help="torch threads (per worker with Dask)."),

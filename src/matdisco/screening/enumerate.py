@@ -176,7 +176,7 @@ class CompositionSpace:
     must_contain: Sequence[str] | None = None
     arities: int | Sequence[int] = 4
     max_atoms: int = 10
-    chunk_size: int = 1_000_000
+    chunk_size: int = 250_000
     universe: Sequence[str] = field(default=ELEMNET_ELEMENTS)
 
     def __post_init__(self) -> None:

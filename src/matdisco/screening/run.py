@@ -18,9 +18,11 @@ of formulas plus one batch of model inputs, whatever the size of the space.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,65 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 _MODEL_CACHE: dict[str, Any] = {}
+_SPACE_CACHE: dict[str, CompositionSpace] = {}
+
+#: How long to wait for a Dask scheduler given by address.
+DASK_CONNECT_TIMEOUT = "20s"
 
 
 def part_path(out: Path, chunk_id: int) -> Path:
     """Parquet file of one chunk."""
     return out / "data" / f"part-{chunk_id:06d}.parquet"
+
+
+def prepare_chunk(space: CompositionSpace, model: Any, chunk_id: int,
+                  sparse: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Enumerate and encode one chunk: ``(elems, amounts, model_inputs)``.
+
+    ``model_inputs`` is a ``(columns, fractions)`` pair for models with a sparse input
+    path (when ``sparse``), else a dense fraction matrix over ``model.elements``.
+    """
+    ch = space.chunk(chunk_id)
+    columns = tuple(model.elements)
+    elems, amts = space.indices(ch.start, ch.stop)
+    if sparse and getattr(model, "supports_sparse", False):
+        return elems, amts, space.sparse_inputs(elems, amts, columns)
+    return elems, amts, space.fractions_from_indices(elems, amts, columns)
+
+
+def predict_inputs(model: Any, inputs: Any,
+                   batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Model mean and spread (float32) over prepared inputs, ``batch_size`` rows a call."""
+    sparse = isinstance(inputs, tuple)
+    n = len(inputs[0]) if sparse else len(inputs)
+    mean = np.empty(n, dtype=np.float32)
+    std = np.empty(n, dtype=np.float32)
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        if sparse:
+            m, s = model.predict_sparse(inputs[0][lo:hi], inputs[1][lo:hi])
+        else:
+            m, s = model.predict_fractions(inputs[lo:hi])
+        mean[lo:hi] = m
+        std[lo:hi] = s
+    return mean, std
+
+
+def chunk_table(space: CompositionSpace, chunk_id: int, elems: np.ndarray,
+                amts: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                keep_below: float | None = None) -> Any:
+    """The output table of one chunk (rows predicted above ``keep_below`` dropped)."""
+    import pyarrow as pa
+
+    if keep_below is not None:
+        sel = mean <= keep_below
+        elems, amts, mean, std = elems[sel], amts[sel], mean[sel], std[sel]
+    return pa.table({
+        "formula": space.formulas_from_indices(elems, amts),
+        "predicted": pa.array(mean),
+        "spread": pa.array(std),
+        "chunk": pa.array(np.full(len(mean), chunk_id, dtype=np.int32)),
+    })
 
 
 def predict_chunk(space: CompositionSpace, model: Any, chunk_id: int,
@@ -53,33 +109,9 @@ def predict_chunk(space: CompositionSpace, model: Any, chunk_id: int,
     With ``sparse`` (default) models that support it get (column, fraction) pairs instead
     of a dense fraction matrix.
     """
-    import pyarrow as pa
-
-    ch = space.chunk(chunk_id)
-    columns = tuple(model.elements)
-    tables = []
-    use_sparse = sparse and getattr(model, "supports_sparse", False)
-    for lo in range(ch.start, ch.stop, batch_size):
-        hi = min(ch.stop, lo + batch_size)
-        elems, amts = space.indices(lo, hi)
-        if use_sparse:
-            mean, std = model.predict_sparse(*space.sparse_inputs(elems, amts, columns))
-        else:
-            mean, std = model.predict_fractions(
-                space.fractions_from_indices(elems, amts, columns))
-        mean = np.asarray(mean, dtype=np.float32)
-        std = np.asarray(std, dtype=np.float32)
-        if keep_below is not None:
-            sel = mean <= keep_below
-            elems, amts, mean, std = elems[sel], amts[sel], mean[sel], std[sel]
-        formulas = space.formulas_from_indices(elems, amts)
-        tables.append(pa.table({
-            "formula": formulas,
-            "predicted": pa.array(mean),
-            "spread": pa.array(std),
-            "chunk": pa.array(np.full(len(mean), chunk_id, dtype=np.int32)),
-        }))
-    return pa.concat_tables(tables) if tables else None
+    elems, amts, inputs = prepare_chunk(space, model, chunk_id, sparse)
+    mean, std = predict_inputs(model, inputs, batch_size)
+    return chunk_table(space, chunk_id, elems, amts, mean, std, keep_below)
 
 
 def write_part(out: Path, chunk_id: int, table: Any) -> int:
@@ -99,10 +131,35 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` in a worker (glibc only).
+
+    That setting also freezes glibc's mmap threshold at 128 KiB, so every batch's
+    activation buffers (a few MB) are mmapped, page-faulted and unmapped again: inference
+    ran ~2.8x slower in Dask workers than in-process. Raising both thresholds keeps
+    those buffers on the heap.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    with contextlib.suppress(Exception):
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-1, 256 * 1024 * 1024)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 64 * 1024 * 1024)  # M_MMAP_THRESHOLD
+
+
 def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_id: int,
                   batch_size: int, keep_below: float | None, threads: int | None,
                   fast: bool, jit: bool, sparse: bool = True) -> tuple[int, int]:
     """Dask task: compute and write one chunk (model loaded once per worker process)."""
+    _tune_malloc()
     _set_threads(threads)
     key = repr((model_spec, fast, jit)) if not hasattr(model_spec, "predict_fractions") \
         else str(id(model_spec))
@@ -111,7 +168,12 @@ def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_i
         model = load_model(model_spec, fast=fast, jit=jit)
         _MODEL_CACHE.clear()
         _MODEL_CACHE[key] = model
-    space = CompositionSpace.from_dict(space_dict)
+    skey = json.dumps(space_dict, sort_keys=True)
+    space = _SPACE_CACHE.get(skey)
+    if space is None:  # built once per worker: its combination tables take a while
+        space = CompositionSpace.from_dict(space_dict)
+        _SPACE_CACHE.clear()
+        _SPACE_CACHE[skey] = space
     table = predict_chunk(space, model, chunk_id, batch_size, keep_below, sparse)
     return chunk_id, write_part(Path(out), chunk_id, table)
 
@@ -197,6 +259,8 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
         above can lie 0.2 eV/atom below a hull whose energies are <= 0).
     threads : int, optional
         ``torch.set_num_threads`` for the in-process backend and for each Dask worker.
+        In-process default: all cores but one (the pipeline's two helper threads use the
+        last one); Dask default: 1 per worker.
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:port``).
     workers : int, optional
@@ -229,6 +293,9 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
         raise MatdiscoError("give either scheduler= or workers=, not both")
     if workers is not None and workers < 1:
         raise MatdiscoError(f"workers must be >= 1, got {workers}")
+    if threads is None and scheduler is None and workers is None:
+        threads = max(1, len(os.sched_getaffinity(0)) - 1) \
+            if hasattr(os, "sched_getaffinity") else max(1, (os.cpu_count() or 2) - 1)
     _set_threads(threads)
     loaded = load_model(model, fast=fast, jit=jit)
     space.column_map(loaded.elements)  # the model must know every element of the space
@@ -271,10 +338,8 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
     before = set(completed)
     try:
         if scheduler is None and workers is None:
-            for cid in pending:
-                table = predict_chunk(space, loaded, cid, batch_size, keep_below, sparse)
-                record(cid, write_part(out, cid, table))
-                done_now += 1
+            done_now = _run_pipeline(space, loaded, out, pending, batch_size, keep_below,
+                                     sparse, record)
         else:
             done_now = _run_dask(space, model, loaded, out, pending, batch_size, keep_below,
                                  threads, fast, jit, sparse, scheduler, workers, processes,
@@ -289,6 +354,46 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
                         compositions_this_run=sum(len(space.chunk(c)) for c in completed
                                                   if c not in before),
                         manifest=manifest)
+
+
+def _run_pipeline(space: CompositionSpace, model: Any, out: Path, pending: Sequence[int],
+                  batch_size: int, keep_below: float | None, sparse: bool,
+                  record: Callable[[int, int], None]) -> int:
+    """In-process backend: a three-stage pipeline over chunks.
+
+    One helper thread enumerates and encodes chunk ``c + 1`` while this thread runs the
+    model on chunk ``c`` (a tight loop over batches, as fast as inference alone) and a
+    second helper builds the formulas of chunk ``c - 1`` and writes its Parquet file.
+    NumPy, Arrow and Parquet release the GIL, so the helpers use the other core. A chunk
+    is recorded, in order, only once its file is in place; at most three chunks are in
+    memory.
+    """
+    done = 0
+    if not pending:
+        return done
+    with ThreadPoolExecutor(max_workers=1) as prep, ThreadPoolExecutor(max_workers=1) as wr:
+        nxt = prep.submit(prepare_chunk, space, model, pending[0], sparse)
+        writing: tuple[int, Future[int]] | None = None
+        for i, cid in enumerate(pending):
+            elems, amts, inputs = nxt.result()
+            if i + 1 < len(pending):
+                nxt = prep.submit(prepare_chunk, space, model, pending[i + 1], sparse)
+            mean, std = predict_inputs(model, inputs, batch_size)
+            del inputs
+            if writing is not None:
+                record(writing[0], writing[1].result())
+                done += 1
+
+            def write(cid: int = cid, elems: np.ndarray = elems, amts: np.ndarray = amts,
+                      mean: np.ndarray = mean, std: np.ndarray = std) -> int:
+                return write_part(out, cid, chunk_table(space, cid, elems, amts, mean, std,
+                                                        keep_below))
+
+            writing = (cid, wr.submit(write))
+            del elems, amts, mean, std
+        record(writing[0], writing[1].result())
+        done += 1
+    return done
 
 
 def _run_dask(space: CompositionSpace, spec: Any, loaded: Any, out: Path,
@@ -306,7 +411,7 @@ def _run_dask(space: CompositionSpace, spec: Any, loaded: Any, out: Path,
         client = Client(cluster)
     else:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT)
         except OSError as exc:
             raise MatdiscoError(f"cannot reach Dask scheduler {scheduler!r} ({exc})") from exc
     model_arg = spec if not hasattr(spec, "predict_fractions") else loaded
