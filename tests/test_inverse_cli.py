@@ -18,7 +18,8 @@ def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
     js = tmp_path / "res.json"
     r = runner.invoke(app, ["bench", "--task", "sinewave", "--method", "na,mdn", "--seeds", "1",
                             "--n-train", "300", "--n-targets", "5", "--t-max", "10",
-                            "--n-single", "25", "--epochs", "3", "--out", str(out),
+                            "--n-single", "25", "--epochs", "3", "--min-steps", "0",
+                            "--out", str(out),
                             "--json", str(js)])
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
@@ -52,7 +53,7 @@ def test_cli_errors(tmp_path) -> None:
 def test_propose_command(tmp_path) -> None:
     r = runner.invoke(app, ["propose", "--task", "sinewave", "--method", "mdn", "--target",
                             "1.2", "--n", "4", "--n-train", "200", "--epochs", "2",
-                            "--out", str(tmp_path / "p")])
+                            "--min-steps", "0", "--out", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["resim_mse"] >= 0

@@ -19,11 +19,15 @@ from matdisco.inverse import (
     NeuralAdjoint,
     TargetRangeWarning,
     get_solver,
+    get_task,
 )
+from matdisco.inverse.base import SurrogateWarning
+from matdisco.inverse.evaluation import resimulation_errors
 from matdisco.inverse.flows import InvertibleNet
 
 torch.set_num_threads(1)
-SMALL = {"hidden": 32, "depth": 2, "batch_size": 128, "lr": 3e-3, "seed": 0}
+# these tests set their epochs explicitly, so the floor on optimizer steps is off
+SMALL = {"hidden": 32, "depth": 2, "batch_size": 128, "lr": 3e-3, "seed": 0, "min_steps": 0}
 FWD = {"forward_hidden": 32, "forward_depth": 2, "forward_epochs": 25}
 BOUNDS = (np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
 
@@ -140,3 +144,29 @@ def test_bad_input(na, tmp_path) -> None:
         MDN().fit(np.array([[0.0, np.nan], [1, 1]]), np.zeros((2, 1)))
     rd = na.save(str(tmp_path / "na"))
     assert (rd / "forward.safetensors").exists() and (rd / "config.json").exists()
+
+
+def test_min_steps_floor_and_untrained_surrogate_warning(data) -> None:
+    x, y = data[0][:60], data[1][:60]
+    kw = {**SMALL, "patience": None, "forward_hidden": 16, "forward_depth": 1}
+    with pytest.warns(SurrogateWarning, match="variance unexplained"):
+        NeuralAdjoint(bounds=BOUNDS, forward_epochs=1, **kw).fit(x, y)
+    na = NeuralAdjoint(bounds=BOUNDS, forward_epochs=1, **{**kw, "min_steps": 40}).fit(x, y)
+    assert na.training_["forward"]["steps"] >= 40
+    assert na.forward_val_mse_ is not None
+
+
+def test_sinewave_smoke_settings_localize() -> None:
+    """Regression: the first benchmark run (2,000 pairs, 15 epochs = 105 optimizer steps)
+    left the forward surrogate untrained and gradient search put every neural-adjoint
+    proposal into the corner (1, -1) of the box, where f = -1 (re-simulation MSE 4.84 for
+    y* = 1.2). With the floor on optimizer steps the same settings localize."""
+    task = get_task("sinewave")
+    x, y = task.dataset(2000, seed=0)
+    na = NeuralAdjoint(bounds=(task.lower, task.upper), forward_epochs=15, forward_hidden=128,
+                       forward_depth=3, steps=150, seed=0).fit(x, y)
+    assert na.forward_val_mse_ < 0.02
+    props = na.propose(1.2, 50)
+    at_corner = np.all(np.isclose(np.abs(props), 1.0), axis=1)
+    assert at_corner.mean() < 0.5
+    assert resimulation_errors(task, props, np.array([1.2])).mean() < 0.05

@@ -48,6 +48,9 @@ def bench_cmd(
     t_max: int = typer.Option(100, help="largest T of the r_T curve (T = 1, 10, 100)"),
     n_single: int = typer.Option(1000, help="proposals for the single target"),
     epochs: int | None = typer.Option(None, help="override the training epochs"),
+    min_steps: int | None = typer.Option(
+        None, help="least optimizer steps per network (solver default 3000); epochs are "
+        "raised to reach it"),
     out: Path = typer.Option(Path("runs/inverse"), help="run directory root"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the records here"),
 ) -> None:
@@ -65,7 +68,8 @@ def bench_cmd(
             raise MatdiscoError("--n-train must be > 1, --n-targets and --n-single > 0")
         records, details = run_benchmark(task, methods, seeds=seeds, n_train=n_train,
                                          n_targets=n_targets, ts=ts, n_single=n_single,
-                                         epochs=epochs, run_dir=out, log=typer.echo)
+                                         epochs=epochs, run_dir=out, log=typer.echo,
+                                         min_steps=min_steps)
     except MatdiscoError as exc:
         _fail(exc)
         return
@@ -89,6 +93,7 @@ def propose_cmd(
     n: int = typer.Option(10, "--n", help="number of proposals"),
     n_train: int = typer.Option(10_000),
     epochs: int | None = typer.Option(None),
+    min_steps: int | None = typer.Option(None, help="least optimizer steps per network"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/inverse/propose"), help="run directory"),
 ) -> None:
@@ -111,7 +116,8 @@ def propose_cmd(
         if not np.all(np.isfinite(y_star)):
             raise MatdiscoError(f"--target {target!r} contains NaN/inf")
         x, y = t.dataset(n_train, seed=seed)
-        solver = build_solver(method, t, seed, {}, epochs=epochs).fit(x, y)
+        solver = build_solver(method, t, seed, {}, epochs=epochs,
+                              min_steps=min_steps).fit(x, y)
         props = solver.propose(y_star, n)
     except MatdiscoError as exc:
         _fail(exc)

@@ -7,6 +7,7 @@ the wall-clock time of the last ``propose`` call is kept in ``propose_seconds_``
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from typing import Any
@@ -21,6 +22,14 @@ from matdisco.training import RunDir, Trainer, TrainerConfig, set_seed
 
 class TargetRangeWarning(UserWarning):
     """A target lies outside the range of targets seen in training."""
+
+
+class SurrogateWarning(UserWarning):
+    """A forward surrogate explains too little of the target variance on held-out data.
+
+    Gradient search on such a surrogate does not localize: on the sinewave an almost
+    untrained surrogate drives every start into one corner of the box.
+    """
 
 
 class Scaler:
@@ -96,6 +105,11 @@ class InverseSolver:
     epochs, batch_size, lr : training settings passed to :class:`TrainerConfig`.
     patience : int or None
         Early-stopping patience on a 10 % validation split.
+    min_steps : int
+        Every network gets at least this many optimizer steps: ``epochs`` is raised to
+        ``ceil(min_steps / batches per epoch)`` when it would give fewer. Epochs alone
+        are no measure of training on small data sets (15 epochs of 2,000 pairs are 105
+        steps, which leaves a forward surrogate untrained).
     seed : int
         Seed of initialisation, training and sampling.
     device : str
@@ -112,7 +126,8 @@ class InverseSolver:
 
     def __init__(self, bounds: tuple[Any, Any] | None = None, hidden: int = 128,
                  depth: int = 3, epochs: int = 100, batch_size: int = 256, lr: float = 2e-3,
-                 patience: int | None = 30, seed: int = 0, device: str = "cpu",
+                 patience: int | None = 30, min_steps: int = 3000, seed: int = 0,
+                 device: str = "cpu",
                  progress: bool = False, run_dir: str | None = None) -> None:
         self.bounds = bounds
         self.hidden = hidden
@@ -121,12 +136,15 @@ class InverseSolver:
         self.batch_size = batch_size
         self.lr = lr
         self.patience = patience
+        self.min_steps = min_steps
         self.seed = seed
         self.device = device
         self.progress = progress
         self.run_dir = run_dir
         self.propose_seconds_: float | None = None
         self.fit_seconds_: float | None = None
+        #: epochs and optimizer steps actually used, by network tag
+        self.training_: dict[str, dict[str, int]] = {}
 
     # ------------------------------------------------------------------ helpers
     def get_params(self) -> dict[str, Any]:
@@ -169,11 +187,18 @@ class InverseSolver:
         run_dir = None
         if self.run_dir is not None:
             run_dir = RunDir(f"{self.run_dir}/{tag}").path
-        cfg = self._trainer_config(epochs, lr, scheduled_loss)
+        per_epoch = max(1, math.ceil(len(train[0]) / self.batch_size))
+        asked = int(epochs or self.epochs)
+        ep = max(asked, math.ceil(max(0, self.min_steps) / per_epoch))
+        cfg = self._trainer_config(ep, lr, scheduled_loss)
+        if cfg.patience is not None and ep > asked:
+            # patience counts in units of the requested budget, not of tiny epochs
+            cfg.patience = math.ceil(cfg.patience * ep / asked)
         trainer = Trainer(model, cfg, compute_loss=compute_loss,
                           run_dir=run_dir, callbacks=callbacks)
         trainer.fit(train, val)
         model.eval()
+        self.training_[tag] = {"epochs": trainer.epoch, "steps": trainer._step}
         return trainer
 
     def _t(self, a: np.ndarray) -> torch.Tensor:

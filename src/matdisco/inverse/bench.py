@@ -35,7 +35,8 @@ _FORWARD_METHODS = ("na", "tandem", "mixture_tandem", "ipage")
 
 
 def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, Any],
-                 epochs: int | None = None, **overrides: Any) -> InverseSolver:
+                 epochs: int | None = None, min_steps: int | None = None,
+                 **overrides: Any) -> InverseSolver:
     """Build a solver for ``task``; reuses a forward surrogate / INN already in ``shared``.
 
     Methods that need a forward surrogate share one per seed (it is trained once, by the
@@ -44,6 +45,8 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
     if method not in METHODS:
         raise MatdiscoError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     kw: dict[str, Any] = {"bounds": (task.lower, task.upper), "seed": seed}
+    if min_steps is not None:
+        kw["min_steps"] = min_steps
     if epochs is not None:
         kw["epochs"] = epochs
         if any(method.startswith(p) for p in _FORWARD_METHODS):
@@ -71,11 +74,21 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
              n_train: int = 10_000, n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
              n_single: int = 1000, n_coverage: int = 25, epochs: int | None = None,
              run_dir: str | Path | None = None,
-             forward_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit and evaluate one method on one task for one seed; returns its metrics."""
+             forward_kwargs: dict[str, Any] | None = None, min_steps: int | None = None,
+             method_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fit and evaluate one method on one task for one seed; returns its metrics.
+
+    ``method_kwargs`` maps a method name (or a prefix such as ``"ipage"``) to extra
+    solver parameters.
+    """
     x, y = task.dataset(n_train, seed=seed)
-    fkw = forward_kwargs if any(method.startswith(p) for p in _FORWARD_METHODS) else None
-    solver = build_solver(method, task, seed, shared, epochs=epochs, **(fkw or {}))
+    fkw = dict(forward_kwargs or {}) if any(method.startswith(p)
+                                            for p in _FORWARD_METHODS) else {}
+    for key, extra in (method_kwargs or {}).items():
+        if method.startswith(key):
+            fkw.update(extra)
+    solver = build_solver(method, task, seed, shared, epochs=epochs, min_steps=min_steps,
+                          **fkw)
     t0 = time.perf_counter()
     solver.fit(x, y)
     fit_s = time.perf_counter() - t0
@@ -93,7 +106,12 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
         "resim_mse_single_median": single["resim_mse_single_median"],
         "seconds_per_1000": single["seconds_per_1000"],
         "single_target": np.asarray(task.single_target).tolist(),
+        "training": dict(solver.training_),
     }
+    fval = getattr(solver, "forward_val_mse_", None)
+    if fval is not None:
+        # held-out MSE of the forward surrogate in standardized units (~ 1 - R^2)
+        metrics["forward_val_mse"] = fval
     if task.name == "sinewave":
         y_star = float(task.single_target[0])
         metrics["mode_coverage_25"] = mode_coverage(solver.propose(y_star, n_coverage),
@@ -141,6 +159,9 @@ def aggregate(task: InverseTask, method: str, per_seed: list[dict[str, Any]],
                target=per_seed[0]["single_target"]),
            rec("seconds_per_1000", [m["seconds_per_1000"] for m in per_seed], "s"),
            rec("fit_seconds", [m["fit_seconds"] for m in per_seed], "s")]
+    if all("forward_val_mse" in m for m in per_seed):
+        out.append(rec("forward_val_mse", [m["forward_val_mse"] for m in per_seed],
+                       "fraction of y variance (held-out, standardized)"))
     for t in ts[1:]:
         out.append(rec(f"resim_mse_multi_best_of_{t}",
                        [m["r_T"][str(t)] for m in per_seed], "y^2"))
@@ -162,6 +183,8 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
                   n_single: int = 1000, epochs: int | None = None,
                   run_dir: str | Path | None = None,
                   log: Any = None, forward_kwargs: dict[str, Any] | None = None,
+                  min_steps: int | None = None,
+                  method_kwargs: dict[str, dict[str, Any]] | None = None,
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run methods on a task over seeds.
 
@@ -188,7 +211,8 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
         for m in order:
             res = run_seed(task, m, seed, shared, n_train=n_train, n_targets=n_targets, ts=ts,
                            n_single=n_single, epochs=epochs, run_dir=run_dir,
-                           forward_kwargs=forward_kwargs)
+                           forward_kwargs=forward_kwargs, min_steps=min_steps,
+                           method_kwargs=method_kwargs)
             if log is not None:
                 log(f"{task.name} {m} seed {seed}: resim_mse_multi={res['resim_mse_multi']:.4g}"
                     f" single={res['resim_mse_single']:.4g} "

@@ -202,9 +202,14 @@ class INN(_LatentSampling):
     def networks(self) -> dict[str, nn.Module]:
         return {"inn": self.inn_}
 
-    def backward_weight(self, epoch: int) -> float:
-        """Bidirectional schedule: ``10^(-2 + 2 * min(1, epoch / (epochs / 2)))``."""
-        prog = min(1.0, epoch / max(1.0, 0.5 * self.epochs))
+    def backward_weight(self, epoch: int, epochs: int | None = None) -> float:
+        """Bidirectional schedule: ``10^(-2 + 2 * min(1, epoch / (epochs / 2)))``.
+
+        ``epochs`` is the number of epochs actually trained (``self.epochs`` raised by
+        ``min_steps``, see :class:`~matdisco.inverse.base.InverseSolver`).
+        """
+        total = self.epochs if epochs is None else epochs
+        prog = min(1.0, epoch / max(1.0, 0.5 * total))
         return 10.0 ** (-2.0 + 2.0 * prog)
 
     def _fit(self, xn: torch.Tensor, yn: torch.Tensor) -> None:
@@ -243,7 +248,7 @@ class INN(_LatentSampling):
                            "rec": l_rec.item()}
 
         def schedule(trainer: Any, logs: dict[str, Any]) -> None:
-            state["w_back"] = sol.backward_weight(trainer.epoch)
+            state["w_back"] = sol.backward_weight(trainer.epoch, trainer.config.epochs)
             logs["w_back"] = state["w_back"]
 
         self.trainer_ = self._train(self.inn_, (xn, yn), loss, "inn", callbacks=[schedule],
@@ -332,11 +337,16 @@ class IPage(ForwardSurrogateMixin):
         Localization steps and Adam step size.
     boundary_weight : float
         Weight of the boundary loss during localization.
+    retries, retry_tol : int, float
+        Localized samples whose surrogate error (standardized units) stays above
+        ``retry_tol`` are replaced by fresh posterior samples, localized again, up to
+        ``retries`` times (the cost grows only with the number of failures).
     inn_from : INN, optional
         A fitted INN to reuse (same data and bounds).
     inn_params : dict, optional
         Parameters of the INN trained when ``inn_from`` is not given.
-    forward_hidden, forward_depth, forward_epochs, forward_from : forward surrogate, see
+    forward_hidden, forward_depth, forward_epochs, forward_lr, forward_from : forward
+        surrogate, see
         :class:`matdisco.inverse.adjoint.NeuralAdjoint`.
     **kwargs : see :class:`InverseSolver`.
     """
@@ -344,9 +354,10 @@ class IPage(ForwardSurrogateMixin):
     name = "ipage"
 
     def __init__(self, sampler: str = "mlhs", loc_steps: int = 30, loc_lr: float = 0.01,
-                 boundary_weight: float = 10.0, inn_from: INN | None = None,
+                 boundary_weight: float = 10.0, retries: int = 2, retry_tol: float = 1e-4,
+                 inn_from: INN | None = None,
                  inn_params: dict[str, Any] | None = None, forward_hidden: int = 256,
-                 forward_depth: int = 4, forward_epochs: int = 100,
+                 forward_depth: int = 4, forward_epochs: int = 100, forward_lr: float = 5e-3,
                  forward_from: InverseSolver | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if sampler not in SAMPLERS:
@@ -355,9 +366,12 @@ class IPage(ForwardSurrogateMixin):
         self.loc_steps = loc_steps
         self.loc_lr = loc_lr
         self.boundary_weight = boundary_weight
+        self.retries = int(retries)
+        self.retry_tol = retry_tol
         self.inn_from = inn_from
         self.inn_params = inn_params
-        self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from)
+        self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from,
+                           forward_lr)
         self.name = f"ipage_{sampler}"
 
     def networks(self) -> dict[str, nn.Module]:
@@ -369,7 +383,8 @@ class IPage(ForwardSurrogateMixin):
             self.inn_ = self.inn_from
         else:
             params = dict(self.inn_params or {})
-            for k in ("hidden", "depth", "batch_size", "lr", "seed", "device", "progress"):
+            for k in ("hidden", "depth", "batch_size", "lr", "min_steps", "seed", "device",
+                      "progress"):
                 params.setdefault(k, getattr(self, k))
             params.setdefault("epochs", max(self.epochs, 150))
             inn = INN(**params)
@@ -381,13 +396,31 @@ class IPage(ForwardSurrogateMixin):
             inn._fit(xn, yn)
             self.inn_ = inn
 
-    def _propose(self, yn: torch.Tensor, n: int) -> torch.Tensor:
-        m = len(yn)
-        inn = self.inn_
-        z = draw_latents(self.sampler, self.seed, m, n, inn.dz_)
-        x0 = inn.posterior(yn, z).reshape(m * n, self.x_dim_)
-        x0 = x0.clamp(-1.5, 1.5)
+    def _localize(self, yn: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """INN posterior samples for latents ``z (m, n, dz)``, localized: ``(m*n, dx)`` and
+        the surrogate error ``(m*n,)``."""
+        m, n = z.shape[:2]
+        x0 = self.inn_.posterior(yn, z).reshape(m * n, self.x_dim_).clamp(-1.5, 1.5)
+        y = yn.repeat_interleave(n, dim=0)
         if self.loc_steps > 0:
-            x0, _ = gradient_search(self.forward_, x0, yn.repeat_interleave(n, dim=0),
-                                    self.loc_steps, self.loc_lr, self.boundary_weight)
-        return x0.view(m, n, self.x_dim_)
+            return gradient_search(self.forward_, x0, y, self.loc_steps, self.loc_lr,
+                                   self.boundary_weight)
+        x0 = x0.clamp(-1.0, 1.0)
+        with torch.no_grad():
+            return x0, (self.forward_(x0) - y).pow(2).sum(-1)
+
+    def _propose(self, yn: torch.Tensor, n: int) -> torch.Tensor:
+        m, dz = len(yn), self.inn_.dz_
+        x, err = self._localize(yn, draw_latents(self.sampler, self.seed, m, n, dz))
+        # a posterior sample that started in the basin of a wrong local minimum does not
+        # localize; it is replaced by a fresh posterior sample (the better one is kept)
+        for r in range(self.retries):
+            bad = torch.nonzero(err > self.retry_tol).flatten()
+            if len(bad) == 0:
+                break
+            z = draw_latents("srs", self.seed + 7 * (r + 1), len(bad), 1, dz)
+            xr, er = self._localize(yn[bad // n], z)
+            better = er < err[bad]
+            x[bad[better]] = xr[better]
+            err[bad[better]] = er[better]
+        return x.view(m, n, self.x_dim_)
