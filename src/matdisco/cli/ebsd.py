@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from matdisco import MatdiscoError
-from matdisco.cli import fail as _fail
+from matdisco.cli import handle_errors
 
 app = typer.Typer(help="EBSD orientation indexing of cubic (m-3m) crystals: simulate "
                   "patterns from kikuchipy's Ni master pattern, train OMNet, index "
@@ -57,6 +57,7 @@ def _read_patterns(path: Path, shape: tuple[int, int] | None = None
 
 
 @app.command()
+@handle_errors
 def simulate(
     output: Path = typer.Option(..., help="Output HDF5 file (patterns, quaternions)."),
     n: int = typer.Option(1000, help="Number of orientations (random sampling)."),
@@ -70,17 +71,15 @@ def simulate(
     """Simulate Ni patterns (chunked, Dask-parallel, cached) and write them to HDF5."""
     from matdisco.ebsd import simulate_dataset
 
-    try:
-        det = _detector(shape, pc)
-        out = simulate_dataset(n if method == "random" else None, method=method,
-                               resolution=resolution, seed=seed, config=det,  # type: ignore[arg-type]
-                               levels=(level,), path=output)
-    except MatdiscoError as exc:
-        _fail(exc)
+    det = _detector(shape, pc)
+    out = simulate_dataset(n if method == "random" else None, method=method,
+                           resolution=resolution, seed=seed, config=det,  # type: ignore[arg-type]
+                           levels=(level,), path=output)
     typer.echo(f"simulated {len(out[level][0])} patterns ({level}) -> {output}")
 
 
 @app.command()
+@handle_errors
 def train(
     data: Path = typer.Argument(..., help="HDF5 training set from `simulate`."),
     run_dir: Path = typer.Option(..., help="Run directory."),
@@ -98,19 +97,16 @@ def train(
 
     from matdisco.ebsd import DetectorConfig, OMNetIndexer, load_dataset
 
-    try:
-        x, q, meta = load_dataset(data)
-        det = DetectorConfig.from_dict(meta.get("detector", {"shape": x.shape[1:]}))
-        rng = np.random.default_rng(seed)
-        idx = rng.permutation(len(x))
-        nv = int(round(val_fraction * len(x))) if len(x) > 10 else 0
-        vi, ti = idx[:nv], idx[nv:]
-        est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
-                           batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir)
-        est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
-        est.save(run_dir)
-    except MatdiscoError as exc:
-        _fail(exc)
+    x, q, meta = load_dataset(data)
+    det = DetectorConfig.from_dict(meta.get("detector", {"shape": x.shape[1:]}))
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x))
+    nv = int(round(val_fraction * len(x))) if len(x) > 10 else 0
+    vi, ti = idx[:nv], idx[nv:]
+    est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir)
+    est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
+    est.save(run_dir)
     last = est.history_[-1] if est.history_ else {}
     typer.echo(f"trained OMNet ({est.n_parameters} parameters) for {len(est.history_)} "
                f"epochs; last train MDE {last.get('train_mde_deg', float('nan')):.3f} deg "
@@ -118,6 +114,7 @@ def train(
 
 
 @app.command()
+@handle_errors
 def index(
     patterns: Path = typer.Argument(..., help="HDF5 set from `simulate` or any file "
                                     "kikuchipy reads (h5ebsd, EMsoft, NORDIF, .ebsp)."),
@@ -129,25 +126,23 @@ def index(
     from matdisco.ebsd import OMNetIndexer
     from matdisco.ebsd.evaluation import write_crystal_map
 
-    try:
-        est = OMNetIndexer.load(run_dir)
-        x, _, nav = _read_patterns(patterns)
-        t0 = time.perf_counter()
-        qp = est.predict(x)
-        dt = time.perf_counter() - t0
-        shape = None
-        if map_shape:
-            shape = tuple(int(v) for v in map_shape.split(","))
-        elif nav is not None and len(nav) == 2:
-            shape = nav
-        write_crystal_map(output, qp, shape)  # type: ignore[arg-type]
-    except MatdiscoError as exc:
-        _fail(exc)
+    est = OMNetIndexer.load(run_dir)
+    x, _, nav = _read_patterns(patterns)
+    t0 = time.perf_counter()
+    qp = est.predict(x)
+    dt = time.perf_counter() - t0
+    shape = None
+    if map_shape:
+        shape = tuple(int(v) for v in map_shape.split(","))
+    elif nav is not None and len(nav) == 2:
+        shape = nav
+    write_crystal_map(output, qp, shape)  # type: ignore[arg-type]
     typer.echo(f"indexed {len(qp)} patterns ({len(qp) / max(dt, 1e-9):.0f} patterns/s) "
                f"-> {output}")
 
 
 @app.command()
+@handle_errors
 def evaluate(
     test: Path = typer.Argument(..., help="HDF5 test set with true orientations."),
     run_dir: list[Path] = typer.Option(..., help="OMNet run directories (repeatable)."),
@@ -166,39 +161,36 @@ def evaluate(
     )
     from matdisco.training import RunDir
 
-    try:
-        x, q, meta = load_dataset(test)
-        results, dis = {}, {}
-        for rd in run_dir:
-            est = OMNetIndexer.load(rd)
-            t0 = time.perf_counter()
-            qp = est.predict(x)
-            dt = time.perf_counter() - t0
-            name = f"omnet_{est.loss}"
-            results[name] = orientation_metrics(qp, q, dt)
-            dis[name] = disorientation_deg(qp, q)
-        if dictionary is not None:
-            from matdisco.ebsd import DetectorConfig
+    x, q, meta = load_dataset(test)
+    results, dis = {}, {}
+    for rd in run_dir:
+        est = OMNetIndexer.load(rd)
+        t0 = time.perf_counter()
+        qp = est.predict(x)
+        dt = time.perf_counter() - t0
+        name = f"omnet_{est.loss}"
+        results[name] = orientation_metrics(qp, q, dt)
+        dis[name] = disorientation_deg(qp, q)
+    if dictionary is not None:
+        from matdisco.ebsd import DetectorConfig
 
-            dx, dq, dmeta = load_dataset(dictionary)
-            det = DetectorConfig.from_dict(dmeta.get("detector", {}))
-            di = DictionaryIndexer(dx, dq, detector=det, resolution=dmeta.get("resolution"))
-            t0 = time.perf_counter()
-            qd, _ = di.index(x)
-            t1 = time.perf_counter()
-            results["dictionary"] = orientation_metrics(qd, q, t1 - t0)
-            results["dictionary"]["dictionary_size"] = len(dx)
-            dis["dictionary"] = disorientation_deg(qd, q)
-            if refine:
-                qr, _ = di.refine(x, qd)
-                results["dictionary_refined"] = orientation_metrics(
-                    qr, q, time.perf_counter() - t0)
-                dis["dictionary_refined"] = disorientation_deg(qr, q)
-        out = RunDir(output)
-        out.write_metrics({"test": str(test), "level": meta.get("level"), "results": results})
-        out.save_plot("disorientation_hist", plot_histograms(dis))
-    except MatdiscoError as exc:
-        _fail(exc)
+        dx, dq, dmeta = load_dataset(dictionary)
+        det = DetectorConfig.from_dict(dmeta.get("detector", {}))
+        di = DictionaryIndexer(dx, dq, detector=det, resolution=dmeta.get("resolution"))
+        t0 = time.perf_counter()
+        qd, _ = di.index(x)
+        t1 = time.perf_counter()
+        results["dictionary"] = orientation_metrics(qd, q, t1 - t0)
+        results["dictionary"]["dictionary_size"] = len(dx)
+        dis["dictionary"] = disorientation_deg(qd, q)
+        if refine:
+            qr, _ = di.refine(x, qd)
+            results["dictionary_refined"] = orientation_metrics(
+                qr, q, time.perf_counter() - t0)
+            dis["dictionary_refined"] = disorientation_deg(qr, q)
+    out = RunDir(output)
+    out.write_metrics({"test": str(test), "level": meta.get("level"), "results": results})
+    out.save_plot("disorientation_hist", plot_histograms(dis))
     for k, v in results.items():
         typer.echo(f"{k}: mean {v['mean_disorientation_deg']:.3f} deg, median "
                    f"{v['median_disorientation_deg']:.3f} deg, <=1deg "

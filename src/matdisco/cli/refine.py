@@ -14,7 +14,7 @@ import numpy as np
 import typer
 
 from matdisco import MatdiscoError
-from matdisco.cli import fail as _fail
+from matdisco.cli import handle_errors
 
 app = typer.Typer(help="Imitation refinement: refine imperfect signals so that a classifier "
                   "trained on ideal simulated data recognises them.", no_args_is_help=True)
@@ -54,6 +54,7 @@ def load_signals(path: Path) -> dict[str, Any]:
 
 
 @app.command()
+@handle_errors
 def train(
     ideal: Path = typer.Option(..., help="Ideal simulated signals with labels (X, y)."),
     imperfect: Path = typer.Option(..., help="Imperfect signals to refine (X; y = targets)."),
@@ -75,30 +76,28 @@ def train(
     """Train a classifier on ideal signals, then a refiner on imperfect signals."""
     from matdisco.refine import ImitationRefiner, SignalClassifier
 
-    try:
-        idl = load_signals(ideal)
-        imp = load_signals(imperfect)
-        if "y" not in idl:
-            raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
-        grid = idl.get("two_theta")
-        clf = SignalClassifier(arch=arch, prototypical=prototypical, epochs=clf_epochs,
-                               seed=seed, two_theta=grid)
-        clf.fit(idl["X"], np.asarray(idl["y"]).astype(np.int64), two_theta=grid)
-        y = None
-        if target_class is not None:
-            y = np.full(len(imp["X"]), target_class, np.int64)
-        elif targeted and "y" in imp:
-            y = np.asarray(imp["y"]).astype(np.int64)
-        ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
-                               psi=psi, epochs=epochs, seed=seed)
-        ref.fit(imp["X"], y, run_dir=out, two_theta=imp.get("two_theta"))
-        ref.save(out)
-    except MatdiscoError as exc:
-        _fail(exc)
+    idl = load_signals(ideal)
+    imp = load_signals(imperfect)
+    if "y" not in idl:
+        raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
+    grid = idl.get("two_theta")
+    clf = SignalClassifier(arch=arch, prototypical=prototypical, epochs=clf_epochs,
+                           seed=seed, two_theta=grid)
+    clf.fit(idl["X"], np.asarray(idl["y"]).astype(np.int64), two_theta=grid)
+    y = None
+    if target_class is not None:
+        y = np.full(len(imp["X"]), target_class, np.int64)
+    elif targeted and "y" in imp:
+        y = np.asarray(imp["y"]).astype(np.int64)
+    ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
+                           psi=psi, epochs=epochs, seed=seed)
+    ref.fit(imp["X"], y, run_dir=out, two_theta=imp.get("two_theta"))
+    ref.save(out)
     typer.echo(f"trained refiner ({'targeted' if y is not None else 'non-targeted'}) -> {out}")
 
 
 @app.command()
+@handle_errors
 def apply(
     run: Path = typer.Option(..., help="Run directory of a trained refiner."),
     input: Path = typer.Option(..., help="Signals to refine."),
@@ -110,31 +109,29 @@ def apply(
     from matdisco._io import atomic_path, write_table
     from matdisco.refine import ImitationRefiner, SignalClassifier
 
-    try:
-        clf = SignalClassifier.load(classifier) if classifier is not None else None
-        ref = ImitationRefiner.load(run, classifier=clf)
-        data = load_signals(input)
-        xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-        suf = output.suffix.lower()
-        if suf == ".npz":
-            with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-                extra = {k: v for k, v in data.items() if k != "X"}
-                np.savez(fh, X=xr, **extra)
-        elif suf == ".npy":
-            with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, xr)
-        elif suf in (".csv", ".parquet"):
-            import pandas as pd
+    clf = SignalClassifier.load(classifier) if classifier is not None else None
+    ref = ImitationRefiner.load(run, classifier=clf)
+    data = load_signals(input)
+    xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
+    suf = output.suffix.lower()
+    if suf == ".npz":
+        with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+            extra = {k: v for k, v in data.items() if k != "X"}
+            np.savez(fh, X=xr, **extra)
+    elif suf == ".npy":
+        with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, xr)
+    elif suf in (".csv", ".parquet"):
+        import pandas as pd
 
-            write_table(output, pd.DataFrame(xr, columns=[f"x{i}" for i in range(xr.shape[1])]))
-        else:
-            raise MatdiscoError(f"{output}: unsupported output format {suf!r}")
-    except MatdiscoError as exc:
-        _fail(exc)
+        write_table(output, pd.DataFrame(xr, columns=[f"x{i}" for i in range(xr.shape[1])]))
+    else:
+        raise MatdiscoError(f"{output}: unsupported output format {suf!r}")
     typer.echo(f"refined {len(xr)} signals -> {output}")
 
 
 @app.command()
+@handle_errors
 def evaluate(
     run: Path = typer.Option(..., help="Run directory of a trained refiner."),
     input: Path = typer.Option(..., help="Imperfect signals (X; optional y labels and 'true' "
@@ -148,23 +145,20 @@ def evaluate(
     from matdisco._io import write_json
     from matdisco.refine import ImitationRefiner, signal_distances, summarize_distances
 
-    try:
-        ref = ImitationRefiner.load(run)
-        data = load_signals(input)
-        clf = ref.classifier
-        xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-        res: dict[str, Any] = {}
-        for name, X in (("raw", data["X"]), ("refined", xr)):
-            pred = clf.predict(X)
-            m: dict[str, Any] = {"class_fraction": {
-                c: float((pred == i).mean()) for i, c in enumerate(clf.class_names_)}}
-            if "y" in data:
-                m["accuracy"] = float((pred == np.asarray(data["y"])).mean())
-            if "true" in data:
-                m.update(summarize_distances(signal_distances(X, data["true"])))
-            res[name] = m
-    except MatdiscoError as exc:
-        _fail(exc)
+    ref = ImitationRefiner.load(run)
+    data = load_signals(input)
+    clf = ref.classifier
+    xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
+    res: dict[str, Any] = {}
+    for name, X in (("raw", data["X"]), ("refined", xr)):
+        pred = clf.predict(X)
+        m: dict[str, Any] = {"class_fraction": {
+            c: float((pred == i).mean()) for i, c in enumerate(clf.class_names_)}}
+        if "y" in data:
+            m["accuracy"] = float((pred == np.asarray(data["y"])).mean())
+        if "true" in data:
+            m.update(summarize_distances(signal_distances(X, data["true"])))
+        res[name] = m
     if output is not None:
         write_json(output, res)
     typer.echo(json.dumps(res, indent=2))

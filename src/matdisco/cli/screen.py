@@ -9,6 +9,7 @@ import typer
 
 from matdisco import MatdiscoError
 from matdisco.cli import fail as _fail
+from matdisco.cli import handle_errors
 
 app = typer.Typer(help="Combinatorial screening of compositions: count the space, predict it "
                   "(resumable, in-process or Dask), and find candidates below the known "
@@ -41,6 +42,7 @@ ELEMENTS_HELP = "Elements or groups (3d, 4d, 5d, alkali, halogens, ...), comma s
 
 
 @app.command()
+@handle_errors
 def count(
     elements: str = typer.Option(None, help=ELEMENTS_HELP),
     exclude: str = typer.Option(None, help="Elements or groups to leave out."),
@@ -51,10 +53,7 @@ def count(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Exact size of a composition space, computed without enumerating it."""
-    try:
-        sp = _space(elements, exclude, must_contain, arity, max_atoms, chunk_size)
-    except MatdiscoError as exc:
-        _fail(exc)
+    sp = _space(elements, exclude, must_contain, arity, max_atoms, chunk_size)
     by = sp.count_by_arity()  # type: ignore[attr-defined]
     info = {"total": len(sp), "by_arity": by, "n_elements": len(sp.allowed),  # type: ignore
             "n_chunks": sp.n_chunks}  # type: ignore[attr-defined]
@@ -67,6 +66,7 @@ def count(
 
 
 @app.command()
+@handle_errors
 def run(
     model: list[Path] = typer.Option(..., help="Model run directory (repeat for an ensemble)."),
     out: Path = typer.Option(..., help="Output folder (resumed if it exists)."),
@@ -93,8 +93,6 @@ def run(
         res = screen(sp, [str(m) for m in model], out, batch_size=batch_size,  # type: ignore
                      keep_below=keep_below, threads=threads, scheduler=scheduler,
                      workers=workers, jit=jit, max_chunks=max_chunks, progress=progress)
-    except MatdiscoError as exc:
-        _fail(exc)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: completed chunks are recorded in {out}/manifest.json; "
                    "run the same command again to resume", err=True)
@@ -105,6 +103,7 @@ def run(
 
 
 @app.command()
+@handle_errors
 def hull(
     results: Path = typer.Option(..., help="Screening output folder."),
     references: Path = typer.Option(None, help="Reference formation enthalpies (formula,target)"
@@ -119,11 +118,8 @@ def hull(
     from matdisco._io import write_json, write_table
     from matdisco.screening.hull import analyse_screen
 
-    try:
-        refs = _references(references)
-        stable, per, totals = analyse_screen(results, refs, threshold, top)
-    except MatdiscoError as exc:
-        _fail(exc)
+    refs = _references(references)
+    stable, per, totals = analyse_screen(results, refs, threshold, top)
     write_table(out / "candidates.parquet", stable)
     write_table(out / "summary.csv", per)
     write_json(out / "summary.json", {"threshold": threshold, "totals": totals,
@@ -148,6 +144,7 @@ def _references(path: Path | None) -> object:
 
 
 @app.command()
+@handle_errors
 def plot(
     system: str = typer.Argument(..., help="Chemical system, e.g. Ti-O or Fe-Ni-O."),
     model: list[str] = typer.Option(..., help="NAME=RUN_DIR (repeat for several models)."),
@@ -159,12 +156,9 @@ def plot(
     from matdisco._io import save_figure
     from matdisco.screening.hull import ReferenceHulls, plot_phase_diagram
 
-    try:
-        models = _named_models(model)
-        hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
-        fig = plot_phase_diagram(system, hulls, models, max_atoms)
-    except MatdiscoError as exc:
-        _fail(exc)
+    models = _named_models(model)
+    hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
+    fig = plot_phase_diagram(system, hulls, models, max_atoms)
     save_figure(out, fig)
     typer.echo(f"wrote {out}")
 
@@ -180,6 +174,7 @@ def _named_models(items: list[str]) -> dict[str, str]:
 
 
 @app.command()
+@handle_errors
 def holdout(
     system: list[str] = typer.Option(..., help="Held-out system (repeat), e.g. Ti-O."),
     model: list[str] = typer.Option(..., help="NAME=RUN_DIR of models trained without it."),
@@ -192,13 +187,10 @@ def holdout(
     from matdisco._io import write_json
     from matdisco.screening.hull import ReferenceHulls, spurious_stable
 
-    try:
-        models = _named_models(model)
-        hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
-        res = [{"model": name, **spurious_stable(path, hulls, s, max_atoms, tol)}
-               for s in system for name, path in models.items()]
-    except MatdiscoError as exc:
-        _fail(exc)
+    models = _named_models(model)
+    hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
+    res = [{"model": name, **spurious_stable(path, hulls, s, max_atoms, tol)}
+           for s in system for name, path in models.items()]
     for r in res:
         typer.echo(f"{r['system']:>12} {r['model']:>10}: {r['n_spurious']} spurious of "
                    f"{r['n_predicted_stable']} predicted stable "
@@ -208,6 +200,7 @@ def holdout(
 
 
 @app.command()
+@handle_errors
 def distill(
     teacher: list[Path] = typer.Option(..., help="Teacher run directory (repeat: ensemble)."),
     out: Path = typer.Option(..., help="Run directory of the student."),

@@ -8,7 +8,7 @@ import numpy as np
 import typer
 
 from matdisco import MatdiscoError
-from matdisco.cli import fail as _fail
+from matdisco.cli import handle_errors
 
 app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector images, "
                   "build composition-spread libraries, map phases, remove 2D backgrounds "
@@ -24,6 +24,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 @app.command()
+@handle_errors
 def simulate(
     cif: list[Path] = typer.Argument(..., help="CIF files."),
     output: Path = typer.Option(..., help="Output .npz (X, two_theta, names) or .csv."),
@@ -45,19 +46,16 @@ def simulate(
     from matdisco._io import write_table
     from matdisco.xrd import default_two_theta, load_cif, simulate_pattern
 
-    try:
-        grid = default_two_theta(n_points, two_theta_min, two_theta_max)
-        X = np.stack([simulate_pattern(load_cif(p), two_theta=grid) for p in cif])
-        if output.suffix == ".npz":
-            _save_npz(output, X=X, two_theta=grid, names=np.array([p.stem for p in cif]))
-        else:
-            df = pd.DataFrame(X, columns=[f"{t:.4f}" for t in grid])
-            df.insert(0, "name", [p.stem for p in cif])
-            write_table(output, df)
-        if images is not None:
-            _simulate_images(cif, images, size, background, wavelength, spottiness, seed)
-    except MatdiscoError as exc:
-        _fail(exc)
+    grid = default_two_theta(n_points, two_theta_min, two_theta_max)
+    X = np.stack([simulate_pattern(load_cif(p), two_theta=grid) for p in cif])
+    if output.suffix == ".npz":
+        _save_npz(output, X=X, two_theta=grid, names=np.array([p.stem for p in cif]))
+    else:
+        df = pd.DataFrame(X, columns=[f"{t:.4f}" for t in grid])
+        df.insert(0, "name", [p.stem for p in cif])
+        write_table(output, df)
+    if images is not None:
+        _simulate_images(cif, images, size, background, wavelength, spottiness, seed)
     typer.echo(f"simulated {len(cif)} patterns -> {output}"
                + (f", detector images -> {images}" if images is not None else ""))
 
@@ -89,6 +87,7 @@ def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
 
 
 @app.command()
+@handle_errors
 def library(
     output: Path = typer.Option(..., help="Output .npz (X, two_theta, compositions, "
                                 "fractions, true_phases, ...)."),
@@ -116,23 +115,21 @@ def library(
     if images:
         _image_library(output, n_samples, background_kind, n_frames, size, region_map, seed)
         return
-    try:
-        if cif:
-            structs = [(p.stem, load_cif(p)) for p in cif]
-        else:
-            protos = aflow_prototypes()
-            rng = np.random.default_rng(seed)
-            structs = [protos[i] for i in rng.choice(len(protos), n_phases, replace=False)]
-        phases = prototype_phases(n_decorations=0, structures=structs, seed=seed)
-        lib = composition_library(phases, n_samples, seed=seed, background=background,
-                                  noise=noise)
-        _save_npz(output, **lib.to_npz_dict())
-    except MatdiscoError as exc:
-        _fail(exc)
+    if cif:
+        structs = [(p.stem, load_cif(p)) for p in cif]
+    else:
+        protos = aflow_prototypes()
+        rng = np.random.default_rng(seed)
+        structs = [protos[i] for i in rng.choice(len(protos), n_phases, replace=False)]
+    phases = prototype_phases(n_decorations=0, structures=structs, seed=seed)
+    lib = composition_library(phases, n_samples, seed=seed, background=background,
+                              noise=noise)
+    _save_npz(output, **lib.to_npz_dict())
     typer.echo(f"library of {n_samples} patterns, {len(phases)} phases -> {output}")
 
 
 @app.command()
+@handle_errors
 def phasemap(
     input: Path = typer.Option(..., help="Library .npz (X, optional two_theta, true_phases) "
                                "or .npy/.csv of patterns."),
@@ -150,28 +147,25 @@ def phasemap(
     from matdisco.xrd import match_phases
     from matdisco.xrd import phasemap as _phasemap
 
-    try:
-        data = load_signals(input)
-        res = _phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
-        rd = RunDir(out)
-        arrays = {"X": res.basis, "weights": res.weights}
-        if "two_theta" in data:
-            arrays["two_theta"] = data["two_theta"]
-        metrics: dict = {"method": method, "n_phases": n_phases,
-                         "reconstruction_error": res.reconstruction_error}
-        if "true_phases" in data:
-            assign, corr = match_phases(res.basis, data["true_phases"])
-            arrays["true"] = data["true_phases"][np.clip(assign, 0, None)]
-            metrics["assignment"] = assign.tolist()
-            metrics["correlation"] = [float(c) for c in corr]
-        _save_npz(rd / "phases.npz", **arrays)
-        rd.save_table("weights.csv", pd.DataFrame(res.weights,
-                                                  columns=[f"phase{i}" for i in range(n_phases)]))
-        rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
-                         "max_phases": max_phases, "seed": seed})
-        rd.write_metrics(metrics)
-    except MatdiscoError as exc:
-        _fail(exc)
+    data = load_signals(input)
+    res = _phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
+    rd = RunDir(out)
+    arrays = {"X": res.basis, "weights": res.weights}
+    if "two_theta" in data:
+        arrays["two_theta"] = data["two_theta"]
+    metrics: dict = {"method": method, "n_phases": n_phases,
+                     "reconstruction_error": res.reconstruction_error}
+    if "true_phases" in data:
+        assign, corr = match_phases(res.basis, data["true_phases"])
+        arrays["true"] = data["true_phases"][np.clip(assign, 0, None)]
+        metrics["assignment"] = assign.tolist()
+        metrics["correlation"] = [float(c) for c in corr]
+    _save_npz(rd / "phases.npz", **arrays)
+    rd.save_table("weights.csv", pd.DataFrame(res.weights,
+                                              columns=[f"phase{i}" for i in range(n_phases)]))
+    rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
+                     "max_phases": max_phases, "seed": seed})
+    rd.write_metrics(metrics)
     typer.echo(f"{n_phases} phases ({method}), relative error {res.reconstruction_error:.3f} "
                f"-> {out}")
 
@@ -182,13 +176,10 @@ def _image_library(output: Path, n_samples: int, background_kind: str, n_frames:
     from matdisco._io import read_json
     from matdisco.xrd.library import RegionMap, make_library
 
-    try:
-        rm = RegionMap.from_dict(read_json(region_map)) if region_map else None
-        lib = make_library(region_map=rm, n_samples=n_samples, background=background_kind,
-                           n_frames=n_frames, shape=size, seed=seed)
-        lib.save(output)
-    except MatdiscoError as exc:
-        _fail(exc)
+    rm = RegionMap.from_dict(read_json(region_map)) if region_map else None
+    lib = make_library(region_map=rm, n_samples=n_samples, background=background_kind,
+                       n_frames=n_frames, shape=size, seed=seed)
+    lib.save(output)
     counts = np.bincount(lib.labels, minlength=len(lib.region_names))
     typer.echo(f"image library: {len(lib)} samples, {lib.images.shape[1]} frame(s) of "
                f"{size}x{size}, {len(lib.region_names)} regions {counts.tolist()} -> {output}")
@@ -218,6 +209,7 @@ def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, lis
 
 
 @app.command()
+@handle_errors
 def background(
     inputs: list[Path] = typer.Argument(..., help="Library .npz or image files "
                                         "(TIFF/EDF/CBF/...)."),
@@ -233,31 +225,29 @@ def background(
     from matdisco.xrd.background import remove_background
     from matdisco.xrd.readers import write_image
 
-    try:
-        x, comp, names = _load_images(inputs)
-        t0 = time.perf_counter()
-        out = remove_background(x, method, window)
-        dt = time.perf_counter() - t0
-        if output.suffix == ".npz":
-            arrays = {"images": out}
-            if comp is not None:
-                arrays["compositions"] = comp
-            if len(inputs) == 1 and inputs[0].suffix == ".npz":
-                with np.load(inputs[0], allow_pickle=False) as z:
-                    arrays.update({k: z[k] for k in z.files if k not in arrays})
-            _save_npz(output, **arrays)
-        else:
-            output.mkdir(parents=True, exist_ok=True)
-            for i, name in enumerate(names):
-                for f in range(out.shape[1]):
-                    stem = Path(name).stem.replace("[", "_").replace("]", "")
-                    write_image(output / f"{stem}_f{f}_{method}.tif", out[i, f])
-    except MatdiscoError as exc:
-        _fail(exc)
+    x, comp, names = _load_images(inputs)
+    t0 = time.perf_counter()
+    out = remove_background(x, method, window)
+    dt = time.perf_counter() - t0
+    if output.suffix == ".npz":
+        arrays = {"images": out}
+        if comp is not None:
+            arrays["compositions"] = comp
+        if len(inputs) == 1 and inputs[0].suffix == ".npz":
+            with np.load(inputs[0], allow_pickle=False) as z:
+                arrays.update({k: z[k] for k in z.files if k not in arrays})
+        _save_npz(output, **arrays)
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(names):
+            for f in range(out.shape[1]):
+                stem = Path(name).stem.replace("[", "_").replace("]", "")
+                write_image(output / f"{stem}_f{f}_{method}.tif", out[i, f])
     typer.echo(f"removed {method} background of {len(x)} sample(s) in {dt:.2f} s -> {output}")
 
 
 @app.command()
+@handle_errors
 def train(
     library: Path = typer.Argument(..., help="Image library .npz (from `library --images`)."),
     out: Path = typer.Option(..., help="Run directory."),
@@ -283,26 +273,23 @@ def train(
     params = dict(f=f, trainable_filters=trainable_filters, use_composition=use_composition,
                   epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   patience=patience, device=device)
-    try:
-        lib = ImageLibrary.load(library)
-        comp = lib.compositions if use_composition else None
-        metrics: dict = {}
-        if cv:
-            res = cross_validate_matrix(lib.images, lib.labels, comp, train_on=(preprocess,),
-                                        test_on=(preprocess,), n_splits=cv, seed=seed,
-                                        **params)
-            metrics["cv"] = res
-        x = remove_background(lib.images, preprocess)
-        clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=out)
-        clf.save(out, extra={"library": str(library), "preprocess": preprocess,
-                             "region_names": lib.region_names})
-        metrics.update({"train_accuracy": clf.score(x, lib.labels, comp),
-                        "epochs_run": len(clf.history_),
-                        "n_parameters": count_parameters(clf.model_),
-                        "seconds_per_image": clf.seconds_per_image(x, comp)})
-        RunDir(out).write_metrics(metrics)
-    except MatdiscoError as exc:
-        _fail(exc)
+    lib = ImageLibrary.load(library)
+    comp = lib.compositions if use_composition else None
+    metrics: dict = {}
+    if cv:
+        res = cross_validate_matrix(lib.images, lib.labels, comp, train_on=(preprocess,),
+                                    test_on=(preprocess,), n_splits=cv, seed=seed,
+                                    **params)
+        metrics["cv"] = res
+    x = remove_background(lib.images, preprocess)
+    clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=out)
+    clf.save(out, extra={"library": str(library), "preprocess": preprocess,
+                         "region_names": lib.region_names})
+    metrics.update({"train_accuracy": clf.score(x, lib.labels, comp),
+                    "epochs_run": len(clf.history_),
+                    "n_parameters": count_parameters(clf.model_),
+                    "seconds_per_image": clf.seconds_per_image(x, comp)})
+    RunDir(out).write_metrics(metrics)
     msg = f"PADNet trained ({metrics['epochs_run']} epochs)"
     if cv:
         key = next(k for k in metrics["cv"] if k.startswith("train-"))
@@ -311,6 +298,7 @@ def train(
 
 
 @app.command()
+@handle_errors
 def classify(
     model: Path = typer.Argument(..., help="Run directory written by `train`."),
     inputs: list[Path] = typer.Argument(..., help="Library .npz or image files."),
@@ -324,20 +312,17 @@ def classify(
     from matdisco.xrd.background import remove_background
     from matdisco.xrd.padnet import PADNetClassifier
 
-    try:
-        clf = PADNetClassifier.load(model)
-        cfg = RunDir(model).read_config()
-        x, comp, names = _load_images(inputs)
-        if clf.use_composition and comp is None:
-            raise MatdiscoError("this model uses compositions; give a library .npz with them")
-        x = remove_background(x, cfg.get("preprocess", "none"))
-        proba = clf.predict_proba(x, comp if clf.use_composition else None)
-        regions = cfg.get("region_names") or [str(i) for i in range(proba.shape[1])]
-        pred = proba.argmax(1)
-        df = pd.DataFrame({"name": names, "label": pred,
-                           "region": [regions[i] for i in pred],
-                           "probability": proba.max(1)})
-        write_table(output, df)
-    except MatdiscoError as exc:
-        _fail(exc)
+    clf = PADNetClassifier.load(model)
+    cfg = RunDir(model).read_config()
+    x, comp, names = _load_images(inputs)
+    if clf.use_composition and comp is None:
+        raise MatdiscoError("this model uses compositions; give a library .npz with them")
+    x = remove_background(x, cfg.get("preprocess", "none"))
+    proba = clf.predict_proba(x, comp if clf.use_composition else None)
+    regions = cfg.get("region_names") or [str(i) for i in range(proba.shape[1])]
+    pred = proba.argmax(1)
+    df = pd.DataFrame({"name": names, "label": pred,
+                       "region": [regions[i] for i in pred],
+                       "probability": proba.max(1)})
+    write_table(output, df)
     typer.echo(f"classified {len(df)} sample(s) -> {output}")
