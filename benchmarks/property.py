@@ -90,13 +90,22 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 
 
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
-                   fractions: list[float], curve_folds: int) -> None:
+                   fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
+                   reuse_scratch: bool = False) -> None:
     exp = "exp_formation_enthalpy"
-    hyper = dict(model="elemnet", epochs=epochs, batch_size=64, lr=3e-4, patience=15,
-                 report=False)
+    src_cfg = json.loads((source / "config.json").read_text())
+    model = src_cfg["model"]  # SC and TL use the source's architecture and features
+    hyper = dict(model=model, features=src_cfg["features"]["name"], epochs=epochs,
+                 batch_size=64, lr=tl_lr, patience=15, report=False)
     res = {}
-    for tag, init in (("elemnet_scratch", None), ("elemnet_transfer", source)):
+    sc_tag = f"{model}_scratch"
+    tl_tag = f"{model}_transfer" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
+    for tag, init in ((sc_tag, None), (tl_tag, source)):
         t0 = time.time()
+        if init is None and reuse_scratch and (runs / tag / "metrics.json").exists():
+            res[tag] = json.loads((runs / tag / "metrics.json").read_text())["cv"]
+            print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
+            continue
         out = train_property(exp, out=runs / tag, cv=folds, init=init,
                              **({**hyper, "lr": 1e-3} if init is None else hyper))
         met = json.loads((out / "metrics.json").read_text())
@@ -108,13 +117,14 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
             "n_train": met["n_train_rows"], "folds": folds, "seeds": 1,
             "source_run": str(source) if init else None, "run_dir": str(out)}])
-    ratio = res["elemnet_transfer"]["mae"] / res["elemnet_scratch"]["mae"]
+    ratio = res[tl_tag]["mae"] / res[sc_tag]["mae"]
     merge_records("property", "property", [{
-        "task": f"exp_formation_enthalpy_cv{folds}", "model": "transfer_over_scratch",
-        "metric": "mae_ratio", "value": ratio}])
+        "task": f"exp_formation_enthalpy_cv{folds}",
+        "model": "transfer_over_scratch" if tl_tag == "elemnet_transfer" else
+        f"{tl_tag}_over_scratch", "metric": "mae_ratio", "value": ratio}])
     curve = []
     for frac in fractions:
-        for tag, init in (("elemnet_scratch", None), ("elemnet_transfer", source)):
+        for tag, init in ((sc_tag, None), (tl_tag, source)):
             out = train_property(exp, out=runs / f"lc_{tag}_{frac:.2f}", cv=curve_folds,
                                  init=init,
                                  train_fraction=frac,
@@ -176,6 +186,9 @@ def main() -> None:
                     help="continue interrupted runs from their checkpoints")
     ap.add_argument("--source", default="runs/oqmd/elemnet")
     ap.add_argument("--tl-epochs", type=int, default=60)
+    ap.add_argument("--tl-lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    ap.add_argument("--reuse-scratch", action="store_true",
+                    help="take the scratch CV result from an existing run directory")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--curve-folds", type=int, default=5)
     ap.add_argument("--fractions", default="0.1,0.25,0.5")
@@ -186,7 +199,8 @@ def main() -> None:
         stage_oqmd(a.models.split(","), Path(a.runs), a.epochs_scale, a.resume)
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
-                       [float(f) for f in a.fractions.split(",") if f], a.curve_folds)
+                       [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
+                       a.tl_lr, a.reuse_scratch)
     else:
         stage_throughput(a.repeats, a.n_train)
 
