@@ -58,12 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-targets", type=int, default=200)
     p.add_argument("--t-max", type=int, default=10)
     p.add_argument("--n-single", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=40,
+                   help="epochs of the INN, tandem, cINN, cVAE, MDN (raised by --min-steps)")
+    p.add_argument("--forward-epochs", type=int, default=100,
+                   help="epochs of the forward surrogate (NA, tandem, iPage)")
+    p.add_argument("--min-steps", type=int, default=3000,
+                   help="least optimizer steps of every network")
+    p.add_argument("--loc-steps", type=int, default=100, help="iPage localization steps")
+    p.add_argument("--loc-lr", type=float, default=0.02, help="iPage localization step size")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--forward-hidden", type=int, default=256,
                    help="width of the forward surrogate (NA, tandem, iPage)")
     p.add_argument("--forward-depth", type=int, default=4)
     p.add_argument("--out", default="runs/inverse_bench")
+    p.add_argument("--note", default="shared 2-core CPU, other jobs running; 1 torch thread "
+                   "under nice 19; timings are indicative only")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--merge-only", action="store_true",
                    help="only rebuild the results file from the per-task files")
@@ -83,14 +92,19 @@ def main(argv: list[str] | None = None) -> None:
                                    n_targets=a.n_targets, ts=ts, n_single=a.n_single,
                                    epochs=a.epochs, run_dir=a.out,
                                    forward_kwargs={"forward_hidden": a.forward_hidden,
-                                                   "forward_depth": a.forward_depth},
+                                                   "forward_depth": a.forward_depth,
+                                                   "forward_epochs": a.forward_epochs},
+                                   min_steps=a.min_steps,
+                                   method_kwargs={"ipage": {"loc_steps": a.loc_steps,
+                                                            "loc_lr": a.loc_lr}},
                                    log=lambda s: print(s, flush=True))
         wall = time.perf_counter() - t0
-        settings = {"epochs": a.epochs, "forward_hidden": a.forward_hidden,
+        settings = {"epochs": a.epochs, "forward_epochs": a.forward_epochs,
+                    "min_steps": a.min_steps, "loc_steps": a.loc_steps, "loc_lr": a.loc_lr,
+                    "forward_hidden": a.forward_hidden,
                     "forward_depth": a.forward_depth, "t_max": a.t_max, "n_single": a.n_single,
                     "command": command, "wall_seconds_task": round(wall, 1),
-                    "note": "shared, heavily loaded 2-core CPU (other agents training); "
-                            "timings are indicative only"}
+                    "note": a.note}
         for r in records:
             r.update(settings)
         part = path.with_name(f"{path.stem}_{task}.json")

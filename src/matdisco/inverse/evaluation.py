@@ -69,15 +69,17 @@ def single_target(solver: InverseSolver, task: InverseTask, n: int = 1000,
     -------
     dict
         ``resim_mse_single``, ``seconds`` (to produce the ``n`` proposals),
-        ``seconds_per_1000`` and ``x`` (the proposals).
+        ``seconds_per_1000`` (wall clock), ``cpu_seconds_per_1000`` (process CPU time) and
+        ``x`` (the proposals).
     """
     y = task.single_target if y_star is None else np.asarray(y_star, dtype=float)
     x = solver.propose(y, n)
     err = resimulation_errors(task, x, y[None, :])
     secs = float(solver.propose_seconds_ or 0.0)
+    cpu = float(getattr(solver, "propose_cpu_seconds_", None) or 0.0)
     return {"resim_mse_single": float(err.mean()), "resim_mse_single_median":
             float(np.median(err)), "seconds": secs, "seconds_per_1000": secs * 1000.0 / n,
-            "x": x}
+            "cpu_seconds_per_1000": cpu * 1000.0 / n, "x": x}
 
 
 def sinewave_modes(y_star: float = 1.2, grid: int = 601,

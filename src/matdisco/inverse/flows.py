@@ -353,7 +353,7 @@ class IPage(ForwardSurrogateMixin):
 
     name = "ipage"
 
-    def __init__(self, sampler: str = "mlhs", loc_steps: int = 30, loc_lr: float = 0.01,
+    def __init__(self, sampler: str = "mlhs", loc_steps: int = 100, loc_lr: float = 0.02,
                  boundary_weight: float = 10.0, retries: int = 2, retry_tol: float = 1e-4,
                  inn_from: INN | None = None,
                  inn_params: dict[str, Any] | None = None, forward_hidden: int = 256,
