@@ -91,7 +91,8 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
-                   reuse_scratch: bool = False) -> None:
+                   reuse: str = "none") -> None:
+    only_sc = reuse == "scratch"
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -102,7 +103,8 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     tl_tag = f"{model}_transfer" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
     for tag, init in ((sc_tag, None), (tl_tag, source)):
         t0 = time.time()
-        if init is None and reuse_scratch and (runs / tag / "metrics.json").exists():
+        done = (runs / tag / "metrics.json").exists()
+        if done and (reuse == "all" or (only_sc and init is None)):
             res[tag] = json.loads((runs / tag / "metrics.json").read_text())["cv"]
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue
@@ -187,8 +189,9 @@ def main() -> None:
     ap.add_argument("--source", default="runs/oqmd/elemnet")
     ap.add_argument("--tl-epochs", type=int, default=60)
     ap.add_argument("--tl-lr", type=float, default=3e-4, help="fine-tuning learning rate")
-    ap.add_argument("--reuse-scratch", action="store_true",
-                    help="take the scratch CV result from an existing run directory")
+    ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
+                    help="take the 10-fold CV results (scratch only, or both) from existing "
+                         "run directories instead of training again")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--curve-folds", type=int, default=5)
     ap.add_argument("--fractions", default="0.1,0.25,0.5")
@@ -200,7 +203,7 @@ def main() -> None:
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
-                       a.tl_lr, a.reuse_scratch)
+                       a.tl_lr, a.reuse)
     else:
         stage_throughput(a.repeats, a.n_train)
 
