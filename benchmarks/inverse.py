@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="least optimizer steps of every network")
     p.add_argument("--loc-steps", type=int, default=100, help="iPage localization steps")
     p.add_argument("--loc-lr", type=float, default=0.02, help="iPage localization step size")
+    p.add_argument("--ipage-z-dim", type=int, default=0,
+                   help="latent dimension of the INN that iPage trains itself (0: dx - dy); "
+                        "only used when the methods do not include 'inn', whose network "
+                        "iPage otherwise reuses")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--forward-hidden", type=int, default=256,
                    help="width of the forward surrogate (NA, tandem, iPage)")
@@ -86,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.merge_only:
         merge(path)
         return
+    ipage_kw: dict = {"loc_steps": a.loc_steps, "loc_lr": a.loc_lr}
+    if a.ipage_z_dim > 0:
+        ipage_kw["inn_params"] = {"epochs": a.epochs, "z_dim": a.ipage_z_dim}
     for task in [t for t in a.tasks.split(",") if t]:
         t0 = time.perf_counter()
         records, _ = run_benchmark(task, methods, seeds=a.seeds, n_train=a.n_train,
@@ -95,12 +102,12 @@ def main(argv: list[str] | None = None) -> None:
                                                    "forward_depth": a.forward_depth,
                                                    "forward_epochs": a.forward_epochs},
                                    min_steps=a.min_steps,
-                                   method_kwargs={"ipage": {"loc_steps": a.loc_steps,
-                                                            "loc_lr": a.loc_lr}},
+                                   method_kwargs={"ipage": ipage_kw},
                                    log=lambda s: print(s, flush=True))
         wall = time.perf_counter() - t0
         settings = {"epochs": a.epochs, "forward_epochs": a.forward_epochs,
                     "min_steps": a.min_steps, "loc_steps": a.loc_steps, "loc_lr": a.loc_lr,
+                    "ipage_z_dim": a.ipage_z_dim or None,
                     "forward_hidden": a.forward_hidden,
                     "forward_depth": a.forward_depth, "t_max": a.t_max, "n_single": a.n_single,
                     "command": command, "wall_seconds_task": round(wall, 1),
