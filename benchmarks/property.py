@@ -92,7 +92,6 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
                    reuse: str = "none") -> None:
-    only_sc = reuse == "scratch"
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -104,7 +103,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     for tag, init in ((sc_tag, None), (tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
-        if done and (reuse == "all" or (only_sc and init is None)):
+        if done and (reuse == "all" or (reuse == "scratch" and init is None)):
             res[tag] = json.loads((runs / tag / "metrics.json").read_text())["cv"]
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue

@@ -11,13 +11,14 @@ Every chunk is computed and written to a temporary file, renamed into place, and
 then recorded in the manifest (atomically). A job killed at any moment therefore leaves
 complete part files plus a manifest that lists a subset of them; starting it again
 recomputes exactly the chunks not in the manifest (overwriting any stray part file of an
-unrecorded chunk), so no row is lost and none duplicated. Memory is bounded by one chunk
-of formulas plus one batch of model inputs, whatever the size of the space.
+unrecorded chunk), so no row is lost and none duplicated. Memory is bounded by at most
+three chunks in flight (see ``_run_pipeline``), whatever the size of the space.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -38,7 +39,6 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 _MODEL_CACHE: dict[str, Any] = {}
-_SPACE_CACHE: dict[str, CompositionSpace] = {}
 
 #: How long to wait for a Dask scheduler given by address.
 DASK_CONNECT_TIMEOUT = "20s"
@@ -131,9 +131,7 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-_MALLOC_TUNED = False
-
-
+@functools.cache
 def _tune_malloc() -> None:
     """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` in a worker (glibc only).
 
@@ -142,10 +140,6 @@ def _tune_malloc() -> None:
     ran ~2.8x slower in Dask workers than in-process. Raising both thresholds keeps
     those buffers on the heap.
     """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
     with contextlib.suppress(Exception):
         import ctypes
         import ctypes.util
@@ -153,6 +147,12 @@ def _tune_malloc() -> None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-1, 256 * 1024 * 1024)  # M_TRIM_THRESHOLD
         libc.mallopt(-3, 64 * 1024 * 1024)  # M_MMAP_THRESHOLD
+
+
+@functools.lru_cache(maxsize=1)
+def _space_from_json(space_json: str) -> CompositionSpace:
+    """A worker's space, built once: its combination tables take a while."""
+    return CompositionSpace.from_dict(json.loads(space_json))
 
 
 def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_id: int,
@@ -168,12 +168,7 @@ def _worker_chunk(space_dict: dict[str, Any], model_spec: Any, out: str, chunk_i
         model = load_model(model_spec, fast=fast, jit=jit)
         _MODEL_CACHE.clear()
         _MODEL_CACHE[key] = model
-    skey = json.dumps(space_dict, sort_keys=True)
-    space = _SPACE_CACHE.get(skey)
-    if space is None:  # built once per worker: its combination tables take a while
-        space = CompositionSpace.from_dict(space_dict)
-        _SPACE_CACHE.clear()
-        _SPACE_CACHE[skey] = space
+    space = _space_from_json(json.dumps(space_dict, sort_keys=True))
     table = predict_chunk(space, model, chunk_id, batch_size, keep_below, sparse)
     return chunk_id, write_part(Path(out), chunk_id, table)
 
@@ -356,6 +351,13 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
                         manifest=manifest)
 
 
+def _write_chunk(out: Path, space: CompositionSpace, chunk_id: int, elems: np.ndarray,
+                 amts: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                 keep_below: float | None) -> int:
+    return write_part(out, chunk_id, chunk_table(space, chunk_id, elems, amts, mean, std,
+                                                 keep_below))
+
+
 def _run_pipeline(space: CompositionSpace, model: Any, out: Path, pending: Sequence[int],
                   batch_size: int, keep_below: float | None, sparse: bool,
                   record: Callable[[int, int], None]) -> int:
@@ -383,13 +385,8 @@ def _run_pipeline(space: CompositionSpace, model: Any, out: Path, pending: Seque
             if writing is not None:
                 record(writing[0], writing[1].result())
                 done += 1
-
-            def write(cid: int = cid, elems: np.ndarray = elems, amts: np.ndarray = amts,
-                      mean: np.ndarray = mean, std: np.ndarray = std) -> int:
-                return write_part(out, cid, chunk_table(space, cid, elems, amts, mean, std,
-                                                        keep_below))
-
-            writing = (cid, wr.submit(write))
+            writing = (cid, wr.submit(_write_chunk, out, space, cid, elems, amts, mean, std,
+                                      keep_below))
             del elems, amts, mean, std
         record(writing[0], writing[1].result())
         done += 1
