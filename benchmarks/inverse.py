@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from matdisco._io import write_json
+from matdisco.inverse import get_task
 from matdisco.inverse.bench import run_benchmark
 from matdisco.training import environment
 
@@ -66,6 +67,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="least optimizer steps of every network")
     p.add_argument("--loc-steps", type=int, default=100, help="iPage localization steps")
     p.add_argument("--loc-lr", type=float, default=0.02, help="iPage localization step size")
+    p.add_argument("--na-steps", type=int, default=300, help="neural adjoint: Adam steps")
+    p.add_argument("--na-starts", type=int, default=4,
+                   help="neural adjoint: starting points per solution")
+    p.add_argument("--retries", type=int, default=2,
+                   help="iPage: re-draws of posterior samples that did not localize")
+    p.add_argument("--retry-tol", type=float, default=1e-4,
+                   help="iPage: surrogate error (standardized) above which a sample is "
+                        "re-drawn")
     p.add_argument("--ipage-z-dim", type=int, default=0,
                    help="latent dimension of the INN that iPage trains itself (0: dx - dy); "
                         "only used when the methods do not include 'inn', whose network "
@@ -74,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--forward-hidden", type=int, default=256,
                    help="width of the forward surrogate (NA, tandem, iPage)")
     p.add_argument("--forward-depth", type=int, default=4)
+    p.add_argument("--forward-arch", choices=["mlp", "cnn"], default=None,
+                   help="forward surrogate: MLP, or periodic CNN; default: the task's own "
+                        "(CNN for the architecture task, MLP otherwise)")
     p.add_argument("--out", default="runs/inverse_bench")
     p.add_argument("--note", default="shared 2-core CPU, other jobs running; 1 torch thread "
                    "under nice 19; timings are indicative only")
@@ -90,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.merge_only:
         merge(path)
         return
-    ipage_kw: dict = {"loc_steps": a.loc_steps, "loc_lr": a.loc_lr}
+    ipage_kw: dict = {"loc_steps": a.loc_steps, "loc_lr": a.loc_lr, "retries": a.retries,
+                      "retry_tol": a.retry_tol}
     if a.ipage_z_dim > 0:
         ipage_kw["inn_params"] = {"epochs": a.epochs, "z_dim": a.ipage_z_dim}
     for task in [t for t in a.tasks.split(",") if t]:
@@ -100,16 +113,24 @@ def main(argv: list[str] | None = None) -> None:
                                    epochs=a.epochs, run_dir=a.out,
                                    forward_kwargs={"forward_hidden": a.forward_hidden,
                                                    "forward_depth": a.forward_depth,
-                                                   "forward_epochs": a.forward_epochs},
+                                                   "forward_epochs": a.forward_epochs,
+                                                   **({"forward_arch": a.forward_arch}
+                                                      if a.forward_arch else {})},
                                    min_steps=a.min_steps,
-                                   method_kwargs={"ipage": ipage_kw},
+                                   method_kwargs={"ipage": ipage_kw,
+                                                  "na": {"steps": a.na_steps,
+                                                         "starts_per_solution": a.na_starts}},
                                    log=lambda s: print(s, flush=True))
         wall = time.perf_counter() - t0
         settings = {"epochs": a.epochs, "forward_epochs": a.forward_epochs,
                     "min_steps": a.min_steps, "loc_steps": a.loc_steps, "loc_lr": a.loc_lr,
+                    "retries": a.retries, "retry_tol": a.retry_tol,
+                    "na_steps": a.na_steps, "na_starts": a.na_starts,
                     "ipage_z_dim": a.ipage_z_dim or None,
                     "forward_hidden": a.forward_hidden,
-                    "forward_depth": a.forward_depth, "t_max": a.t_max, "n_single": a.n_single,
+                    "forward_depth": a.forward_depth,
+                    "forward_arch": a.forward_arch or get_task(task).surrogate,
+                    "t_max": a.t_max, "n_single": a.n_single,
                     "command": command, "wall_seconds_task": round(wall, 1),
                     "note": a.note}
         for r in records:

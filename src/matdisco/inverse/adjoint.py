@@ -13,12 +13,19 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from matdisco.inverse.base import InverseSolver, SurrogateWarning, boundary_loss, mlp
+from matdisco.inverse.base import (
+    InverseSolver,
+    SurrogateWarning,
+    boundary_loss,
+    forward_network,
+    mlp,
+)
 
 
 class ForwardSurrogateMixin(InverseSolver):
@@ -27,7 +34,9 @@ class ForwardSurrogateMixin(InverseSolver):
     forward_from: InverseSolver | None = None
 
     def _init_forward(self, forward_hidden: int, forward_depth: int, forward_epochs: int,
-                      forward_from: InverseSolver | None, forward_lr: float = 5e-3) -> None:
+                      forward_from: InverseSolver | None, forward_lr: float = 5e-3,
+                      forward_arch: str = "mlp") -> None:
+        self.forward_arch = forward_arch
         self.forward_hidden = forward_hidden
         self.forward_depth = forward_depth
         self.forward_epochs = forward_epochs
@@ -44,7 +53,8 @@ class ForwardSurrogateMixin(InverseSolver):
             f = src.forward_
             self.forward_val_mse_ = getattr(src, "forward_val_mse_", None)
         else:
-            f = mlp(xn.shape[1], yn.shape[1], self.forward_hidden, self.forward_depth)
+            f = forward_network(self.forward_arch, xn.shape[1], yn.shape[1],
+                                self.forward_hidden, self.forward_depth)
 
             def loss(model: nn.Module, batch: Any) -> torch.Tensor:
                 return (model(batch[0]) - batch[1]).pow(2).mean()
@@ -77,8 +87,9 @@ class ForwardSurrogateMixin(InverseSolver):
 
 
 def gradient_search(f: nn.Module, x0: torch.Tensor, yn: torch.Tensor, steps: int,
-                    lr: float, boundary_weight: float = 10.0,
-                    chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+                    lr: float, boundary_weight: float = 10.0, chunk: int = 65536,
+                    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on the inputs ``x`` to minimise ``||f(x) - y||^2 + w * boundary(x)``.
 
     This is inference (optimizing inputs through a frozen network), not training.
@@ -89,11 +100,14 @@ def gradient_search(f: nn.Module, x0: torch.Tensor, yn: torch.Tensor, steps: int
     x0 : (N, dx) starting points.
     yn : (N, dy) targets (normalized).
     steps, lr : number and size (linearly decayed to 10 %) of Adam steps.
+    project : callable, optional
+        Maps the final points onto what will be proposed (default: clip into
+        ``[-1, 1]``; :meth:`InverseSolver.project` also rounds binary inputs).
 
     Returns
     -------
-    x : (N, dx) final points, clipped into the normalized box ``[-1, 1]``;
-    loss : (N,) surrogate error ``||f(x) - y||^2`` at the clipped points.
+    x : (N, dx) final points, projected (clipped into the normalized box ``[-1, 1]``);
+    loss : (N,) surrogate error ``||f(x) - y||^2`` at the projected points.
     """
     xs, losses = [], []
     for i in range(0, len(x0), chunk):
@@ -110,7 +124,7 @@ def gradient_search(f: nn.Module, x0: torch.Tensor, yn: torch.Tensor, steps: int
         with torch.no_grad():
             # proposals are clipped into the box, so rank them by the surrogate error
             # where they will actually be: at the clipped point
-            xc = x.detach().clamp(-1.0, 1.0)
+            xc = project(x.detach()) if project else x.detach().clamp(-1.0, 1.0)
             final = (f(xc) - y).pow(2).sum(-1)
         xs.append(xc)
         losses.append(final)
@@ -133,6 +147,9 @@ class NeuralAdjoint(ForwardSurrogateMixin):
         faster than 2e-3).
     forward_from : InverseSolver, optional
         A fitted solver whose forward surrogate is reused (same data and bounds).
+    forward_arch : {"mlp", "cnn"}
+        Surrogate architecture: a fully connected network, or a periodic CNN for square
+        binary cells (architecture task; :class:`~matdisco.inverse.base.PeriodicCNN`).
     **kwargs : see :class:`InverseSolver`.
     """
 
@@ -141,14 +158,15 @@ class NeuralAdjoint(ForwardSurrogateMixin):
     def __init__(self, starts_per_solution: int = 4, steps: int = 300, step_lr: float = 0.02,
                  boundary_weight: float = 10.0, forward_hidden: int = 256,
                  forward_depth: int = 4, forward_epochs: int = 100, forward_lr: float = 5e-3,
-                 forward_from: InverseSolver | None = None, **kwargs: Any) -> None:
+                 forward_from: InverseSolver | None = None, forward_arch: str = "mlp",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.starts_per_solution = starts_per_solution
         self.steps = steps
         self.step_lr = step_lr
         self.boundary_weight = boundary_weight
         self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from,
-                           forward_lr)
+                           forward_lr, forward_arch)
 
     def _fit(self, xn: torch.Tensor, yn: torch.Tensor) -> None:
         self._fit_forward(xn, yn)
@@ -162,7 +180,7 @@ class NeuralAdjoint(ForwardSurrogateMixin):
         x0 = torch.rand(m * s, dx) * 2 - 1
         y = yn.repeat_interleave(s, dim=0)
         x, loss = gradient_search(self.forward_, x0, y, self.steps, self.step_lr,
-                                  self.boundary_weight)
+                                  self.boundary_weight, project=self.project)
         order = loss.view(m, s).argsort(dim=1)[:, :n]
         return torch.gather(x.view(m, s, dx), 1, order[:, :, None].expand(m, n, dx))
 
@@ -200,7 +218,8 @@ class MixtureTandem(ForwardSurrogateMixin):
     def __init__(self, k: int = 4, repulsion: float = 0.02, sigma: float = 0.3,
                  boundary_weight: float = 10.0, forward_hidden: int = 256,
                  forward_depth: int = 4, forward_epochs: int = 100, forward_lr: float = 5e-3,
-                 forward_from: InverseSolver | None = None, **kwargs: Any) -> None:
+                 forward_from: InverseSolver | None = None, forward_arch: str = "mlp",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(k) < 1:
             from matdisco import MatdiscoError
@@ -211,7 +230,7 @@ class MixtureTandem(ForwardSurrogateMixin):
         self.sigma = sigma
         self.boundary_weight = boundary_weight
         self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from,
-                           forward_lr)
+                           forward_lr, forward_arch)
         self.name = "tandem" if self.k == 1 else f"mixture_tandem_k{self.k}"
         self.deterministic = True
 

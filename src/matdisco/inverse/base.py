@@ -73,6 +73,45 @@ def mlp(n_in: int, n_out: int, hidden: int = 128, depth: int = 3,
     return nn.Sequential(*layers)
 
 
+class PeriodicCNN(nn.Module):
+    """Forward surrogate for square binary cells given as flat vectors ``(n, side**2)``.
+
+    Convolutions with circular padding (the cell is periodic), stride-2 stages down to
+    ``side / 16``, global average pooling and a small dense head. The output is invariant
+    to periodic shifts of the cell by multiples of 16 pixels (the total stride), as the
+    homogenized modulus is to every periodic shift.
+    """
+
+    def __init__(self, side: int, n_out: int, channels: int = 16, hidden: int = 128) -> None:
+        super().__init__()
+        self.side = side
+        c = channels
+
+        def block(i: int, o: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(i, o, 3, stride, 1, padding_mode="circular"), nn.SiLU()]
+
+        self.net = nn.Sequential(
+            *block(1, c, 1), *block(c, c, 2), *block(c, 2 * c, 2), *block(2 * c, 4 * c, 2),
+            *block(4 * c, 4 * c, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(4 * c, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(-1, 1, self.side, self.side))
+
+
+def forward_network(arch: str, n_in: int, n_out: int, hidden: int, depth: int) -> nn.Module:
+    """A forward surrogate: ``"mlp"`` (any inputs) or ``"cnn"`` (square periodic cells)."""
+    if arch == "mlp":
+        return mlp(n_in, n_out, hidden, depth)
+    if arch == "cnn":
+        side = math.isqrt(n_in)
+        if side * side != n_in or side % 16:
+            raise MatdiscoError(f"forward_arch 'cnn' needs square cells with a side divisible "
+                                f"by 16 (n_in = side**2); got {n_in} inputs")
+        return PeriodicCNN(side, n_out)
+    raise MatdiscoError(f"unknown forward_arch {arch!r}; choose 'mlp' or 'cnn'")
+
+
 def boundary_loss(xn: torch.Tensor) -> torch.Tensor:
     """Per-row penalty ``sum relu(|x| - 1)^2`` for leaving the normalized box."""
     return torch.relu(xn.abs() - 1.0).pow(2).sum(dim=-1)
@@ -114,6 +153,10 @@ class InverseSolver:
         Seed of initialisation, training and sampling.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    binary_inputs : bool
+        Inputs take only their two bound values (pixels of a binary cell). Proposals are
+        then rounded to the nearer bound, and gradient-based methods rank candidates by
+        the surrogate error at the rounded point, which is the point proposed.
     progress : bool
         Show training progress bars.
     run_dir : path, optional
@@ -127,7 +170,7 @@ class InverseSolver:
     def __init__(self, bounds: tuple[Any, Any] | None = None, hidden: int = 128,
                  depth: int = 3, epochs: int = 100, batch_size: int = 256, lr: float = 2e-3,
                  patience: int | None = 30, min_steps: int = 3000, seed: int = 0,
-                 device: str = "cpu",
+                 device: str = "cpu", binary_inputs: bool = False,
                  progress: bool = False, run_dir: str | None = None) -> None:
         self.bounds = bounds
         self.hidden = hidden
@@ -139,6 +182,7 @@ class InverseSolver:
         self.min_steps = min_steps
         self.seed = seed
         self.device = device
+        self.binary_inputs = binary_inputs
         self.progress = progress
         self.run_dir = run_dir
         self.propose_seconds_: float | None = None
@@ -204,6 +248,14 @@ class InverseSolver:
         self.training_[tag] = {"epochs": trainer.epoch, "steps": trainer._step}
         return trainer
 
+    def project(self, xn: torch.Tensor) -> torch.Tensor:
+        """Map normalized inputs onto what is proposed: clipped into ``[-1, 1]``, and
+        rounded to ``-1`` / ``1`` when ``binary_inputs``."""
+        xc = xn.clamp(-1.0, 1.0)
+        if self.binary_inputs:
+            xc = torch.where(xc >= 0, torch.ones_like(xc), -torch.ones_like(xc))
+        return xc
+
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.float32)
 
@@ -268,7 +320,7 @@ class InverseSolver:
         t0, c0 = time.perf_counter(), time.process_time()
         with torch.random.fork_rng():
             torch.manual_seed(self.seed + 7919)
-            xn = self._propose(self._t(self.scaler_.y_to(y)), int(n))
+            xn = self.project(self._propose(self._t(self.scaler_.y_to(y)), int(n)))
         x = self.scaler_.x_from(xn.detach().cpu().double().numpy())
         x = np.clip(x, self.scaler_.lower, self.scaler_.upper)
         self.propose_seconds_ = time.perf_counter() - t0

@@ -23,6 +23,7 @@ from matdisco.inverse.base import InverseSolver
 from matdisco.inverse.evaluation import (
     mode_coverage,
     plot_arm,
+    plot_cells,
     plot_r_t,
     plot_sinewave_solutions,
     r_t_curve,
@@ -45,6 +46,10 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
     if method not in METHODS:
         raise MatdiscoError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     kw: dict[str, Any] = {"bounds": (task.lower, task.upper), "seed": seed}
+    if task.binary_inputs:
+        kw["binary_inputs"] = True
+    if any(method.startswith(p) for p in _FORWARD_METHODS):
+        kw["forward_arch"] = task.surrogate
     if min_steps is not None:
         kw["min_steps"] = min_steps
     if epochs is not None:
@@ -136,6 +141,11 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
         if task.name == "robotic_arm":
             rd.save_plot("arm_configurations", plot_arm(task, single["x"], task.single_target,
                                                         title=f"{method}, seed {seed}"))
+        if task.name == "architecture":
+            xs = single["x"][:12]
+            rd.save_plot("cells", plot_cells(xs, task.forward(xs),
+                                             float(task.single_target[0]),
+                                             title=f"{method}, seed {seed}"))
         metrics["run_dir"] = str(rd.path)
     metrics["_curve"] = curve
     return metrics

@@ -208,3 +208,29 @@ def plot_arm(task: Any, x: np.ndarray, y_star: np.ndarray, max_arms: int = 100,
     ax.set_aspect("equal")
     ax.set_title(title or f"arm configurations for y* = {tuple(np.round(y_star, 3))}")
     return fig
+
+
+def plot_cells(x: np.ndarray, y: np.ndarray, y_star: float, size: int = 32,
+               n: int = 12, title: str = "") -> Any:
+    """Proposed binary unit cells (architecture task) with their re-simulated moduli.
+
+    Each cell is tiled 2 x 2 so that its periodic structure is visible.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = min(n, len(x))
+    cols = min(6, k)
+    rows = int(np.ceil(k / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < k:
+            cell = np.asarray(x[i]).reshape(size, size)
+            ax.imshow(np.tile(cell, (2, 2)), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"E = {float(np.ravel(y[i])[0]):.3f}", fontsize=8)
+    fig.suptitle(title or f"proposed cells for E* = {y_star:.3g}", fontsize=9)
+    fig.tight_layout()
+    return fig

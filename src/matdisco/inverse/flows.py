@@ -345,8 +345,8 @@ class IPage(ForwardSurrogateMixin):
         A fitted INN to reuse (same data and bounds).
     inn_params : dict, optional
         Parameters of the INN trained when ``inn_from`` is not given.
-    forward_hidden, forward_depth, forward_epochs, forward_lr, forward_from : forward
-        surrogate, see
+    forward_hidden, forward_depth, forward_epochs, forward_lr, forward_from, forward_arch :
+        forward surrogate, see
         :class:`matdisco.inverse.adjoint.NeuralAdjoint`.
     **kwargs : see :class:`InverseSolver`.
     """
@@ -358,7 +358,8 @@ class IPage(ForwardSurrogateMixin):
                  inn_from: INN | None = None,
                  inn_params: dict[str, Any] | None = None, forward_hidden: int = 256,
                  forward_depth: int = 4, forward_epochs: int = 100, forward_lr: float = 5e-3,
-                 forward_from: InverseSolver | None = None, **kwargs: Any) -> None:
+                 forward_from: InverseSolver | None = None, forward_arch: str = "mlp",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if sampler not in SAMPLERS:
             raise MatdiscoError(f"unknown latent sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -371,7 +372,7 @@ class IPage(ForwardSurrogateMixin):
         self.inn_from = inn_from
         self.inn_params = inn_params
         self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from,
-                           forward_lr)
+                           forward_lr, forward_arch)
         self.name = f"ipage_{sampler}"
 
     def networks(self) -> dict[str, nn.Module]:
@@ -404,8 +405,8 @@ class IPage(ForwardSurrogateMixin):
         y = yn.repeat_interleave(n, dim=0)
         if self.loc_steps > 0:
             return gradient_search(self.forward_, x0, y, self.loc_steps, self.loc_lr,
-                                   self.boundary_weight)
-        x0 = x0.clamp(-1.0, 1.0)
+                                   self.boundary_weight, project=self.project)
+        x0 = self.project(x0)
         with torch.no_grad():
             return x0, (self.forward_(x0) - y).pow(2).sum(-1)
 

@@ -63,6 +63,8 @@ class InverseTask:
     y_dim: int = 0
     oracle: bool = False
     binary_inputs: bool = False
+    #: architecture of the forward surrogate that suits the task ("mlp" or "cnn")
+    surrogate: str = "mlp"
 
     def __init__(self) -> None:
         self.lower = np.zeros(self.x_dim)
@@ -270,6 +272,7 @@ class Architecture(InverseTask):
 
     name = "architecture"
     binary_inputs = True
+    surrogate = "cnn"
     size = 32
     x_dim = 32 * 32
     y_dim = 1
