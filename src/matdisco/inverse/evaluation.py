@@ -224,7 +224,7 @@ def plot_cells(x: np.ndarray, y: np.ndarray, y_star: float, size: int = 32,
     k = min(n, len(x))
     cols = min(6, k)
     rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.3 * rows), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < k:
