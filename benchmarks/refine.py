@@ -94,15 +94,19 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     Xpt, ypt = ideal_dataset(phases, 400, grid, task="purity", seed=2, noise=0.01)
     acc_ideal = clf.score(Xpt, ypt)
     log(f"purity classifier ({a.arch}) ideal test acc {acc_ideal:.3f}")
-    records.append(rec("xrd_phases", f"classifier_{a.arch}", "ideal_accuracy", acc_ideal,
+    records.append(rec(a.xrd_task, f"classifier_{a.arch}", "ideal_accuracy", acc_ideal,
                        n_train=a.n_ideal, n_test=400, length=a.length))
     flush(records)
     # ---------------------------------------------------------- NMF phases
-    lib_kw = {"background": a.background, "noise": a.noise}
+    lib_kw = {"background": a.background, "noise": a.noise, "max_strain": a.max_strain,
+              "spread": a.spread, "max_phases_per_sample": a.max_phases_per_sample,
+              "n_components": a.nmf_k}
     tr = nmf_phase_set(phases, a.n_lib_train, a.k, a.n_samples, grid, seed=10, **lib_kw)
     te = nmf_phase_set(phases, a.n_lib_test, a.k, a.n_samples, grid, seed=20, **lib_kw)
     te_g = nmf_phase_set(phases, a.n_lib_test, a.k, a.n_samples, grid, seed=20,
                          method="gibbs", **lib_kw)
+    setup = {"phases_per_library": a.k, "nmf_k": a.nmf_k or a.k, "spread": a.spread,
+             "max_strain": a.max_strain, "max_phases_per_sample": a.max_phases_per_sample}
     log(f"NMF phases: train {len(tr.nmf)}, test {len(te.nmf)} ({time.time() - t0:.0f}s)")
     ref = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0,
                            channels=(8, 16, 32), epochs=a.ref_epochs, batch_size=16, lr=1e-3,
@@ -117,23 +121,26 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
         true = te_g.true if name.endswith("gibbs") else te.true
         d = signal_distances(X, true)
         for m in ("l1", "l2", "kl", "ncc"):
-            records.append(rec("xrd_phases", name, m, float(np.median(d[m])),
+            records.append(rec(a.xrd_task, name, m, float(np.median(d[m])),
                                statistic="median", sum=float(np.sum(d[m])),
                                n_test=len(X)))
         pure = float((clf.predict(X) == 0).mean())
-        records.append(rec("xrd_phases", name, "pure_fraction", pure, n_test=len(X)))
+        records.append(rec(a.xrd_task, name, "pure_fraction", pure, n_test=len(X), **setup))
         log(f"{name:14s} " + " ".join(f"{m}={np.median(d[m]):.4f}/{np.sum(d[m]):.2f}"
                                      for m in ("l1", "l2", "kl", "ncc")) + f" pure={pure:.3f}")
     flush(records)
     _overlay_plot(out, te.raw, te.nmf, refined, te.true, grid)
     _purity_scatter(out, clf.predict_proba(te.nmf)[:, 0], clf.predict_proba(refined)[:, 0])
+    if a.xrd_parts == "purity":
+        records.append(rec(a.xrd_task, "purity_part", "seconds", time.time() - t0))
+        return records
     # ---------------------------------------------------------- crystal system accuracy
     Xc, yc = ideal_dataset(phases, a.n_ideal, grid, task="crystal_system", seed=3, noise=0.01)
     clf_cs = SignalClassifier(arch=a.arch, prototypical=True, class_names=list(CRYSTAL_SYSTEMS),
                               epochs=a.clf_epochs, seed=0, two_theta=grid).fit(Xc, yc)
     Xct, yct = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
     log(f"crystal-system classifier (prototypical {a.arch}) ideal acc {clf_cs.score(Xct, yct):.3f}")
-    records.append(rec("xrd_phases", f"proto_classifier_{a.arch}", "ideal_accuracy_cs",
+    records.append(rec(a.xrd_task, f"proto_classifier_{a.arch}", "ideal_accuracy_cs",
                        clf_cs.score(Xct, yct), n_train=a.n_ideal, n_test=400))
     # accuracy on NMF phases (targeted with the crystal-system labels of the train phases)
     ok_tr, ok_te = tr.crystal_system >= 0, te.crystal_system >= 0
@@ -144,7 +151,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     for name, X in {"raw": te.raw[ok_te], "nmf": te.nmf[ok_te], "dwt": dwt[ok_te],
                     "refined": ref_cs.transform(te.nmf[ok_te])}.items():
         acc = float((clf_cs.predict(X) == y_te).mean())
-        records.append(rec("xrd_phases", name, "accuracy", acc, n_test=int(ok_te.sum()),
+        records.append(rec(a.xrd_task, name, "accuracy", acc, n_test=int(ok_te.sum()),
                            labels="crystal_system"))
         log(f"NMF-phase crystal-system accuracy {name}: {acc:.3f}")
     flush(records)
@@ -170,7 +177,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
                            n_train=len(Xd), n_test=len(Xdt), lam=lam, alpha=alpha, beta=beta))
         log(f"degraded refined [{tag}] acc {acc:.3f} ({time.time() - t0:.0f}s)")
         flush(records)
-    records.append(rec("xrd_phases", "all", "seconds", time.time() - t0))
+    records.append(rec(a.xrd_task, "all", "seconds", time.time() - t0))
     return records
 
 
@@ -225,7 +232,18 @@ def main() -> None:
     p.add_argument("--clf-epochs", type=int, default=12)
     p.add_argument("--n-lib-train", type=int, default=30)
     p.add_argument("--n-lib-test", type=int, default=15)
-    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--k", type=int, default=4, help="phases per library")
+    p.add_argument("--nmf-k", type=int, default=None,
+                   help="NMF components (default --k; fewer gives mixed, impure phases)")
+    p.add_argument("--spread", type=float, default=0.05,
+                   help="width of the phase regions (larger: more overlap)")
+    p.add_argument("--max-strain", type=float, default=0.004, help="alloying strain")
+    p.add_argument("--max-phases-per-sample", type=int, default=3)
+    p.add_argument("--xrd-task", default="xrd_phases",
+                   help="task name of the xrd_phases records (e.g. xrd_phases_hard for a "
+                        "harder library setting, kept beside the default one)")
+    p.add_argument("--xrd-parts", choices=["all", "purity"], default="all",
+                   help="'purity': stop after the purity part of xrd_phases")
     p.add_argument("--n-samples", type=int, default=50)
     p.add_argument("--background", type=float, default=0.1)
     p.add_argument("--noise", type=float, default=0.01)
@@ -238,6 +256,16 @@ def main() -> None:
     p.add_argument("--digits-per-class", type=int, default=600)
     p.add_argument("--digits-epochs", type=int, default=8)
     p.add_argument("--digits-ref-epochs", type=int, default=8)
+    p.add_argument("--digits-render", choices=["distorted", "plain", "both"], default="both",
+                   help="ideal digits: fonts + pen font with handwriting-like distortions, "
+                        "the plain font renderer, or both (plain records prefixed plain_)")
+    p.add_argument("--digits-pen-fraction", type=float, default=0.5)
+    p.add_argument("--digits-adv-eps", type=float, default=0.1,
+                   help="FGSM adversarial training of the digit classifier (0: off)")
+    p.add_argument("--digits-beta", type=float, default=1.0)
+    p.add_argument("--digits-gamma", type=float, default=1.0)
+    p.add_argument("--digits-train-per-class", type=int, default=300,
+                   help="MNIST images per digit training the refiner (rest: test)")
     p.add_argument("--run-dir", default=str(HERE / "runs" / "refine"))
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
@@ -248,6 +276,7 @@ def main() -> None:
         a.digits_per_class, a.digits_epochs, a.digits_ref_epochs = 60, 2, 2
     out = RunDir(a.run_dir)
     tasks = ["xrd_phases", "digits_mixall"] if a.task == "all" else [a.task]
+    names = [a.xrd_task if t == "xrd_phases" else t for t in tasks]  # task names written
     records: list[dict] = []
     done: list[dict] = []
 
@@ -255,13 +284,13 @@ def main() -> None:
         if a.quick:
             write_json(out / "quick_records.json", done + recs)
             return
-        write_results(done + recs, tasks, complete)
+        write_results(done + recs, names, complete)
 
     _FLUSH.append(write)
     for t in tasks:
         done += {"xrd_phases": xrd_phases, "digits_mixall": digits_mixall}[t](a, out)
     records = done
-    write(records, complete=True)
+    write([], complete=True)  # ``done`` already holds every task's records
     log("wrote", out / "quick_records.json" if a.quick else RESULTS)
     print(json.dumps(records, indent=1)[:3000])
 
@@ -269,11 +298,17 @@ def main() -> None:
 def write_results(records: list[dict], tasks: list[str], complete: bool) -> None:
     """Merge ``records`` into ``benchmarks/results/refine.json``."""
     old = read_json(RESULTS) if RESULTS.exists() else {"records": [], "runs": []}
-    kept = [r for r in old.get("records", []) if r["task"] not in
-            {r2["task"] for r2 in records}]
+    new_tasks = {r2["task"] for r2 in records}
+    kept: list[dict] = []
+    seen: set[str] = set()
+    for r in old.get("records", []):  # other tasks' records, exact duplicates dropped
+        key = json.dumps(r, sort_keys=True)
+        if r["task"] not in new_tasks and key not in seen:
+            seen.add(key)
+            kept.append(r)
     env = environment()
     cmd = "python " + " ".join([os.path.relpath(sys.argv[0], HERE.parent)] + sys.argv[1:])
-    runs = [r for r in old.get("runs", []) if r.get("task") not in tasks]
+    runs = [r for r in old.get("commands", old.get("runs", [])) if r.get("task") not in tasks]
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     runs += [{"task": t, "command": cmd, "date": now, "complete": complete} for t in tasks]
     write_json(RESULTS, {

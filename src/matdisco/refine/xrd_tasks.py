@@ -44,9 +44,17 @@ class PhaseSet:
 
 def nmf_phase_set(phases: Sequence[PeakList], n_libraries: int, n_phases: int = 4,
                   n_samples: int = 50, two_theta: np.ndarray | None = None,
-                  method: str = "nmf", seed: int = 0, **library_kwargs: float) -> PhaseSet:
+                  method: str = "nmf", seed: int = 0, n_components: int | None = None,
+                  **library_kwargs: float) -> PhaseSet:
     """Simulate ``n_libraries`` libraries of ``n_phases`` random phases each, phase-map
-    every library with ``method`` and match basis patterns to the true phases."""
+    every library with ``method`` and match basis patterns to the true phases.
+
+    ``n_components`` is the number of basis patterns asked of the phase mapping (default
+    ``n_phases``); fewer than the true number of phases (a mismatched K, as in practice
+    when the number of phases is unknown) gives mixed, impure basis patterns. Extra
+    keyword arguments go to :func:`~matdisco.xrd.composition_library` (``max_strain``,
+    ``spread``, ``max_phases_per_sample``, ``background``, ``noise``).
+    """
     grid = default_two_theta() if two_theta is None else np.asarray(two_theta, float)
     if len(phases) < n_phases:
         raise MatdiscoError(f"need at least n_phases={n_phases} phases, got {len(phases)}")
@@ -57,7 +65,7 @@ def nmf_phase_set(phases: Sequence[PeakList], n_libraries: int, n_phases: int = 
         chosen = [phases[i] for i in idx]
         L = composition_library(chosen, n_samples, grid, seed=int(rng.integers(2**31)),
                                 **library_kwargs)
-        res = phasemap(L.patterns, n_phases, method=method, seed=li)
+        res = phasemap(L.patterns, n_components or n_phases, method=method, seed=li)
         assign, corr = match_phases(res.basis, L.true_phases)
         for b, (a, c) in enumerate(zip(assign, corr, strict=True)):
             if a < 0:

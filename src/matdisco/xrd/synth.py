@@ -216,15 +216,17 @@ class XRDLibrary:
 def composition_library(phases: Sequence[PeakList], n_samples: int = 60,
                         two_theta: np.ndarray | None = None, seed: int = 0, *,
                         max_strain: float = 0.004, background: float = 0.1,
-                        noise: float = 0.01, max_phases_per_sample: int = 3
-                        ) -> XRDLibrary:
+                        noise: float = 0.01, max_phases_per_sample: int = 3,
+                        spread: float = 0.05) -> XRDLibrary:
     """Simulate a ternary composition-spread library made of ``phases``.
 
     Every phase owns a random region of the composition triangle; the phase fractions of a
     sample decay with the distance to the phase centres (at most
     ``max_phases_per_sample`` phases coexist, Gibbs-like). Each phase's lattice strains
     linearly with composition (alloying shifts up to ``max_strain``). All samples share
-    the instrument profile; each gets its own background and noise.
+    the instrument profile; each gets its own background and noise. ``spread`` is the
+    width (squared composition distance) of a phase's region: larger values give more
+    multi-phase samples and more overlap between phases (harder phase mapping).
     """
     grid = default_two_theta() if two_theta is None else np.asarray(two_theta, float)
     rng = np.random.default_rng(seed)
@@ -235,7 +237,9 @@ def composition_library(phases: Sequence[PeakList], n_samples: int = 60,
     centres = rng.dirichlet(np.ones(3), size=k)
     # make centres distinct: push them towards distinct random corners/edges
     d2 = ((comp[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
-    logits = -d2 / 0.05
+    if spread <= 0:
+        raise MatdiscoError(f"spread must be positive, got {spread}")
+    logits = -d2 / spread
     frac = np.exp(logits - logits.max(1, keepdims=True))
     if max_phases_per_sample < k:
         cut = np.sort(frac, 1)[:, -max_phases_per_sample][:, None]
