@@ -337,10 +337,20 @@ class IPage(ForwardSurrogateMixin):
         Localization steps and Adam step size.
     boundary_weight : float
         Weight of the boundary loss during localization.
+    box_steps : bool
+        Clip the samples into the input box after every localization step (projected
+        gradient). Without it a sample can settle just outside the box, where the
+        boundary loss balances the surrogate error, and clipping then moves it off the
+        solution set.
     retries, retry_tol : int, float
         Localized samples whose surrogate error (standardized units) stays above
         ``retry_tol`` are replaced by fresh posterior samples, localized again, up to
         ``retries`` times (the cost grows only with the number of failures).
+    candidates : int
+        Posterior samples localized per requested solution; the one with the lowest
+        surrogate error is proposed (the counterpart of the neural adjoint's starts per
+        solution; the cost grows linearly with it). Candidates are grouped in the order
+        of the latent design, so every solution keeps its own region of the posterior.
     inn_from : INN, optional
         A fitted INN to reuse (same data and bounds).
     inn_params : dict, optional
@@ -354,7 +364,8 @@ class IPage(ForwardSurrogateMixin):
     name = "ipage"
 
     def __init__(self, sampler: str = "mlhs", loc_steps: int = 100, loc_lr: float = 0.02,
-                 boundary_weight: float = 10.0, retries: int = 2, retry_tol: float = 1e-4,
+                 boundary_weight: float = 10.0, box_steps: bool = False, retries: int = 2,
+                 retry_tol: float = 1e-4, candidates: int = 1,
                  inn_from: INN | None = None,
                  inn_params: dict[str, Any] | None = None, forward_hidden: int = 256,
                  forward_depth: int = 4, forward_epochs: int = 100, forward_lr: float = 5e-3,
@@ -367,8 +378,12 @@ class IPage(ForwardSurrogateMixin):
         self.loc_steps = loc_steps
         self.loc_lr = loc_lr
         self.boundary_weight = boundary_weight
+        self.box_steps = box_steps
         self.retries = int(retries)
         self.retry_tol = retry_tol
+        if int(candidates) < 1:
+            raise MatdiscoError(f"candidates must be >= 1, got {candidates}")
+        self.candidates = int(candidates)
         self.inn_from = inn_from
         self.inn_params = inn_params
         self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from,
@@ -405,13 +420,15 @@ class IPage(ForwardSurrogateMixin):
         y = yn.repeat_interleave(n, dim=0)
         if self.loc_steps > 0:
             return gradient_search(self.forward_, x0, y, self.loc_steps, self.loc_lr,
-                                   self.boundary_weight, project=self.project)
+                                   self.boundary_weight, project=self.project,
+                                   box_steps=self.box_steps)
         x0 = self.project(x0)
         with torch.no_grad():
             return x0, (self.forward_(x0) - y).pow(2).sum(-1)
 
-    def _propose(self, yn: torch.Tensor, n: int) -> torch.Tensor:
-        m, dz = len(yn), self.inn_.dz_
+    def _propose(self, yn: torch.Tensor, n_out: int) -> torch.Tensor:
+        m, dz, k = len(yn), self.inn_.dz_, self.candidates
+        n = n_out * k
         x, err = self._localize(yn, draw_latents(self.sampler, self.seed, m, n, dz))
         # a posterior sample that started in the basin of a wrong local minimum does not
         # localize; it is replaced by a fresh posterior sample (the better one is kept)
@@ -424,4 +441,8 @@ class IPage(ForwardSurrogateMixin):
             better = er < err[bad]
             x[bad[better]] = xr[better]
             err[bad[better]] = er[better]
-        return x.view(m, n, self.x_dim_)
+        if k == 1:
+            return x.view(m, n, self.x_dim_)
+        best = err.view(m, n_out, k).argmin(dim=2)
+        x = x.view(m, n_out, k, self.x_dim_)
+        return torch.gather(x, 2, best[:, :, None, None].expand(m, n_out, 1, self.x_dim_))[:, :, 0]
