@@ -264,6 +264,8 @@ def main() -> None:
                    help="FGSM adversarial training of the digit classifier (0: off)")
     p.add_argument("--digits-beta", type=float, default=1.0)
     p.add_argument("--digits-gamma", type=float, default=1.0)
+    p.add_argument("--digits-seeds", type=int, nargs="+", default=[0],
+                   help="seeds (split, rendering, classifier, refiners); records are means")
     p.add_argument("--digits-train-per-class", type=int, default=300,
                    help="MNIST images per digit training the refiner (rest: test)")
     p.add_argument("--run-dir", default=str(HERE / "runs" / "refine"))

@@ -172,6 +172,23 @@ def test_digit_rendering_and_split() -> None:
     assert not set(tr.tolist()) & set(te.tolist())
 
 
+def test_harder_phase_sets() -> None:
+    from matdisco import xrd
+    from matdisco.refine.xrd_tasks import nmf_phase_set
+
+    rng = np.random.default_rng(0)
+    grid = np.linspace(10, 80, 300)
+    ph = [xrd.PeakList(np.sort(rng.uniform(15, 75, 6)), rng.uniform(10, 100, 6), f"p{i}",
+                       "cubic") for i in range(5)]
+    with pytest.raises(MatdiscoError, match="spread"):
+        xrd.composition_library(ph, 10, grid, spread=0.0)
+    easy = nmf_phase_set(ph, 1, 4, 30, grid, seed=0, noise=0.002)
+    hard = nmf_phase_set(ph, 1, 4, 30, grid, seed=0, noise=0.002, n_components=3,
+                         spread=0.3, max_strain=0.01)
+    assert len(easy.nmf) == 4 and len(hard.nmf) == 3  # mismatched K: fewer basis patterns
+    assert np.median(hard.correlation) < np.median(easy.correlation)
+
+
 def test_metrics_and_wavelet() -> None:
     X, _ = _toy(5)
     d = signal_distances(X, X)

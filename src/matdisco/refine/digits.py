@@ -376,72 +376,96 @@ def run_digits(a: Any, out: Any, log: Callable[..., None]) -> list[dict[str, Any
     Reads from ``a``: ``digits_per_class``, ``digits_epochs``, ``digits_ref_epochs`` and
     optionally ``digits_render`` (``"distorted"``, ``"plain"`` or ``"both"``),
     ``digits_pen_fraction``, ``digits_adv_eps``, ``digits_beta``, ``digits_gamma``,
-    ``digits_train_per_class`` and ``quick``. The MNIST sample is split per class
-    (``digits_train_per_class`` images of each digit train the refiner, the rest test).
-    Records of the distorted (fonts + pen font) ideal set are ``raw`` / ``refined`` /
-    ``refined_nontargeted``; those of the plain font renderer carry a ``plain_`` prefix.
+    ``digits_train_per_class``, ``digits_seeds`` and ``quick``. For every seed, the MNIST
+    sample is split per class (``digits_train_per_class`` images of each digit train the
+    refiner, the rest test), the ideal set is rendered, the classifier and both refiners
+    are trained with that seed. Records (mean over seeds, with ``std`` and the per-seed
+    ``values``): ``raw`` / ``refined`` / ``refined_nontargeted`` for the distorted
+    (fonts + pen font) ideal set, the same with a ``plain_`` prefix for the plain font
+    renderer.
     """
     import time
 
-    from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
-
     fonts = digit_fonts()
     Xm, ym = mnist5k()
-    n_pc = int(getattr(a, "digits_train_per_class", 300))
-    if getattr(a, "quick", False):
-        n_pc = min(n_pc, 30)
-    tr, te = stratified_split(ym, n_pc, seed=0)
-    Xtr, ytr, Xte, yte = Xm[tr], ym[tr], Xm[te], ym[te]
+    seeds = [int(s) for s in getattr(a, "digits_seeds", [0])]
     render = getattr(a, "digits_render", "both")
     styles = ["distorted", "plain"] if render == "both" else [render]
-    eps = float(getattr(a, "digits_adv_eps", 0.1))
-    beta = float(getattr(a, "digits_beta", 1.0))
-    gamma = float(getattr(a, "digits_gamma", 1.0))
-    pen = float(getattr(a, "digits_pen_fraction", 0.5))
     records: list[dict[str, Any]] = []
     for style in styles:
         prefix = "" if style == "distorted" else "plain_"
         t1 = time.time()
-        X, y = font_digits(a.digits_per_class, fonts, seed=0, pen_fraction=pen,
-                           distort=style == "distorted")
-        ideal = {"ideal_set": "fonts+pen, distorted" if style == "distorted" else
-                 "fonts, plain", "n_fonts": len(fonts), "n_ideal": len(X),
-                 "pen_fraction": pen if style == "distorted" else 0.0}
-        log(f"{style}: {len(fonts)} fonts, {len(X)} ideal images ({time.time() - t1:.0f}s)")
-        clf = SignalClassifier(arch="lenet",
-                               class_names=[str(i) for i in range(10)] + ["non-digit"],
-                               epochs=a.digits_epochs, batch_size=64, seed=0,
-                               adversarial_eps=eps, clip_max=1.0).fit(X, y)
-        ideal["classifier_val_accuracy"] = float(clf.history_[-1].get("val_acc", np.nan))
-        ideal["adversarial_eps"] = eps
-
-        def add(method: str, pred: np.ndarray, prefix: str = prefix,
-                ideal: dict[str, Any] = ideal, **extra: Any) -> None:
-            m = digit_metrics(pred, yte)
-            for k, v in m.items():
-                records.append({"task": "digits_mixall", "method": prefix + method, "metric": k,
-                                "value": v, "n_test": len(yte), **ideal, **extra})
-            log(f"digits {prefix + method}: {m}")
-
-        add("raw", clf.predict(Xte))
-        prior = np.r_[np.full(10, 0.1), 1e-6]
-        for tag, target, kw in (("refined", ytr, {"lam": 1.0, "beta": beta}),
-                                ("refined_nontargeted", None,
-                                 {"lam": 1.0, "beta": beta, "gamma": gamma})):
-            t2 = time.time()
-            ref = ImitationRefiner(clf, arch="unet2d", channels=(16, 32),
-                                   epochs=a.digits_ref_epochs, batch_size=64, lr=1e-3, seed=0,
-                                   prior=prior, **kw)
-            ref.fit(Xtr, target)
-            Xr = ref.transform(Xte)
-            add(tag, clf.predict(Xr), n_train=len(Xtr), targeted=target is not None,
-                beta=beta, gamma=kw.get("gamma", 0.0), refiner_epochs=a.digits_ref_epochs,
-                mean_abs_change=float(np.abs(Xr - Xte).mean()),
-                seconds=time.time() - t2)
-            if style == "distorted":
-                out.save_plot(f"digits_grid_{tag}", digit_grid(Xte[::40], Xr[::40]))
-                if target is not None:
-                    ref.save(out / "digits_refiner")
+        per_seed: dict[tuple[str, str], list[float]] = {}
+        extras: dict[str, dict[str, Any]] = {}
+        for seed in seeds:
+            res = _digits_one_seed(a, out, log, fonts, Xm, ym, style, seed)
+            for method, (metrics, extra) in res.items():
+                for k, v in metrics.items():
+                    per_seed.setdefault((method, k), []).append(v)
+                extras[method] = extra
+        for (method, k), vals in per_seed.items():
+            records.append({"task": "digits_mixall", "method": prefix + method, "metric": k,
+                            "value": float(np.mean(vals)), "std": float(np.std(vals)),
+                            "seeds": len(vals), "values": vals, **extras[method]})
         records.append({"task": "digits_mixall", "method": prefix + "all", "metric": "seconds",
-                        "value": time.time() - t1})
+                        "value": time.time() - t1, "seeds": len(seeds)})
     return records
+
+
+def _digits_one_seed(a: Any, out: Any, log: Callable[..., None], fonts: list[str],
+                     Xm: np.ndarray, ym: np.ndarray, style: str, seed: int
+                     ) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+    """One seed of :func:`run_digits`: ``{method: (metrics, extra fields)}``."""
+    import time
+
+    from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
+
+    n_pc = int(getattr(a, "digits_train_per_class", 300))
+    if getattr(a, "quick", False):
+        n_pc = min(n_pc, 30)
+    tr, te = stratified_split(ym, n_pc, seed=seed)
+    Xtr, ytr, Xte, yte = Xm[tr], ym[tr], Xm[te], ym[te]
+    eps = float(getattr(a, "digits_adv_eps", 0.1))
+    beta = float(getattr(a, "digits_beta", 1.0))
+    gamma = float(getattr(a, "digits_gamma", 1.0))
+    pen = float(getattr(a, "digits_pen_fraction", 0.5))
+    prefix = "" if style == "distorted" else "plain_"
+    t1 = time.time()
+    X, y = font_digits(a.digits_per_class, fonts, seed=seed, pen_fraction=pen,
+                       distort=style == "distorted")
+    log(f"{style} seed {seed}: {len(fonts)} fonts, {len(X)} ideal images "
+        f"({time.time() - t1:.0f}s)")
+    clf = SignalClassifier(arch="lenet", class_names=[str(i) for i in range(10)] + ["non-digit"],
+                           epochs=a.digits_epochs, batch_size=64, seed=seed,
+                           adversarial_eps=eps, clip_max=1.0).fit(X, y)
+    ideal = {"ideal_set": "fonts+pen, distorted" if style == "distorted" else "fonts, plain",
+             "n_fonts": len(fonts), "n_ideal": len(X),
+             "pen_fraction": pen if style == "distorted" else 0.0, "adversarial_eps": eps,
+             "classifier_epochs": a.digits_epochs, "n_test": len(yte)}
+    res: dict[str, tuple[dict[str, float], dict[str, Any]]] = {}
+    m = digit_metrics(clf.predict(Xte), yte)
+    m["classifier_val_accuracy"] = float(clf.history_[-1].get("val_acc", np.nan))
+    res["raw"] = (m, dict(ideal))
+    log(f"digits {prefix}raw seed {seed}: {m}")
+    prior = np.r_[np.full(10, 0.1), 1e-6]
+    for tag, target, kw in (("refined", ytr, {"lam": 1.0, "beta": beta}),
+                            ("refined_nontargeted", None,
+                             {"lam": 1.0, "beta": beta, "gamma": gamma})):
+        t2 = time.time()
+        ref = ImitationRefiner(clf, arch="unet2d", channels=(16, 32), epochs=a.digits_ref_epochs,
+                               batch_size=64, lr=1e-3, seed=seed, prior=prior, **kw)
+        ref.fit(Xtr, target)
+        Xr = ref.transform(Xte)
+        m = digit_metrics(clf.predict(Xr), yte)
+        m["mean_abs_change"] = float(np.abs(Xr - Xte).mean())
+        res[tag] = (m, {**ideal, "n_train": len(Xtr), "targeted": target is not None,
+                        "beta": beta, "gamma": kw.get("gamma", 0.0),
+                        "refiner_epochs": a.digits_ref_epochs,
+                        "seconds_per_seed": time.time() - t2})
+        log(f"digits {prefix}{tag} seed {seed}: {m}")
+        if style == "distorted" and seed == 0:
+            show = np.linspace(0, len(Xte) - 1, 12).astype(int)  # spread over the digits
+            out.save_plot(f"digits_grid_{tag}", digit_grid(Xte[show], Xr[show]))
+            if target is not None:
+                ref.save(out / "digits_refiner")
+    return res
