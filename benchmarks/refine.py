@@ -90,7 +90,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     # ---------------------------------------------------------- purity classifier
     Xp, yp = ideal_dataset(phases, a.n_ideal, grid, task="purity", seed=1, noise=0.01)
     clf = SignalClassifier(arch=a.arch, class_names=list(PURITY_CLASSES), epochs=a.clf_epochs,
-                           seed=0, two_theta=grid).fit(Xp, yp)
+                           seed=0, two_theta=grid, adversarial_eps=a.xrd_adv_eps).fit(Xp, yp)
     Xpt, ypt = ideal_dataset(phases, 400, grid, task="purity", seed=2, noise=0.01)
     acc_ideal = clf.score(Xpt, ypt)
     log(f"purity classifier ({a.arch}) ideal test acc {acc_ideal:.3f}")
@@ -105,8 +105,9 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     te = nmf_phase_set(phases, a.n_lib_test, a.k, a.n_samples, grid, seed=20, **lib_kw)
     te_g = nmf_phase_set(phases, a.n_lib_test, a.k, a.n_samples, grid, seed=20,
                          method="gibbs", **lib_kw)
-    setup = {"phases_per_library": a.k, "nmf_k": a.nmf_k or a.k, "spread": a.spread,
-             "max_strain": a.max_strain, "max_phases_per_sample": a.max_phases_per_sample}
+    setup = {"adversarial_eps": a.xrd_adv_eps, "phases_per_library": a.k,
+             "nmf_k": a.nmf_k or a.k, "spread": a.spread, "max_strain": a.max_strain,
+             "max_phases_per_sample": a.max_phases_per_sample}
     log(f"NMF phases: train {len(tr.nmf)}, test {len(te.nmf)} ({time.time() - t0:.0f}s)")
     ref = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0,
                            channels=(8, 16, 32), epochs=a.ref_epochs, batch_size=16, lr=1e-3,
@@ -242,6 +243,8 @@ def main() -> None:
     p.add_argument("--xrd-task", default="xrd_phases",
                    help="task name of the xrd_phases records (e.g. xrd_phases_hard for a "
                         "harder library setting, kept beside the default one)")
+    p.add_argument("--xrd-adv-eps", type=float, default=0.0,
+                   help="FGSM adversarial training of the purity classifier (0: off)")
     p.add_argument("--xrd-parts", choices=["all", "purity"], default="all",
                    help="'purity': stop after the purity part of xrd_phases")
     p.add_argument("--n-samples", type=int, default=50)
