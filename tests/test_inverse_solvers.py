@@ -220,3 +220,23 @@ def test_periodic_cnn_surrogate() -> None:
         forward_network("transformer", 4, 1, 64, 2)
     assert get_task("architecture").surrogate == "cnn"
     assert get_task("sinewave").surrogate == "mlp"
+
+
+def test_farthest_point_subset_spreads_over_modes() -> None:
+    from matdisco.inverse.flows import farthest_point_subset
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-0.8, -0.8], [0.0, 0.7], [0.8, -0.5]])
+    # 40 samples near the first mode, 3 near each of the others: 46 in all
+    x = torch.cat([centres[0] + 0.02 * torch.randn(40, 2, generator=g),
+                   centres[1] + 0.02 * torch.randn(3, 2, generator=g),
+                   centres[2] + 0.02 * torch.randn(3, 2, generator=g)])
+    err = torch.full((46,), 1e-6)
+    err[-3:] = 1.0  # the third mode's samples did not localize: not eligible
+    picked = farthest_point_subset(x, err, 2, tol=1e-4)
+    near = torch.cdist(picked, centres).argmin(dim=1).tolist()
+    assert sorted(near) == [0, 1]  # one per eligible mode despite 40:3 sampling
+    ip = IPage(selection="diverse")
+    assert ip.selection == "diverse"
+    with pytest.raises(MatdiscoError, match="selection"):
+        IPage(selection="random")

@@ -150,6 +150,26 @@ def draw_latents(sampler: str, seed: int, m: int, n: int, d: int) -> torch.Tenso
     return torch.as_tensor(z, dtype=torch.float32)
 
 
+def farthest_point_subset(x: torch.Tensor, err: torch.Tensor, n: int,
+                          tol: float) -> torch.Tensor:
+    """``n`` rows of ``x (N, d)`` spread out by greedy farthest-point selection.
+
+    Rows with ``err <= tol`` are eligible (topped up with the lowest errors when fewer
+    than ``n`` are); the selection starts from the lowest error and adds, one at a time,
+    the eligible row farthest from those already chosen.
+    """
+    order = torch.argsort(err)
+    n_ok = max(n, int((err <= tol).sum()))
+    pool = x[order[:n_ok]]
+    chosen = [0]
+    dist = (pool - pool[0]).pow(2).sum(-1)
+    for _ in range(1, n):
+        j = int(torch.argmax(dist))
+        chosen.append(j)
+        dist = torch.minimum(dist, (pool - pool[j]).pow(2).sum(-1))
+    return pool[chosen]
+
+
 class _LatentSampling(InverseSolver):
     sampler: str = "srs"
 
@@ -349,8 +369,15 @@ class IPage(ForwardSurrogateMixin):
     candidates : int
         Posterior samples localized per requested solution; the one with the lowest
         surrogate error is proposed (the counterpart of the neural adjoint's starts per
-        solution; the cost grows linearly with it). Candidates are grouped in the order
-        of the latent design, so every solution keeps its own region of the posterior.
+        solution; the cost grows linearly with it).
+    selection : {"best", "diverse"}
+        How ``n`` solutions are chosen from the ``n * candidates`` localized samples of a
+        target. ``"best"``: candidates are grouped in the order of the latent design and the
+        lowest surrogate error of each group wins (every solution keeps its own region of
+        the posterior). ``"diverse"``: greedy farthest-point selection in ``x`` among the
+        samples whose surrogate error is at most ``retry_tol`` (topped up by the lowest
+        errors), starting from the best one, so that few solutions still spread over all
+        the modes of the solution set; with ``n = 1`` it is the same as ``"best"``.
     inn_from : INN, optional
         A fitted INN to reuse (same data and bounds).
     inn_params : dict, optional
@@ -365,7 +392,7 @@ class IPage(ForwardSurrogateMixin):
 
     def __init__(self, sampler: str = "mlhs", loc_steps: int = 100, loc_lr: float = 0.02,
                  boundary_weight: float = 10.0, box_steps: bool = False, retries: int = 2,
-                 retry_tol: float = 1e-4, candidates: int = 1,
+                 retry_tol: float = 1e-4, candidates: int = 1, selection: str = "best",
                  inn_from: INN | None = None,
                  inn_params: dict[str, Any] | None = None, forward_hidden: int = 256,
                  forward_depth: int = 4, forward_epochs: int = 100, forward_lr: float = 5e-3,
@@ -384,6 +411,9 @@ class IPage(ForwardSurrogateMixin):
         if int(candidates) < 1:
             raise MatdiscoError(f"candidates must be >= 1, got {candidates}")
         self.candidates = int(candidates)
+        if selection not in ("best", "diverse"):
+            raise MatdiscoError(f"unknown selection {selection!r}; choose 'best' or 'diverse'")
+        self.selection = selection
         self.inn_from = inn_from
         self.inn_params = inn_params
         self._init_forward(forward_hidden, forward_depth, forward_epochs, forward_from,
@@ -443,6 +473,10 @@ class IPage(ForwardSurrogateMixin):
             err[bad[better]] = er[better]
         if k == 1:
             return x.view(m, n, self.x_dim_)
+        if self.selection == "diverse":
+            xs, es = x.view(m, n, self.x_dim_), err.view(m, n)
+            return torch.stack([farthest_point_subset(xs[i], es[i], n_out, self.retry_tol)
+                                for i in range(m)])
         best = err.view(m, n_out, k).argmin(dim=2)
         x = x.view(m, n_out, k, self.x_dim_)
         return torch.gather(x, 2, best[:, :, None, None].expand(m, n_out, 1, self.x_dim_))[:, :, 0]
