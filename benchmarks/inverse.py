@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from matdisco._io import write_json
-from matdisco.inverse import get_task
 from matdisco.inverse.bench import run_benchmark
 from matdisco.training import environment
 
@@ -135,7 +134,6 @@ def main(argv: list[str] | None = None) -> None:
                     "ipage_z_dim": a.ipage_z_dim or None,
                     "forward_hidden": a.forward_hidden,
                     "forward_depth": a.forward_depth,
-                    "forward_arch": a.forward_arch or get_task(task).surrogate,
                     "t_max": a.t_max, "n_single": a.n_single,
                     "command": command, "wall_seconds_task": round(wall, 1),
                     "note": a.note}

@@ -118,9 +118,9 @@ def test_inn_and_ipage_localization(na, data) -> None:
     x_ip = check(ip, 20)
     assert resim(x_ip, TARGETS) < resim(x_inn, TARGETS)  # localization helps
     assert ip.name == "ipage_mlhs"
-    # best of two localized posterior samples per solution; projected steps stay in the box
+    # best of two localized posterior samples per solution
     ip2 = IPage(sampler="mlhs", inn_from=inn, forward_from=na, loc_steps=30, loc_lr=0.05,
-                candidates=2, box_steps=True, bounds=BOUNDS, **SMALL).fit(*data)
+                candidates=2, bounds=BOUNDS, **SMALL).fit(*data)
     check(ip2, 20)
     with pytest.raises(MatdiscoError, match="candidates"):
         IPage(candidates=0)

@@ -89,7 +89,7 @@ class ForwardSurrogateMixin(InverseSolver):
 def gradient_search(f: nn.Module, x0: torch.Tensor, yn: torch.Tensor, steps: int,
                     lr: float, boundary_weight: float = 10.0, chunk: int = 65536,
                     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    box_steps: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on the inputs ``x`` to minimise ``||f(x) - y||^2 + w * boundary(x)``.
 
     This is inference (optimizing inputs through a frozen network), not training.
@@ -103,10 +103,6 @@ def gradient_search(f: nn.Module, x0: torch.Tensor, yn: torch.Tensor, steps: int
     project : callable, optional
         Maps the final points onto what will be proposed (default: clip into
         ``[-1, 1]``; :meth:`InverseSolver.project` also rounds binary inputs).
-    box_steps : bool
-        Projected gradient: clip ``x`` into the box after every step, so that no point
-        settles outside the box where the boundary loss balances the surrogate error (and
-        is then moved by the final clipping).
 
     Returns
     -------
@@ -125,9 +121,6 @@ def gradient_search(f: nn.Module, x0: torch.Tensor, yn: torch.Tensor, steps: int
             per_row = (f(x) - y).pow(2).sum(-1) + boundary_weight * boundary_loss(x)
             per_row.sum().backward()
             opt.step()
-            if box_steps:
-                with torch.no_grad():
-                    x.clamp_(-1.0, 1.0)
         with torch.no_grad():
             # proposals are clipped into the box, so rank them by the surrogate error
             # where they will actually be: at the clipped point

@@ -253,7 +253,7 @@ class InverseSolver:
         rounded to ``-1`` / ``1`` when ``binary_inputs``."""
         xc = xn.clamp(-1.0, 1.0)
         if self.binary_inputs:
-            xc = torch.where(xc >= 0, torch.ones_like(xc), -torch.ones_like(xc))
+            xc = torch.where(xc >= 0, 1.0, -1.0)
         return xc
 
     def _t(self, a: np.ndarray) -> torch.Tensor:

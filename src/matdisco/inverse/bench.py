@@ -113,6 +113,7 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
         "cpu_seconds_per_1000": single["cpu_seconds_per_1000"],
         "single_target": np.asarray(task.single_target).tolist(),
         "training": dict(solver.training_),
+        "forward_arch": getattr(solver, "forward_arch", None),
     }
     fval = getattr(solver, "forward_val_mse_", None)
     if fval is not None:
@@ -155,7 +156,8 @@ def aggregate(task: InverseTask, method: str, per_seed: list[dict[str, Any]],
               ts: tuple[int, ...]) -> list[dict[str, Any]]:
     """Benchmark records (mean and std over seeds) for one task and method."""
     base = {"task": task.name, "method": method, "seeds": len(per_seed),
-            "n_train": per_seed[0]["n_train"], "n_targets": per_seed[0]["n_targets"]}
+            "n_train": per_seed[0]["n_train"], "n_targets": per_seed[0]["n_targets"],
+            "forward_arch": per_seed[0]["forward_arch"]}
     if task.oracle:
         base["resimulation"] = "oracle surrogate (extra-trees ensemble), not DFT"
         base["oracle_holdout_mse"] = per_seed[0].get("oracle_holdout_mse")

@@ -76,7 +76,7 @@ def single_target(solver: InverseSolver, task: InverseTask, n: int = 1000,
     x = solver.propose(y, n)
     err = resimulation_errors(task, x, y[None, :])
     secs = float(solver.propose_seconds_ or 0.0)
-    cpu = float(getattr(solver, "propose_cpu_seconds_", None) or 0.0)
+    cpu = float(solver.propose_cpu_seconds_ or 0.0)
     return {"resim_mse_single": float(err.mean()), "resim_mse_single_median":
             float(np.median(err)), "seconds": secs, "seconds_per_1000": secs * 1000.0 / n,
             "cpu_seconds_per_1000": cpu * 1000.0 / n, "x": x}

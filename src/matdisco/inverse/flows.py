@@ -357,11 +357,6 @@ class IPage(ForwardSurrogateMixin):
         Localization steps and Adam step size.
     boundary_weight : float
         Weight of the boundary loss during localization.
-    box_steps : bool
-        Clip the samples into the input box after every localization step (projected
-        gradient). Without it a sample can settle just outside the box, where the
-        boundary loss balances the surrogate error, and clipping then moves it off the
-        solution set.
     retries, retry_tol : int, float
         Localized samples whose surrogate error (standardized units) stays above
         ``retry_tol`` are replaced by fresh posterior samples, localized again, up to
@@ -391,7 +386,7 @@ class IPage(ForwardSurrogateMixin):
     name = "ipage"
 
     def __init__(self, sampler: str = "mlhs", loc_steps: int = 100, loc_lr: float = 0.02,
-                 boundary_weight: float = 10.0, box_steps: bool = False, retries: int = 2,
+                 boundary_weight: float = 10.0, retries: int = 2,
                  retry_tol: float = 1e-4, candidates: int = 1, selection: str = "best",
                  inn_from: INN | None = None,
                  inn_params: dict[str, Any] | None = None, forward_hidden: int = 256,
@@ -405,7 +400,6 @@ class IPage(ForwardSurrogateMixin):
         self.loc_steps = loc_steps
         self.loc_lr = loc_lr
         self.boundary_weight = boundary_weight
-        self.box_steps = box_steps
         self.retries = int(retries)
         self.retry_tol = retry_tol
         if int(candidates) < 1:
@@ -450,8 +444,7 @@ class IPage(ForwardSurrogateMixin):
         y = yn.repeat_interleave(n, dim=0)
         if self.loc_steps > 0:
             return gradient_search(self.forward_, x0, y, self.loc_steps, self.loc_lr,
-                                   self.boundary_weight, project=self.project,
-                                   box_steps=self.box_steps)
+                                   self.boundary_weight, project=self.project)
         x0 = self.project(x0)
         with torch.no_grad():
             return x0, (self.forward_(x0) - y).pow(2).sum(-1)
@@ -473,7 +466,7 @@ class IPage(ForwardSurrogateMixin):
             err[bad[better]] = er[better]
         if k == 1:
             return x.view(m, n, self.x_dim_)
-        if self.selection == "diverse":
+        if self.selection == "diverse" and n_out > 1:  # one solution: the best, below
             xs, es = x.view(m, n, self.x_dim_), err.view(m, n)
             return torch.stack([farthest_point_subset(xs[i], es[i], n_out, self.retry_tol)
                                 for i in range(m)])

