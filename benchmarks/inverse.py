@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="iPage: posterior samples localized per solution (best one kept)")
     p.add_argument("--selection", choices=["best", "diverse"], default="best",
                    help="iPage: how solutions are chosen among the candidates")
+    p.add_argument("--prescreen", type=int, default=1,
+                   help="iPage: posterior samples drawn per localized one (the lowest "
+                        "surrogate errors are localized)")
     p.add_argument("--retries", type=int, default=2,
                    help="iPage: re-draws of posterior samples that did not localize")
     p.add_argument("--retry-tol", type=float, default=1e-4,
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     ipage_kw: dict = {"loc_steps": a.loc_steps, "loc_lr": a.loc_lr, "retries": a.retries,
                       "retry_tol": a.retry_tol, "candidates": a.candidates,
-                      "selection": a.selection}
+                      "selection": a.selection, "prescreen": a.prescreen}
     if a.ipage_z_dim > 0:
         ipage_kw["inn_params"] = {"epochs": a.epochs, "z_dim": a.ipage_z_dim}
     for task in [t for t in a.tasks.split(",") if t]:
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                     "min_steps": a.min_steps, "loc_steps": a.loc_steps, "loc_lr": a.loc_lr,
                     "retries": a.retries, "retry_tol": a.retry_tol,
                     "candidates": a.candidates, "selection": a.selection,
+                    "prescreen": a.prescreen,
                     "na_steps": a.na_steps, "na_starts": a.na_starts,
                     "ipage_z_dim": a.ipage_z_dim or None,
                     "forward_hidden": a.forward_hidden,

@@ -48,6 +48,8 @@ OQMD_MODELS = {
     # a full 30-epoch cosine decay to zero on a quiet CPU (the v1 run above was stopped
     # with its learning rate still at 60% of the peak)
     "elemnet_c30": dict(model="elemnet", epochs=30, batch_size=256, lr=4e-4, patience=None),
+    # the published recipe's small batches (Adam, lr 1e-4, batch 32), cosine-annealed
+    "elemnet_b32": dict(model="elemnet", epochs=25, batch_size=32, lr=1e-4, patience=None),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,

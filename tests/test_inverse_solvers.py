@@ -124,6 +124,14 @@ def test_inn_and_ipage_localization(na, data) -> None:
     check(ip2, 20)
     with pytest.raises(MatdiscoError, match="candidates"):
         IPage(candidates=0)
+    # prescreening: of 4 posterior samples per start, the one the surrogate likes best is
+    # localized, so without localization steps the proposals already fit better
+    raw = {p: IPage(sampler="srs", inn_from=inn, forward_from=na, loc_steps=0, retries=0,
+                    prescreen=p, bounds=BOUNDS, **SMALL).fit(*data) for p in (1, 4)}
+    err = {p: resim(s.propose_many(TARGETS, 20), TARGETS) for p, s in raw.items()}
+    assert err[4] < 0.5 * err[1], err
+    with pytest.raises(MatdiscoError, match="prescreen"):
+        IPage(prescreen=0)
 
 
 def test_bad_input(na, tmp_path) -> None:
