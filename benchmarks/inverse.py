@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="latent dimension of the INN that iPage trains itself (0: dx - dy); "
                         "only used when the methods do not include 'inn', whose network "
                         "iPage otherwise reuses")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds below this are read back from the run directories under "
+                        "--out instead of being run again (aggregate over all --seeds)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--forward-hidden", type=int, default=256,
                    help="width of the forward surrogate (NA, tandem, iPage)")
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                                    method_kwargs={"ipage": ipage_kw,
                                                   "na": {"steps": a.na_steps,
                                                          "starts_per_solution": a.na_starts}},
+                                   first_seed=a.first_seed,
                                    log=lambda s: print(s, flush=True))
         wall = time.perf_counter() - t0
         settings = {"epochs": a.epochs, "forward_epochs": a.forward_epochs,

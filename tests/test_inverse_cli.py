@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
+from matdisco import MatdiscoError
 from matdisco.cli.inverse import app
 
 torch.set_num_threads(1)
@@ -35,6 +37,19 @@ def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
     for name in ("config.json", "metrics.json", "proposals_single_target.csv", "solutions.png"):
         assert (seed_dir / name).exists(), name
     assert (out / "sinewave" / "r_T_curves.png").exists()
+    # a second process adds seed 1 and aggregates over both, reading seed 0 back
+    from matdisco.inverse.bench import run_benchmark
+    kw = {"n_train": 300, "n_targets": 5, "ts": (1, 10), "n_single": 25, "epochs": 3,
+          "min_steps": 0, "run_dir": out}
+    recs2, details = run_benchmark("sinewave", ["na"], seeds=2, first_seed=1, **kw)
+    assert [r["seed"] for r in details["per_seed"]["na"]] == [0, 1]
+    multi = {x["metric"]: x for x in recs2}["resim_mse_multi"]
+    assert multi["seeds"] == 2
+    vals = [json.loads((out / "sinewave" / "na" / f"seed{s}" / "metrics.json").read_text())
+            ["resim_mse_multi"] for s in (0, 1)]
+    assert multi["value"] == pytest.approx(sum(vals) / 2)
+    with pytest.raises(MatdiscoError, match="seed 0"):
+        run_benchmark("sinewave", ["tandem"], seeds=2, first_seed=1, **kw)  # never run
 
 
 def test_cli_errors(tmp_path) -> None:

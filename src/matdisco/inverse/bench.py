@@ -10,6 +10,7 @@ records in the format of ``BENCHMARKS.md``.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,24 @@ def aggregate(task: InverseTask, method: str, per_seed: list[dict[str, Any]],
     return out
 
 
+def _previous_seed(run_dir: str | Path | None, task: str, method: str, seed: int,
+                   ts: tuple[int, ...]) -> dict[str, Any]:
+    """Per-seed metrics of an earlier run, read back from its run directory."""
+    if run_dir is None:
+        raise MatdiscoError("seeds below first_seed are read from run_dir, which is not set")
+    path = Path(run_dir) / task / method / f"seed{seed}" / "metrics.json"
+    if not path.is_file():
+        raise MatdiscoError(f"no earlier result for {task}/{method} seed {seed}: {path} "
+                            "is missing (run that seed first)")
+    res = json.loads(path.read_text())
+    missing = [str(t) for t in ts if str(t) not in res.get("r_T", {})]
+    if missing:
+        raise MatdiscoError(f"{path} has no r_T for T = {', '.join(missing)}; "
+                            "it was run with a smaller T")
+    res["_curve"] = {"T": list(ts), "r_T": [res["r_T"][str(t)] for t in ts]}
+    return res
+
+
 def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: int = 10_000,
                   n_targets: int = 1000, ts: tuple[int, ...] = (1, 10, 100),
                   n_single: int = 1000, epochs: int | None = None,
@@ -200,8 +219,13 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
                   log: Any = None, forward_kwargs: dict[str, Any] | None = None,
                   min_steps: int | None = None,
                   method_kwargs: dict[str, dict[str, Any]] | None = None,
+                  first_seed: int = 0,
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run methods on a task over seeds.
+
+    Seeds below ``first_seed`` are not run again: their per-seed ``metrics.json`` are read
+    back from ``run_dir`` (so one expensive task can be spread over several processes or
+    sessions and still be aggregated over all its seeds).
 
     Returns
     -------
@@ -221,7 +245,10 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
     # methods sharing trained parts run in an order that trains each part once
     order = sorted(methods, key=lambda m: (0 if m == "inn" else 1 if m == "na" else 2))
     per_method: dict[str, list[dict[str, Any]]] = {m: [] for m in order}
-    for seed in range(seeds):
+    for seed in range(min(first_seed, seeds)):
+        for m in order:
+            per_method[m].append(_previous_seed(run_dir, task.name, m, seed, ts))
+    for seed in range(first_seed, seeds):
         shared: dict[str, Any] = {}
         for m in order:
             res = run_seed(task, m, seed, shared, n_train=n_train, n_targets=n_targets, ts=ts,
