@@ -21,7 +21,7 @@ def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
     r = runner.invoke(app, ["bench", "--task", "sinewave", "--method", "na,mdn", "--seeds", "1",
                             "--n-train", "300", "--n-targets", "5", "--t-max", "10",
                             "--n-single", "25", "--epochs", "3", "--min-steps", "0",
-                            "--out", str(out),
+                            "--out", str(out), "--param", "na.steps=40",
                             "--json", str(js)])
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
@@ -37,6 +37,7 @@ def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
     for name in ("config.json", "metrics.json", "proposals_single_target.csv", "solutions.png"):
         assert (seed_dir / name).exists(), name
     assert (out / "sinewave" / "r_T_curves.png").exists()
+    assert json.loads((seed_dir / "config.json").read_text())["params"]["steps"] == 40
     # a second process adds seed 1 and aggregates over both, reading seed 0 back
     from matdisco.inverse.bench import run_benchmark
     kw = {"n_train": 300, "n_targets": 5, "ts": (1, 10), "n_single": 25, "epochs": 3,
@@ -63,13 +64,20 @@ def test_cli_errors(tmp_path) -> None:
     assert r.exit_code == 2 and "NaN" in r.output
     r = runner.invoke(app, ["propose", "--task", "sinewave", "--target", "1", "--n", "0"])
     assert r.exit_code == 2 and "positive" in r.output
+    for bad, msg in (("steps", "NAME=VALUE"), ("na.no_such_option=1", "method na")):
+        r = runner.invoke(app, ["propose", "--task", "sinewave", "--method", "na", "--target",
+                                "1", "--param", bad, "--n-train", "50"])
+        assert r.exit_code == 2 and msg in r.output, r.output
 
 
 def test_propose_command(tmp_path) -> None:
     r = runner.invoke(app, ["propose", "--task", "sinewave", "--method", "mdn", "--target",
                             "1.2", "--n", "4", "--n-train", "200", "--epochs", "2",
-                            "--min-steps", "0", "--out", str(tmp_path / "p")])
+                            "--min-steps", "0", "--out", str(tmp_path / "p"),
+                            "-p", "n_components=3", "-p", "ipage.prescreen=9"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["resim_mse"] >= 0
     assert (tmp_path / "p" / "proposals.csv").read_text().count("\n") == 5
+    params = json.loads((tmp_path / "p" / "config.json").read_text())["params"]
+    assert params["n_components"] == 3  # the ipage.* parameter is not given to the MDN

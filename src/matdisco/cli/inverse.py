@@ -27,6 +27,30 @@ def _parse_target(text: str) -> np.ndarray:
     return np.asarray(vals)
 
 
+def _parse_params(items: list[str] | None) -> dict[str, dict[str, object]]:
+    """``[METHOD.]NAME=VALUE`` options -> solver parameters by method prefix ("" = all).
+
+    Values are read as JSON where they parse (``4``, ``1e-5``, ``true``, ``"x"``), else
+    kept as text (``--param selection=diverse``)."""
+    out: dict[str, dict[str, object]] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        prefix, _, name = key.strip().rpartition(".")
+        if not sep or not name.isidentifier():
+            raise MatdiscoError(f"--param {item!r}: expected [METHOD.]NAME=VALUE, "
+                                "e.g. ipage.prescreen=4")
+        try:
+            value: object = json.loads(text)
+        except ValueError:
+            value = text
+        out.setdefault(prefix, {})[name] = value
+    return out
+
+
+PARAM_HELP = ("solver parameter [METHOD.]NAME=VALUE, repeatable; METHOD is a method name or "
+              "prefix (e.g. ipage.prescreen=4, na.steps=300); without it, every method")
+
+
 @app.command("tasks")
 def tasks_cmd() -> None:
     """List the benchmark tasks and the methods."""
@@ -53,6 +77,7 @@ def bench_cmd(
         "raised to reach it"),
     out: Path = typer.Option(Path("runs/inverse"), help="run directory root"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the records here"),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help=PARAM_HELP),
 ) -> None:
     """Fit methods on a task and measure them by re-simulation."""
     import torch
@@ -69,7 +94,8 @@ def bench_cmd(
         records, details = run_benchmark(task, methods, seeds=seeds, n_train=n_train,
                                          n_targets=n_targets, ts=ts, n_single=n_single,
                                          epochs=epochs, run_dir=out, log=typer.echo,
-                                         min_steps=min_steps)
+                                         min_steps=min_steps,
+                                         method_kwargs=_parse_params(param))
     except MatdiscoError as exc:
         _fail(exc)
         return
@@ -96,6 +122,7 @@ def propose_cmd(
     min_steps: int | None = typer.Option(None, help="least optimizer steps per network"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/inverse/propose"), help="run directory"),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help=PARAM_HELP),
 ) -> None:
     """Fit a method on a task's training set and propose inputs for one target."""
     import pandas as pd
@@ -116,8 +143,10 @@ def propose_cmd(
         if not np.all(np.isfinite(y_star)):
             raise MatdiscoError(f"--target {target!r} contains NaN/inf")
         x, y = t.dataset(n_train, seed=seed)
+        extra = {k: v for prefix, kw in _parse_params(param).items()
+                 if method.startswith(prefix) for k, v in kw.items()}
         solver = build_solver(method, t, seed, {}, epochs=epochs,
-                              min_steps=min_steps).fit(x, y)
+                              min_steps=min_steps, **extra).fit(x, y)
         props = solver.propose(y_star, n)
     except MatdiscoError as exc:
         _fail(exc)
@@ -125,7 +154,8 @@ def propose_cmd(
     err = resimulation_errors(t, props, y_star[None, :])
     rd = RunDir(out)
     rd.write_config({"task": t.describe(), "method": method, "target": y_star.tolist(),
-                     "n": n, "n_train": n_train, "epochs": epochs, "seed": seed})
+                     "n": n, "n_train": n_train, "epochs": epochs, "seed": seed,
+                     "params": solver.get_params()})
     df = pd.DataFrame(props, columns=[f"x{i}" for i in range(t.x_dim)])
     df["resim_error"] = err
     rd.save_table("proposals.csv", df)

@@ -64,7 +64,10 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
     if method.startswith("ipage") and epochs is not None:
         kw["inn_params"] = {"epochs": epochs}
     kw.update(overrides)
-    return get_solver(method, **kw)
+    try:
+        return get_solver(method, **kw)
+    except TypeError as exc:  # a parameter this method does not have
+        raise MatdiscoError(f"method {method}: {exc}") from exc
 
 
 def _remember(method: str, solver: InverseSolver, shared: dict[str, Any]) -> None:
