@@ -161,7 +161,7 @@ def aggregate(task: InverseTask, method: str, per_seed: list[dict[str, Any]],
     """Benchmark records (mean and std over seeds) for one task and method."""
     base = {"task": task.name, "method": method, "seeds": len(per_seed),
             "n_train": per_seed[0]["n_train"], "n_targets": per_seed[0]["n_targets"],
-            "forward_arch": per_seed[0]["forward_arch"]}
+            "forward_arch": per_seed[-1].get("forward_arch")}
     if task.oracle:
         base["resimulation"] = "oracle surrogate (extra-trees ensemble), not DFT"
         base["oracle_holdout_mse"] = per_seed[0].get("oracle_holdout_mse")
