@@ -454,9 +454,8 @@ class IPage(ForwardSurrogateMixin):
         m, dx = len(yn), self.x_dim_
         x0 = self.inn_.posterior(yn, z).clamp(-1.5, 1.5)
         if z.shape[1] > n:
-            with torch.no_grad():
-                e0 = (self.forward_(x0.reshape(-1, dx).clamp(-1.0, 1.0))
-                      - yn.repeat_interleave(z.shape[1], dim=0)).pow(2).sum(-1)
+            e0 = self.surrogate_error(x0.reshape(-1, dx).clamp(-1.0, 1.0),
+                                      yn.repeat_interleave(z.shape[1], dim=0))
             keep = e0.view(m, -1).argsort(dim=1)[:, :n].sort(dim=1).values
             x0 = torch.gather(x0, 1, keep[:, :, None].expand(m, n, dx))
         x0 = x0.reshape(m * n, dx)
