@@ -127,7 +127,7 @@ def propose_cmd(
     """Fit a method on a task's training set and propose inputs for one target."""
     import pandas as pd
 
-    from matdisco.inverse.bench import build_solver
+    from matdisco.inverse.bench import build_solver, method_params
     from matdisco.inverse.evaluation import resimulation_errors
     from matdisco.inverse.tasks import get_task
     from matdisco.training import RunDir
@@ -143,10 +143,8 @@ def propose_cmd(
         if not np.all(np.isfinite(y_star)):
             raise MatdiscoError(f"--target {target!r} contains NaN/inf")
         x, y = t.dataset(n_train, seed=seed)
-        extra = {k: v for prefix, kw in _parse_params(param).items()
-                 if method.startswith(prefix) for k, v in kw.items()}
-        solver = build_solver(method, t, seed, {}, epochs=epochs,
-                              min_steps=min_steps, **extra).fit(x, y)
+        solver = build_solver(method, t, seed, {}, epochs=epochs, min_steps=min_steps,
+                              **method_params(method, _parse_params(param))).fit(x, y)
         props = solver.propose(y_star, n)
     except MatdiscoError as exc:
         _fail(exc)

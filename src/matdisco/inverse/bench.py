@@ -70,6 +70,14 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
         raise MatdiscoError(f"method {method}: {exc}") from exc
 
 
+def method_params(method: str, method_kwargs: dict[str, dict[str, Any]] | None
+                  ) -> dict[str, Any]:
+    """The parameters of ``method_kwargs`` (keyed by method name or prefix; ``""`` for
+    every method) that apply to ``method``."""
+    return {k: v for key, extra in (method_kwargs or {}).items()
+            if method.startswith(key) for k, v in extra.items()}
+
+
 def _remember(method: str, solver: InverseSolver, shared: dict[str, Any]) -> None:
     if getattr(solver, "forward_", None) is not None and "forward" not in shared:
         shared["forward"] = solver
@@ -93,9 +101,7 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
     x, y = task.dataset(n_train, seed=seed)
     fkw = dict(forward_kwargs or {}) if any(method.startswith(p)
                                             for p in _FORWARD_METHODS) else {}
-    for key, extra in (method_kwargs or {}).items():
-        if method.startswith(key):
-            fkw.update(extra)
+    fkw.update(method_params(method, method_kwargs))
     solver = build_solver(method, task, seed, shared, epochs=epochs, min_steps=min_steps,
                           **fkw)
     t0 = time.perf_counter()

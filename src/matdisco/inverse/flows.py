@@ -464,8 +464,7 @@ class IPage(ForwardSurrogateMixin):
             return gradient_search(self.forward_, x0, y, self.loc_steps, self.loc_lr,
                                    self.boundary_weight, project=self.project)
         x0 = self.project(x0)
-        with torch.no_grad():
-            return x0, (self.forward_(x0) - y).pow(2).sum(-1)
+        return x0, self.surrogate_error(x0, y)
 
     def _propose(self, yn: torch.Tensor, n_out: int) -> torch.Tensor:
         m, dz, k = len(yn), self.inn_.dz_, self.candidates
