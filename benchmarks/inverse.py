@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds below this are read back from the run directories under "
                         "--out instead of being run again (aggregate over all --seeds)")
+    p.add_argument("--only-seeds", default=None,
+                   help="comma-separated seeds to run into --out without writing results (a "
+                        "share of the seeds for one process; aggregate afterwards with "
+                        "--first-seed equal to --seeds)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--forward-hidden", type=int, default=256,
                    help="width of the forward surrogate (NA, tandem, iPage)")
@@ -131,8 +135,14 @@ def main(argv: list[str] | None = None) -> None:
                                                   "na": {"steps": a.na_steps,
                                                          "starts_per_solution": a.na_starts}},
                                    first_seed=a.first_seed,
+                                   only_seeds=([int(k) for k in a.only_seeds.split(",")]
+                                               if a.only_seeds else None),
                                    log=lambda s: print(s, flush=True))
         wall = time.perf_counter() - t0
+        if a.only_seeds:
+            print(f"{task}: seeds {a.only_seeds} written to {a.out} ({wall:.0f} s); "
+                  "results not written", flush=True)
+            continue
         settings = {"epochs": a.epochs, "forward_epochs": a.forward_epochs,
                     "min_steps": a.min_steps, "loc_steps": a.loc_steps, "loc_lr": a.loc_lr,
                     "retries": a.retries, "retry_tol": a.retry_tol,

@@ -38,11 +38,13 @@ def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
         assert (seed_dir / name).exists(), name
     assert (out / "sinewave" / "r_T_curves.png").exists()
     assert json.loads((seed_dir / "config.json").read_text())["params"]["steps"] == 40
-    # a second process adds seed 1 and aggregates over both, reading seed 0 back
+    # a second process runs only seed 1; a third aggregates both, reading them back
     from matdisco.inverse.bench import run_benchmark
     kw = {"n_train": 300, "n_targets": 5, "ts": (1, 10), "n_single": 25, "epochs": 3,
           "min_steps": 0, "run_dir": out}
-    recs2, details = run_benchmark("sinewave", ["na"], seeds=2, first_seed=1, **kw)
+    _, only = run_benchmark("sinewave", ["na"], seeds=1, only_seeds=[1], **kw)
+    assert [r["seed"] for r in only["per_seed"]["na"]] == [1]
+    recs2, details = run_benchmark("sinewave", ["na"], seeds=2, first_seed=2, **kw)
     assert [r["seed"] for r in details["per_seed"]["na"]] == [0, 1]
     multi = {x["metric"]: x for x in recs2}["resim_mse_multi"]
     assert multi["seeds"] == 2

@@ -230,6 +230,23 @@ def test_periodic_cnn_surrogate() -> None:
     assert get_task("sinewave").surrogate == "mlp"
 
 
+def test_gradient_search_chunks_are_independent() -> None:
+    from matdisco.inverse.adjoint import gradient_search
+    from matdisco.inverse.base import PeriodicCNN
+
+    torch.manual_seed(0)
+    f = PeriodicCNN(32, 1).eval()
+    for p in f.parameters():
+        p.requires_grad_(False)
+    x0 = torch.rand(150, 1024) * 2 - 1
+    y = torch.full((150, 1), 0.3)
+    # default chunk for 1,024 inputs is 128 rows: 2 chunks; one chunk of all rows must agree
+    xa, la = gradient_search(f, x0, y, 5, 0.02)
+    xb, lb = gradient_search(f, x0, y, 5, 0.02, chunk=150)
+    assert torch.allclose(xa, xb, atol=1e-5) and torch.allclose(la, lb, atol=1e-5)
+    assert la.shape == (150,) and float(la.mean()) < float((f(x0) - y).pow(2).mean())
+
+
 def test_farthest_point_subset_spreads_over_modes() -> None:
     from matdisco.inverse.flows import farthest_point_subset
 

@@ -172,6 +172,13 @@ def test_slope_filters_cancel_linear_background() -> None:
     # a linear background gives a constant slope (removed by the batch norm), rings peaks
     assert float(base.std((1, 2)).max()) < 1e-4
     assert resp.max() > 3 * base.max()
+    # replicate padding: a constant offset gives no response at the image border either
+    assert float(pad.slope(torch.full((1, 1, 32, 32), 500.0)).abs().max()) < 1e-3
+    # so on a raw-like image (large offset), borders included, the strongest response lies
+    # on the ring and the spatial softmax concentrates there
+    peak = pad(torch.sqrt(500 + 200 * ring + ramp))[0].sum(0)
+    iy, ix = divmod(int(peak.argmax()), 32)
+    assert abs(float(np.hypot(iy - 16, ix - 16)) - 9) < 3
     assert not pad.slope.weight.requires_grad
     assert PeakAreaDetection(5, trainable=True).slope.weight.requires_grad
     one, two = PADNet(8, n_frames=1), PADNet(8, n_frames=2)
@@ -179,6 +186,11 @@ def test_slope_filters_cancel_linear_background() -> None:
     assert two(torch.rand(3, 2, 32, 32)).shape == (3, 8)
     with pytest.raises(MatdiscoError, match="frame"):
         one(torch.rand(2, 2, 32, 32))
+    assert PADNet(3, pool_grid=1, transform="log")(torch.rand(2, 1, 32, 32)).shape == (2, 3)
+    with pytest.raises(MatdiscoError, match="pool_grid"):
+        PADNet(3, pool_grid=0)
+    with pytest.raises(MatdiscoError, match="transform"):
+        PADNet(3, transform="cube")
 
 
 def test_padnet_learns_and_saves(small_lib: ImageLibrary, tmp_path) -> None:

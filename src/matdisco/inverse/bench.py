@@ -228,13 +228,15 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
                   log: Any = None, forward_kwargs: dict[str, Any] | None = None,
                   min_steps: int | None = None,
                   method_kwargs: dict[str, dict[str, Any]] | None = None,
-                  first_seed: int = 0,
+                  first_seed: int = 0, only_seeds: list[int] | None = None,
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run methods on a task over seeds.
 
     Seeds below ``first_seed`` are not run again: their per-seed ``metrics.json`` are read
     back from ``run_dir`` (so one expensive task can be spread over several processes or
-    sessions and still be aggregated over all its seeds).
+    sessions and still be aggregated over all its seeds). ``only_seeds`` runs exactly those
+    seeds and reads none back: several processes can each run a share of the seeds into the
+    same ``run_dir``, and a last call with ``first_seed = seeds`` aggregates them all.
 
     Returns
     -------
@@ -254,10 +256,16 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
     # methods sharing trained parts run in an order that trains each part once
     order = sorted(methods, key=lambda m: (0 if m == "inn" else 1 if m == "na" else 2))
     per_method: dict[str, list[dict[str, Any]]] = {m: [] for m in order}
-    for seed in range(min(first_seed, seeds)):
-        for m in order:
-            per_method[m].append(_previous_seed(run_dir, task.name, m, seed, ts))
-    for seed in range(first_seed, seeds):
+    if only_seeds is not None:
+        if not only_seeds or min(only_seeds) < 0:
+            raise MatdiscoError(f"only_seeds must be non-negative seeds, got {only_seeds}")
+        to_run = list(only_seeds)
+    else:
+        for seed in range(min(first_seed, seeds)):
+            for m in order:
+                per_method[m].append(_previous_seed(run_dir, task.name, m, seed, ts))
+        to_run = list(range(first_seed, seeds))
+    for seed in to_run:
         shared: dict[str, Any] = {}
         for m in order:
             res = run_seed(task, m, seed, shared, n_train=n_train, n_targets=n_targets, ts=ts,

@@ -61,7 +61,10 @@ class PeakAreaDetection(nn.Module):
     def __init__(self, f: int = 5, trainable: bool = False) -> None:
         super().__init__()
         self.f = int(f)
-        self.slope = nn.Conv2d(1, 4, self.f, padding="same", bias=False)
+        # replicate padding: zero padding would put a step of the background's height at
+        # the image border, and its slope response would swamp every ring
+        self.slope = nn.Conv2d(1, 4, self.f, padding="same", padding_mode="replicate",
+                               bias=False)
         with torch.no_grad():
             self.slope.weight.copy_(slope_kernels(self.f))
         self.slope.weight.requires_grad_(trainable)
@@ -97,14 +100,28 @@ class PADNet(nn.Module):
         Add the composition branch (3 → 256 → 256).
     dropout : float
         Dropout before the classifier.
+    pool_grid : int
+        The last feature maps are max-pooled onto a ``pool_grid × pool_grid`` grid and
+        flattened, so the classifier sees *where* on the detector the rings are (their 2θ,
+        which identifies the phase). ``1`` is a global max pool: translation invariant,
+        it only sees local ring shapes and spacings.
+    transform : {"sqrt", "log", "none"}
+        Pixel transform applied before the slope filters. ``sqrt`` (sign-preserving) makes
+        the Poisson noise of the counts uniform over the image, so a ring on a bright
+        background patch is not drowned by that patch's larger noise; ``log`` turns a
+        multiplicative background into an additive one.
     """
 
     def __init__(self, n_classes: int, n_frames: int = 1, f: int = 5,
                  trainable_filters: bool = False, channels: Sequence[int] = (16, 32, 64),
-                 use_composition: bool = False, dropout: float = 0.2) -> None:
+                 use_composition: bool = False, dropout: float = 0.2,
+                 pool_grid: int = 4, transform: str = "sqrt") -> None:
         super().__init__()
         if n_classes < 2:
             raise MatdiscoError(f"PADNet needs ≥ 2 classes, got {n_classes}")
+        if transform not in ("sqrt", "log", "none"):
+            raise MatdiscoError(f"transform must be 'sqrt', 'log' or 'none', got {transform!r}")
+        self.transform = transform
         self.n_frames = int(n_frames)
         self.use_composition = bool(use_composition)
         self.pad = PeakAreaDetection(f, trainable_filters)
@@ -114,7 +131,10 @@ class PADNet(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.BatchNorm2d(c),
                        nn.ReLU()]
             c_in = c
-        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, 256), nn.ReLU()]
+        if pool_grid < 1:
+            raise MatdiscoError(f"pool_grid must be ≥ 1, got {pool_grid}")
+        layers += [nn.AdaptiveMaxPool2d(pool_grid), nn.Flatten(),
+                   nn.Linear(c_in * pool_grid * pool_grid, 256), nn.ReLU()]
         self.graph = nn.Sequential(*layers)
         if self.use_composition:
             self.comp = nn.Sequential(nn.Linear(3, 256), nn.ReLU(), nn.Linear(256, 256),
@@ -130,6 +150,10 @@ class PADNet(nn.Module):
         if nf != self.n_frames:
             raise MatdiscoError(f"PADNet expects {self.n_frames} frame(s) per sample, got {nf}")
         x = images.reshape(b * nf, 1, h, w)
+        if self.transform == "sqrt":
+            x = torch.sign(x) * x.abs().sqrt()
+        elif self.transform == "log":
+            x = torch.sign(x) * torch.log1p(x.abs())
         # per-frame scale normalisation (the background's offset is cancelled by the
         # slope filters, its scale must not matter)
         x = x / (x.std(dim=(-2, -1), keepdim=True) + 1e-6)
@@ -181,6 +205,7 @@ class PADNetClassifier:
         ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     progress : bool
         Show a progress bar.
+    pool_grid, transform : see :class:`PADNet`.
     """
 
     def __init__(self, f: int = 5, trainable_filters: bool = False,
@@ -188,7 +213,7 @@ class PADNetClassifier:
                  epochs: int = 60, batch_size: int = 16, lr: float = 2e-3,
                  weight_decay: float = 1e-4, patience: int = 12, val_fraction: float = 0.15,
                  dropout: float = 0.2, seed: int = 0, device: str = "auto",
-                 progress: bool = False) -> None:
+                 progress: bool = False, pool_grid: int = 4, transform: str = "sqrt") -> None:
         self.f = f
         self.trainable_filters = trainable_filters
         self.use_composition = use_composition
@@ -203,20 +228,23 @@ class PADNetClassifier:
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.pool_grid = pool_grid
+        self.transform = transform
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters."""
         return {k: getattr(self, k) for k in (
             "f", "trainable_filters", "use_composition", "channels", "epochs", "batch_size",
             "lr", "weight_decay", "patience", "val_fraction", "dropout", "seed", "device",
-            "progress")}
+            "progress", "pool_grid", "transform")}
 
     def _build(self) -> PADNet:
         from matdisco.training import set_seed
 
         set_seed(self.seed)
         return PADNet(self.n_classes_, self.n_frames_, self.f, self.trainable_filters,
-                      self.channels, self.use_composition, self.dropout)
+                      self.channels, self.use_composition, self.dropout, self.pool_grid,
+                      self.transform)
 
     def _tensors(self, images: Any, compositions: Any | None) -> list[torch.Tensor]:
         x = _as_images(images)
