@@ -39,7 +39,7 @@ from _results import merge_records  # noqa: E402
 from matdisco.xrd.background import default_window, time_background  # noqa: E402
 from matdisco.xrd.baselines import cross_validate_baseline, integrate_images  # noqa: E402
 from matdisco.xrd.library import make_library  # noqa: E402
-from matdisco.xrd.padnet import cross_validate_matrix  # noqa: E402
+from matdisco.xrd.padnet import PADNetClassifier, cross_validate_matrix  # noqa: E402
 
 
 def bench_background(repeats: int) -> list[dict]:
@@ -96,7 +96,9 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
                   flush=True)
             recs.append({"task": task, "model": f"padnet_{key}{suffix}", "metric": "accuracy",
                          "value": v["mean"], "std": v["std"], "fold_values": v["folds"],
-                         "slope_filters": filters, "use_composition": False,
+                         "slope_filters": filters, "use_composition": False, "f": args.f,
+                         "pool_grid": PADNetClassifier().pool_grid,
+                         "transform": PADNetClassifier().transform,
                          "epochs_max": args.epochs, "background_window": f_bg, **common})
         recs.append({"task": task, "model": f"padnet{suffix}", "metric": "seconds_per_image",
                      "value": res["seconds_per_image"], "unit": "s",

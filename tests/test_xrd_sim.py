@@ -33,6 +33,43 @@ def test_strain_shifts_peaks_down(al: Structure) -> None:
     assert xrd.caglioti_fwhm(np.array([30.0, 70.0]))[1] > xrd.caglioti_fwhm(np.array([30.0]))[0]
 
 
+def test_march_dollase_preferred_orientation(al: Structure, tmp_path) -> None:
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+    from matdisco.xrd.simulate import march_dollase
+
+    pat = XRDCalculator().get_pattern(al)
+    # (200) family along the texture axis (100): 2 of 6 members parallel, 4 perpendicular
+    r = 0.5
+    f = march_dollase(al, pat.hkls[:2], (1, 0, 0), r)
+    assert f[1] == pytest.approx((2 * r ** -3 + 4 * r ** 1.5) / 6)
+    assert np.allclose(march_dollase(al, pat.hkls, (1, 1, 1), 1.0), 1.0)  # random powder
+    base = xrd.peak_list(al)
+    plates = xrd.peak_list(al, preferred_orientation=((1, 0, 0), r))
+    assert np.allclose(plates.two_theta, base.two_theta) and plates.intensity.max() == 100
+    # platelets on {100}: (200) grows relative to (111)
+    assert plates.intensity[1] / plates.intensity[0] > 2 * base.intensity[1] / base.intensity[0]
+    with pytest.raises(MatdiscoError, match="positive"):
+        march_dollase(al, pat.hkls, (1, 0, 0), 0.0)
+    with pytest.raises(MatdiscoError, match="direction"):
+        march_dollase(al, pat.hkls, (0, 0, 0), 0.5)
+    al.to(filename=str(tmp_path / "al.cif"))
+    out = {}
+    for tex in (None, "1,0,0:0.5"):
+        o = tmp_path / f"p{tex is not None}.npz"
+        args = ["simulate", str(tmp_path / "al.cif"), "--output", str(o)]
+        r_ = CliRunner().invoke(app, args + (["--texture", tex] if tex else []))
+        assert r_.exit_code == 0, r_.output
+        with np.load(o) as z:
+            out[tex] = z["X"][0]
+    assert not np.allclose(out[None], out["1,0,0:0.5"])
+    r_ = CliRunner().invoke(app, ["simulate", str(tmp_path / "al.cif"), "--output",
+                                  str(tmp_path / "x.npz"), "--texture", "001"])
+    assert r_.exit_code != 0 and "h,k,l:r" in r_.output
+
+
 def test_validate_signals_errors() -> None:
     with pytest.raises(MatdiscoError, match="row 1 .*NaN"):
         xrd.validate_signals(np.array([[1.0, 2.0], [np.nan, 1.0]]))

@@ -38,6 +38,8 @@ def simulate(
                                    "irregular."),
     wavelength: float = typer.Option(1.0, help="Wavelength (Å) of the detector images."),
     spottiness: float = typer.Option(0.0, help="Ring texture 0 (smooth) .. 1 (spotty)."),
+    texture: str = typer.Option(None, help="March–Dollase preferred orientation 'h,k,l:r', "
+                                "e.g. '0,0,1:0.6' (r < 1: platelets on (001))."),
     seed: int = typer.Option(0),
 ) -> None:
     """Simulate the 1D powder patterns of CIF structures (and 2D detector images)."""
@@ -46,8 +48,10 @@ def simulate(
     from matdisco._io import write_table
     from matdisco.xrd import default_two_theta, load_cif, simulate_pattern
 
+    po = _parse_texture(texture)
     grid = default_two_theta(n_points, two_theta_min, two_theta_max)
-    X = np.stack([simulate_pattern(load_cif(p), two_theta=grid) for p in cif])
+    X = np.stack([simulate_pattern(load_cif(p), two_theta=grid, preferred_orientation=po)
+                  for p in cif])
     if output.suffix == ".npz":
         _save_npz(output, X=X, two_theta=grid, names=np.array([p.stem for p in cif]))
     else:
@@ -55,13 +59,27 @@ def simulate(
         df.insert(0, "name", [p.stem for p in cif])
         write_table(output, df)
     if images is not None:
-        _simulate_images(cif, images, size, background, wavelength, spottiness, seed)
+        _simulate_images(cif, images, size, background, wavelength, spottiness, seed, po)
     typer.echo(f"simulated {len(cif)} patterns -> {output}"
                + (f", detector images -> {images}" if images is not None else ""))
 
 
+def _parse_texture(text: str | None) -> tuple[tuple[int, int, int], float] | None:
+    """``'h,k,l:r'`` → ``((h, k, l), r)`` (``None`` passes through)."""
+    if text is None:
+        return None
+    try:
+        hkl, r = text.split(":")
+        h, k, l_ = (int(v) for v in hkl.split(","))
+        return (h, k, l_), float(r)
+    except ValueError:
+        raise MatdiscoError(f"--texture must look like 'h,k,l:r' (e.g. '0,0,1:0.6'), got "
+                            f"{text!r}") from None
+
+
 def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
-                     wavelength: float, spottiness: float, seed: int) -> None:
+                     wavelength: float, spottiness: float, seed: int,
+                     texture: tuple[tuple[int, int, int], float] | None = None) -> None:
     import json
 
     from matdisco.xrd import load_cif
@@ -76,7 +94,8 @@ def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
     pats, imgs = [], []
     for p in cif:
         pk = peak_list(load_cif(p), (max(0.5, grid[0] - 3), min(179.0, grid[-1] + 3)),
-                       wavelength=wavelength, with_crystal_system=False)
+                       wavelength=wavelength, with_crystal_system=False,
+                       preferred_orientation=texture)
         x = render_phase(pk, grid)
         pats.append(x / max(x.max(), 1e-12))
         imgs.append(render_image(x, grid, geom, background=background,

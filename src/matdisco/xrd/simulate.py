@@ -93,9 +93,66 @@ def crystal_system(structure: Any, symprec: float = 0.1) -> str:
         return ""
 
 
+def _three_index(hkl: Sequence[int]) -> tuple[int, int, int]:
+    """Miller indices from pymatgen's 3- or 4-index (Miller–Bravais ``hkil``) form."""
+    h = tuple(int(v) for v in hkl)
+    return (h[0], h[1], h[3]) if len(h) == 4 else (h[0], h[1], h[2])
+
+
+def march_dollase(structure: Any, peak_hkls: Sequence[Sequence[dict[str, Any]]],
+                  direction: Sequence[int], r: float) -> np.ndarray:
+    """March–Dollase preferred-orientation factors of the peaks of a structure.
+
+    For a reflection whose plane normal makes the angle ``α`` with the preferred-orientation
+    direction (the normal of the plane ``direction = (h, k, l)`` that the crystallites lie
+    on), ``P(α) = (r² cos² α + sin² α / r)^(-3/2)``; ``r = 1`` is a random powder,
+    ``r < 1`` platelets lying on that plane (its reflections grow in Bragg–Brentano
+    geometry), ``r > 1`` needles. Each peak's factor is the mean of ``P`` over all
+    symmetry-equivalent members of the families that make up the peak (pymatgen's
+    ``hkls``), i.e. families are weighted by their multiplicity.
+
+    Parameters
+    ----------
+    structure : pymatgen Structure
+    peak_hkls : sequence
+        pymatgen's ``DiffractionPattern.hkls`` (one list of ``{"hkl", "multiplicity"}`` per
+        peak).
+    direction : (h, k, l)
+        Miller indices of the preferred-orientation plane.
+    r : float
+        March–Dollase parameter (> 0).
+
+    Returns
+    -------
+    ndarray
+        One factor per peak.
+    """
+    from pymatgen.core.surface import get_symmetrically_equivalent_miller_indices
+
+    if not r > 0 or not np.isfinite(r):
+        raise MatdiscoError(f"March–Dollase r must be a positive number, got {r}")
+    d = np.asarray(direction, float)
+    if d.shape != (3,) or not np.any(d):
+        raise MatdiscoError(f"preferred-orientation direction must be 3 Miller indices, not all "
+                            f"zero; got {list(direction)}")
+    recip = structure.lattice.reciprocal_lattice_crystallographic
+    g0 = recip.get_cartesian_coords(d)
+    g0 = g0 / np.linalg.norm(g0)
+    out = np.empty(len(peak_hkls))
+    for i, families in enumerate(peak_hkls):
+        members = [_three_index(m) for fam in families for m in
+                   get_symmetrically_equivalent_miller_indices(structure,
+                                                               _three_index(fam["hkl"]))]
+        g = recip.get_cartesian_coords(np.asarray(members, float))
+        cos2 = (g @ g0 / np.linalg.norm(g, axis=1)) ** 2
+        out[i] = float(np.mean((r * r * cos2 + (1.0 - cos2) / r) ** -1.5))
+    return out
+
+
 def peak_list(structure: Any, two_theta_range: tuple[float, float] = (10.0, 80.0),
               wavelength: str | float = "CuKa", name: str = "",
-              with_crystal_system: bool = True) -> PeakList:
+              with_crystal_system: bool = True,
+              preferred_orientation: tuple[Sequence[int], float] | None = None) -> PeakList:
     """Compute the diffraction peaks of a structure with pymatgen's XRDCalculator.
 
     Parameters
@@ -111,6 +168,9 @@ def peak_list(structure: Any, two_theta_range: tuple[float, float] = (10.0, 80.0
         Phase name (defaults to the reduced formula).
     with_crystal_system : bool
         Also determine the crystal system (spglib).
+    preferred_orientation : ((h, k, l), r), optional
+        Texture: intensities multiplied by the :func:`march_dollase` factors of that plane
+        and parameter ``r``, then rescaled to a maximum of 100.
     """
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
@@ -121,10 +181,16 @@ def peak_list(structure: Any, two_theta_range: tuple[float, float] = (10.0, 80.0
         raise MatdiscoError(f"XRD calculation failed for {name or structure.formula}: {exc}") \
             from exc
     cs = crystal_system(structure) if with_crystal_system else ""
-    return PeakList(np.asarray(pat.x, float), np.asarray(pat.y, float),
+    y = np.asarray(pat.y, float)
+    meta: dict[str, Any] = {"formula": structure.composition.reduced_formula}
+    if preferred_orientation is not None:
+        direction, r = preferred_orientation
+        y = y * march_dollase(structure, pat.hkls, direction, float(r))
+        y = 100.0 * y / y.max() if len(y) and y.max() > 0 else y
+        meta["preferred_orientation"] = {"hkl": [int(v) for v in direction], "r": float(r)}
+    return PeakList(np.asarray(pat.x, float), y,
                     name or structure.composition.reduced_formula, cs,
-                    float(calc.wavelength),
-                    {"formula": structure.composition.reduced_formula})
+                    float(calc.wavelength), meta)
 
 
 def caglioti_fwhm(two_theta: np.ndarray, u: float = 0.01, v: float = -0.005,
@@ -184,10 +250,13 @@ def render_peaks(peaks: PeakList, two_theta: np.ndarray | None = None, *,
 def simulate_pattern(structure: Any, two_theta: np.ndarray | None = None, *,
                      wavelength: str | float = "CuKa", u: float = 0.01, v: float = -0.005,
                      w: float = 0.02, eta: float = 0.5, strain: float = 0.0,
-                     shift: float = 0.0, normalize: bool = True) -> np.ndarray:
+                     shift: float = 0.0, normalize: bool = True,
+                     preferred_orientation: tuple[Sequence[int], float] | None = None
+                     ) -> np.ndarray:
     """Simulate the 1D powder pattern of a pymatgen structure on a 2θ grid.
 
-    See :func:`render_peaks` for the profile parameters.
+    See :func:`render_peaks` for the profile parameters and :func:`peak_list` for
+    ``preferred_orientation`` (March–Dollase texture).
 
     Examples
     --------
@@ -200,7 +269,7 @@ def simulate_pattern(structure: Any, two_theta: np.ndarray | None = None, *,
     grid = default_two_theta() if two_theta is None else np.asarray(two_theta, float)
     validate_grid(grid)
     pk = peak_list(structure, (max(0.5, grid[0] - 5), min(179.0, grid[-1] + 5)), wavelength,
-                   with_crystal_system=False)
+                   with_crystal_system=False, preferred_orientation=preferred_orientation)
     return render_peaks(pk, grid, u=u, v=v, w=w, eta=eta, strain=strain, shift=shift,
                         normalize=normalize)
 
