@@ -42,8 +42,17 @@ def test_bench_writes_records_and_run_dirs(tmp_path) -> None:
     from matdisco.inverse.bench import run_benchmark
     kw = {"n_train": 300, "n_targets": 5, "ts": (1, 10), "n_single": 25, "epochs": 3,
           "min_steps": 0, "run_dir": out}
-    _, only = run_benchmark("sinewave", ["na"], seeds=1, only_seeds=[1], **kw)
-    assert [r["seed"] for r in only["per_seed"]["na"]] == [1]
+    r = runner.invoke(app, ["bench", "--task", "sinewave", "--method", "na", "--seeds", "1",
+                            "--only-seeds", "1", "--n-train", "300", "--n-targets", "5",
+                            "--t-max", "10", "--n-single", "25", "--epochs", "3",
+                            "--min-steps", "0", "--out", str(out), "--json",
+                            str(tmp_path / "share.json")])
+    assert r.exit_code == 0, r.output
+    share = json.loads((tmp_path / "share.json").read_text())["details"]["per_seed"]["na"]
+    assert [x["seed"] for x in share] == [1]
+    r = runner.invoke(app, ["bench", "--task", "sinewave", "--method", "na", "--only-seeds",
+                            "one"])
+    assert r.exit_code == 2 and "comma-separated integers" in r.output
     recs2, details = run_benchmark("sinewave", ["na"], seeds=2, first_seed=2, **kw)
     assert [r["seed"] for r in details["per_seed"]["na"]] == [0, 1]
     multi = {x["metric"]: x for x in recs2}["resim_mse_multi"]

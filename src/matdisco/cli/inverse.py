@@ -78,6 +78,11 @@ def bench_cmd(
     out: Path = typer.Option(Path("runs/inverse"), help="run directory root"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the records here"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help=PARAM_HELP),
+    first_seed: int = typer.Option(0, help="seeds below this are read back from --out "
+                                   "(resume a benchmark, or aggregate shares run apart)"),
+    only_seeds: str | None = typer.Option(
+        None, help="comma-separated seeds to run into --out, nothing read back (one "
+        "process's share; aggregate afterwards with --first-seed equal to --seeds)"),
 ) -> None:
     """Fit methods on a task and measure them by re-simulation."""
     import torch
@@ -91,11 +96,17 @@ def bench_cmd(
     try:
         if n_train <= 1 or n_targets <= 0 or n_single <= 0:
             raise MatdiscoError("--n-train must be > 1, --n-targets and --n-single > 0")
+        try:
+            share = [int(k) for k in only_seeds.split(",")] if only_seeds else None
+        except ValueError:
+            raise MatdiscoError(f"--only-seeds takes comma-separated integers, got "
+                                f"{only_seeds!r}") from None
         records, details = run_benchmark(task, methods, seeds=seeds, n_train=n_train,
                                          n_targets=n_targets, ts=ts, n_single=n_single,
                                          epochs=epochs, run_dir=out, log=typer.echo,
                                          min_steps=min_steps,
-                                         method_kwargs=_parse_params(param))
+                                         method_kwargs=_parse_params(param),
+                                         first_seed=first_seed, only_seeds=share)
     except MatdiscoError as exc:
         _fail(exc)
         return
