@@ -146,3 +146,43 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
     res = r.invoke(app, ["index", str(tmp_path / "missing.h5"), "--run-dir", str(run),
                          "--output", str(tmp_path / "m.ang")])
     assert res.exit_code == 2
+    # a PC-jittered training set and an augmented training run
+    jit = tmp_path / "jit.h5"
+    res = r.invoke(app, ["simulate", "--output", str(jit), "--n", "12", "--shape", "20",
+                         "--pc-jitter", "0.003"])
+    assert res.exit_code == 0, res.output
+    assert load_dataset(jit)[0].shape == (12, 20, 20)
+    res = r.invoke(app, ["train", str(jit), "--run-dir", str(tmp_path / "aug"), "--preset",
+                         "tiny", "--epochs", "1", "--batch-size", "4", "--augment", "noise2"])
+    assert res.exit_code == 0, res.output
+    assert OMNetIndexer.load(tmp_path / "aug").augment == "noise2"
+    res = r.invoke(app, ["train", str(jit), "--run-dir", str(tmp_path / "aug2"),
+                         "--augment", "noise7"])
+    assert res.exit_code == 2 and "augmentation level" in res.output
+    res = r.invoke(app, ["simulate", "--output", str(tmp_path / "c.h5"), "--pc-jitter",
+                         "0.003", "--level", "noise1"])
+    assert res.exit_code == 2 and "clean training set" in res.output
+
+
+def test_training_set_with_pc_errors(sim: dict, tmp_path: Path) -> None:
+    from matdisco.ebsd import simulate_patterns
+    from matdisco.ebsd.augment import jittered_pcs, simulate_training_set
+
+    # 600 > 500 patterns: per-pattern PCs need one Dask block per kikuchipy call
+    x, q = simulate_training_set(600, seed=4, config=DET, pc_error=0.003)
+    assert x.shape == (600, 20, 20) and np.isfinite(x).all()
+    x2, q2 = simulate_training_set(600, seed=4, config=DET, pc_error=0.003)  # cache hit
+    assert np.array_equal(x, x2) and np.array_equal(q, q2)
+    pcs = jittered_pcs(600, DET.pc, 0.003, 0.25, 4 + 7)
+    exact = np.all(pcs == np.asarray(DET.pc), axis=1)
+    i, j = int(np.flatnonzero(exact)[0]), int(np.flatnonzero(~exact)[0])
+    ref = simulate_patterns(q[[i, j]], config=DET)
+    assert np.allclose(x[i], ref[0], atol=1e-5) and not np.allclose(x[j], ref[1], atol=1e-3)
+    # an augmented indexer trains, and keeps its settings through save/load
+    est = OMNetIndexer(loss="6d", preset="tiny", detector=DET, epochs=1, batch_size=32,
+                       device="cpu", augment="noise1", clean_fraction=0.5)
+    est.fit(x[:64], q[:64])
+    est.save(tmp_path / "aug")
+    back = OMNetIndexer.load(tmp_path / "aug")
+    assert back.augment == "noise1" and back.clean_fraction == 0.5
+    assert np.allclose(back.predict(x[:4]), est.predict(x[:4]), atol=1e-5)

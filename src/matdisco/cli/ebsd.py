@@ -67,11 +67,26 @@ def simulate(
     shape: int = typer.Option(60, help="Detector size (square, pixels)."),
     pc: str = typer.Option(None, help="Projection centre 'PCx,PCy,PCz' (Bruker)."),
     seed: int = typer.Option(0),
+    pc_jitter: float = typer.Option(0.0, help="Training set: random projection-centre "
+                                    "errors up to this standard deviation (PC units), "
+                                    "one PC per pattern; 25% keep the exact PC."),
 ) -> None:
     """Simulate Ni patterns (chunked, Dask-parallel, cached) and write them to HDF5."""
-    from matdisco.ebsd import simulate_dataset
+    from matdisco.ebsd import save_dataset, simulate_dataset
 
     det = _detector(shape, pc)
+    if pc_jitter > 0:
+        if method != "random" or level != "noise0":
+            raise MatdiscoError("--pc-jitter makes a clean training set: use it with "
+                                "--method random and --level noise0")
+        from matdisco.ebsd.augment import simulate_training_set
+
+        x, q = simulate_training_set(n, seed=seed, config=det, pc_error=pc_jitter)
+        save_dataset(output, x, q, {"level": "noise0", "detector": det.to_dict(),
+                                    "method": "random", "pc_jitter": pc_jitter,
+                                    "seed": seed})
+        typer.echo(f"simulated {len(x)} patterns (PC jitter {pc_jitter}) -> {output}")
+        return
     out = simulate_dataset(n if method == "random" else None, method=method,
                            resolution=resolution, seed=seed, config=det,  # type: ignore[arg-type]
                            levels=(level,), path=output)
@@ -91,6 +106,8 @@ def train(
     val_fraction: float = typer.Option(0.1, help="Held-out fraction for early stopping."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="Resume from the run directory's checkpoint."),
+    augment: str = typer.Option(None, help="Degrade every training batch at random up to "
+                                "this level (noise1, noise2, noise3) for robustness."),
 ) -> None:
     """Train OMNet on simulated patterns with the shared Trainer."""
     import numpy as np
@@ -104,7 +121,8 @@ def train(
     nv = int(round(val_fraction * len(x))) if len(x) > 10 else 0
     vi, ti = idx[:nv], idx[nv:]
     est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
-                       batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir)
+                       batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir,
+                       augment=augment)
     est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
     est.save(run_dir)
     last = est.history_[-1] if est.history_ else {}

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from matdisco import MatdiscoError
+from matdisco.ebsd.augment import random_degrade
 from matdisco.ebsd.losses import LOSSES, normalize_euler, orientation_loss, output_to_quaternion
 from matdisco.ebsd.nets import OMNet, count_parameters
 from matdisco.ebsd.rotations import quaternion_to_euler
-from matdisco.ebsd.simulate import DetectorConfig
+from matdisco.ebsd.simulate import DEGRADATION_LEVELS, DetectorConfig
 from matdisco.training import RunDir, Trainer, TrainerConfig, load_state_checked, set_seed
 
 __all__ = ["OMNetIndexer", "check_patterns", "preprocess_patterns"]
@@ -69,6 +70,12 @@ class OMNetIndexer:
         OMNet width preset.
     detector : DetectorConfig, optional
         Detector the model is trained for; patterns must match its shape.
+    augment : str, optional
+        Degradation level (e.g. ``"noise3"``) up to which every training batch is
+        randomly degraded (:func:`~matdisco.ebsd.augment.random_degrade`); ``None`` trains
+        on the patterns as given.
+    clean_fraction : float
+        Fraction of each augmented batch left clean.
     epochs, batch_size, lr, weight_decay, patience, seed, device, progress
         Passed to :class:`~matdisco.training.TrainerConfig`.
     run_dir : path, optional
@@ -79,7 +86,8 @@ class OMNetIndexer:
                  detector: DetectorConfig | None = None, epochs: int = 30,
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4,
                  patience: int | None = None, seed: int = 0, device: str = "auto",
-                 progress: bool = False, run_dir: str | os.PathLike[str] | None = None) -> None:
+                 progress: bool = False, run_dir: str | os.PathLike[str] | None = None,
+                 augment: str | None = None, clean_fraction: float = 0.25) -> None:
         if loss not in LOSSES:
             raise MatdiscoError(f"unknown loss {loss!r}; choose from {LOSSES}")
         self.loss = loss
@@ -94,6 +102,11 @@ class OMNetIndexer:
         self.device = device
         self.progress = progress
         self.run_dir = run_dir
+        if augment is not None and augment not in DEGRADATION_LEVELS:
+            raise MatdiscoError(f"unknown augmentation level {augment!r}; "
+                                f"choose from {sorted(DEGRADATION_LEVELS)}")
+        self.augment = augment
+        self.clean_fraction = clean_fraction
         self.model_: OMNet | None = None
         self.history_: list[dict[str, Any]] = []
 
@@ -135,9 +148,12 @@ class OMNetIndexer:
         vdata = self._tensors(*val) if val is not None else None
         self.model_ = self._build()
         rep, loss = self.representation, self.loss
+        augment, clean = self.augment, self.clean_fraction
 
         def compute_loss(model: torch.nn.Module, batch: Any) -> Any:
             x, q, e = batch
+            if augment is not None and model.training:
+                x = random_degrade(x, augment, clean)
             return orientation_loss(model(x), q, e, loss, rep)
 
         rd = RunDir(self.run_dir) if self.run_dir is not None else None
@@ -157,6 +173,7 @@ class OMNetIndexer:
         """Everything needed to rebuild the estimator."""
         return {"kind": "omnet", "loss": self.loss, "preset": self.preset,
                 "representation": self.representation, "detector": self.detector.to_dict(),
+                "augment": self.augment, "clean_fraction": self.clean_fraction,
                 "trainer": self._trainer_config().to_dict(),
                 "n_parameters": self.n_parameters}
 
@@ -207,7 +224,8 @@ class OMNetIndexer:
             raise MatdiscoError(
                 f"{rd.path}: the model was trained for detector {det.to_dict()}, "
                 f"but detector {detector.to_dict()} was given")
-        est = cls(loss=cfg["loss"], preset=cfg["preset"], detector=det, device="cpu")
+        est = cls(loss=cfg["loss"], preset=cfg["preset"], detector=det, device="cpu",
+                  augment=cfg.get("augment"), clean_fraction=cfg.get("clean_fraction", 0.25))
         est.model_ = est._build()
         load_state_checked(est.model_, rd.path / "model.safetensors")
         est.model_.eval()

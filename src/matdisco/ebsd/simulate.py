@@ -194,15 +194,19 @@ def simulate_patterns(quaternions: np.ndarray, detector: Any | None = None, *,
     cfg = config or DetectorConfig()
     mp = load_master_pattern()
     out = []
-    for i in range(0, len(q), chunk_size):
-        qi = q[i:i + chunk_size]
+    # with one projection centre per pattern, kikuchipy needs the rotations of a call in
+    # a single Dask block (the detector's navigation shape must match it)
+    step = chunk_size if pc is None else min(chunk_size, 500)
+    for i in range(0, len(q), step):
+        qi = q[i:i + step]
         if pc is not None:
-            det = make_detector(cfg, pc=np.asarray(pc)[i:i + chunk_size])
+            det = make_detector(cfg, pc=np.asarray(pc)[i:i + step])
         else:
             det = detector if detector is not None else make_detector(cfg)
         sig = mp.get_patterns(Rotation(qi), det, energy=cfg.energy, dtype_out="float32",
                               compute=True, show_progressbar=False,
-                              chunk_shape=max(1, min(len(qi), 500)))
+                              chunk_shape=len(qi) if pc is not None
+                              else max(1, min(len(qi), 500)))
         out.append(np.asarray(sig.data, dtype=np.float32).reshape(len(qi), *det.shape))
     return np.concatenate(out) if out else np.zeros((0, *cfg.shape), np.float32)
 
