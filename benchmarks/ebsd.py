@@ -59,6 +59,36 @@ def bench_disorientation(n: int) -> list[dict]:
     return out
 
 
+def bench_real(dictionary: object, models: dict, run: object) -> None:
+    """kikuchipy's real 3x3 Ni map: dictionary indexing + refinement vs the shipped
+    orientations, and every OMNet against both (disorientation per pattern)."""
+    from matdisco.ebsd.evaluation import disorientation_deg, plot_ipf_map
+    from matdisco.ebsd.io import load_bundled_nickel
+
+    xr, shape, s = load_bundled_nickel()
+    q_ref = s.xmap.rotations.data.reshape(-1, 4)
+    ref = "orientations shipped with kikuchipy's nickel_ebsd_small"
+    qd, _ = dictionary.index(xr)
+    qr, _ = dictionary.refine(xr, qd)
+    recs = []
+    for name, q in (("dictionary", qd), ("dictionary_refined", qr)):
+        d = disorientation_deg(q, q_ref)
+        recs.append(rec("real_ni_3x3", name, "mean_disorientation_deg", d.mean(), "deg",
+                        per_pattern=d.round(3).tolist(), reference=ref, n_test=len(d),
+                        dictionary_size=len(dictionary.dictionary_quaternions)))
+    for name, est in models.items():
+        qp = est.predict(xr)
+        d = disorientation_deg(qp, q_ref)
+        d_ref = disorientation_deg(qp, qr)
+        recs.append(rec("real_ni_3x3", name, "mean_disorientation_deg", d.mean(), "deg",
+                        per_pattern=d.round(3).tolist(), reference=ref, n_test=len(d),
+                        vs_refined_dictionary_mean_deg=float(d_ref.mean()),
+                        vs_refined_dictionary_per_pattern=d_ref.round(3).tolist()))
+        run.save_plot(f"ipf_real_{name}", plot_ipf_map(qp, shape))
+    merge_records("ebsd", "ebsd", recs)
+    log("real 3x3 Ni: " + ", ".join(f"{r['model']}={r['value']:.3g}" for r in recs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-train", type=int, default=1000)
@@ -77,9 +107,25 @@ def main() -> None:
                          "degraded (e.g. noise2); the training set then also carries "
                          "random projection-centre errors up to that level's")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--name-suffix", default="",
+                    help="appended to the OMNet model names in the records")
     ap.add_argument("--cpu-note", default="shared, heavily loaded 2-core CPU")
+    ap.add_argument("--real-only", default=None,
+                    help="only the real-map stage for trained runs 'DIR:NAME,DIR:NAME' "
+                         "(dictionary: --n-train clean patterns, seed 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.real_only:
+        from matdisco.ebsd import DetectorConfig, OMNetIndexer, simulate_dataset
+        from matdisco.ebsd.dictionary import DictionaryIndexer
+        from matdisco.training import RunDir
+
+        det = DetectorConfig()
+        dset = simulate_dataset(args.n_train, seed=1, config=det, levels=("noise0",))["noise0"]
+        models = {name: OMNetIndexer.load(d) for d, name in
+                  (item.rsplit(":", 1) for item in args.real_only.split(","))}
+        bench_real(DictionaryIndexer(*dset, detector=det), models, RunDir(args.run_dir))
+        return
 
     recs = bench_disorientation(10_000)
     merge_records("ebsd", "ebsd", recs)
@@ -124,7 +170,11 @@ def main() -> None:
         models[loss] = est
         log(f"trained omnet_{loss} ({est.n_parameters} params) in {est.train_seconds_:.0f}s")
 
-    dictionary = DictionaryIndexer(*train, detector=det)
+    # the dictionary: the training orientations simulated at the exact projection centre
+    dict_set = train if not args.augment else simulate_dataset(
+        args.n_train, seed=1, config=det, levels=("noise0",))["noise0"]
+    assert np.array_equal(dict_set[1], train[1])
+    dictionary = DictionaryIndexer(*dict_set, detector=det)
     # warm-up (numba JIT compilation, oneDNN initialisation) so patterns/s are steady-state
     warm = test[levels[0]][0][:2]
     dictionary.index(warm)
@@ -140,9 +190,10 @@ def main() -> None:
             t = time.perf_counter()
             qp = est.predict(x)
             m = orientation_metrics(qp, q, time.perf_counter() - t)
-            name = f"omnet_{loss}"
+            name = f"omnet_{loss}{args.name_suffix}"
             dis_all[f"{name}_{lev}"] = disorientation_deg(qp, q)
             extra = dict(common, epochs=args.epochs, preset=args.preset,
+                         train_seconds=round(est.train_seconds_, 1),
                          n_parameters=est.n_parameters,
                          median_disorientation_deg=m["median_disorientation_deg"],
                          frac_within_1deg=m["frac_within_1deg"],
@@ -198,21 +249,8 @@ def main() -> None:
     run.save_plot("ipf_test_noise0", plot_ipf_map(test[levels[0]][1][:100], (10, 10)))
 
     if not args.skip_real:
-        from matdisco.ebsd.io import load_bundled_nickel
-
-        xr, shape, s = load_bundled_nickel()
-        q_ref = s.xmap.rotations.data.reshape(-1, 4)
-        recs = []
-        for loss, est in models.items():
-            qp = est.predict(xr)
-            d = disorientation_deg(qp, q_ref)
-            recs.append(rec("real_ni_3x3", f"omnet_{loss}", "mean_disorientation_deg",
-                            d.mean(), "deg", per_pattern=d.round(3).tolist(),
-                            reference="orientations shipped with kikuchipy's nickel_ebsd_small",
-                            n_test=len(d)))
-            run.save_plot(f"ipf_real_omnet_{loss}", plot_ipf_map(qp, shape))
-        merge_records("ebsd", "ebsd", recs)
-        log("real 3x3 Ni: " + ", ".join(f"{r['model']}={r['value']:.3g}" for r in recs))
+        bench_real(dictionary, {f"omnet_{k}{args.name_suffix}": v for k, v in models.items()},
+                   run)
     run.write_metrics({"finished_seconds": time.perf_counter() - T0})
     log("done")
 
