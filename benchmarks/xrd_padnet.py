@@ -42,16 +42,21 @@ from matdisco.xrd.library import make_library  # noqa: E402
 from matdisco.xrd.padnet import PADNetClassifier, cross_validate_matrix  # noqa: E402
 
 
-def bench_background(repeats: int) -> list[dict]:
+def bench_background(repeats: int, cpu_note: str = "shared loaded 2-core CPU") -> list[dict]:
     recs = []
     for m in ("mf", "cs"):
         s = time_background(m, 2048, 200, repeats=repeats)
-        print(f"background {m}: {s:.3f} s per 2048² image", flush=True)
+        # the cost must not grow with the window (the study's f×f filter did: ~f²)
+        scan = {f: round(time_background(m, 2048, f, repeats=repeats), 4)
+                for f in (25, 100, 400)}
+        print(f"background {m}: {s:.3f} s per 2048² image (f = 200); by f: {scan}",
+              flush=True)
         recs.append({"task": "background_removal", "method": m,
                      "metric": "seconds_per_2048_image", "value": s, "unit": "s",
-                     "window": 200, "threads": torch.get_num_threads(),
-                     "note": "separable running-window filters (scipy.ndimage), best of "
-                             f"{repeats}, shared loaded 2-core CPU"})
+                     "window": 200, "seconds_by_window": scan,
+                     "threads": torch.get_num_threads(),
+                     "note": "separable running-window filters (scipy.ndimage), median of "
+                             f"{repeats}, {cpu_note}"})
     return recs
 
 
@@ -102,7 +107,7 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
                          "epochs_max": args.epochs, "background_window": f_bg, **common})
         recs.append({"task": task, "model": f"padnet{suffix}", "metric": "seconds_per_image",
                      "value": res["seconds_per_image"], "unit": "s",
-                     "note": "one image at a time, CPU, 1 thread, shared loaded 2-core CPU",
+                     "note": f"one image at a time, CPU, 1 thread, {args.cpu_note}",
                      **common})
         print(f"{task} padnet ({filters}) cv time {dt:.0f} s, "
               f"{res['seconds_per_image'] * 1e3:.1f} ms per image", flush=True)
@@ -127,11 +132,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpu-note", default="shared loaded 2-core CPU",
+                    help="machine state, recorded with the timings")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     records: list[dict] = []
     for task in args.tasks:
-        recs = bench_background(args.repeats) if task == "background_removal" else \
+        recs = bench_background(args.repeats, args.cpu_note) if task == "background_removal" else \
             bench_library(task, args)
         records += recs
         path = merge_records("xrd_padnet", "xrd_padnet", recs)
