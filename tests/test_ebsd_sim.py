@@ -156,6 +156,14 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
                          "tiny", "--epochs", "1", "--batch-size", "4", "--augment", "noise2"])
     assert res.exit_code == 0, res.output
     assert OMNetIndexer.load(tmp_path / "aug").augment == "noise2"
+    # two runs with the same loss are both reported
+    ev2 = tmp_path / "eval2"
+    res = r.invoke(app, ["evaluate", str(data), "--run-dir", str(run), "--run-dir",
+                         str(tmp_path / "aug"), "--output", str(ev2)])
+    assert res.exit_code == 0, res.output
+    import json
+
+    assert len(json.loads((ev2 / "metrics.json").read_text())["results"]) == 2
     res = r.invoke(app, ["train", str(jit), "--run-dir", str(tmp_path / "aug2"),
                          "--augment", "noise7"])
     assert res.exit_code == 2 and "augmentation level" in res.output

@@ -187,6 +187,8 @@ def evaluate(
         qp = est.predict(x)
         dt = time.perf_counter() - t0
         name = f"omnet_{est.loss}"
+        if name in results:  # two runs with the same loss: tell them apart by directory
+            name = f"{name}_{'_'.join(Path(rd).resolve().parts[-2:])}"
         results[name] = orientation_metrics(qp, q, dt)
         dis[name] = disorientation_deg(qp, q)
     if dictionary is not None:
