@@ -82,3 +82,14 @@ def test_jittered_pcs() -> None:
     assert 0.2 < exact.mean() < 0.3
     assert np.abs(p - np.asarray(pc)).max() < 6 * 0.005
     assert DEGRADATION_LEVELS["noise2"].pc_error > 0
+
+
+def test_pixel_noise_adds_correlated_noise() -> None:
+    x = _patterns()
+    lvl = Degradation()  # no other degradation: only the pixel noise acts
+    a = random_degrade(x, lvl, 0.0, torch.Generator().manual_seed(3))
+    b = random_degrade(x, lvl, 0.0, torch.Generator().manual_seed(3), pixel_noise=2.0)
+    clean = standardize(x)
+    assert torch.allclose(a, clean, atol=1e-4)
+    assert (b - clean).abs().mean() > 0.05
+    assert torch.allclose(b.std(dim=(-2, -1), unbiased=False), torch.ones(len(x)), atol=1e-3)

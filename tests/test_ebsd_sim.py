@@ -194,3 +194,16 @@ def test_training_set_with_pc_errors(sim: dict, tmp_path: Path) -> None:
     back = OMNetIndexer.load(tmp_path / "aug")
     assert back.augment == "noise1" and back.clean_fraction == 0.5
     assert np.allclose(back.predict(x[:4]), est.predict(x[:4]), atol=1e-5)
+    # fine-tuning starts from the given run's weights (a vanishing lr keeps them)
+    ft = OMNetIndexer(loss="6d", preset="tiny", detector=DET, epochs=1, batch_size=32,
+                      lr=1e-12, device="cpu", augment="noise1", pixel_noise=1.0,
+                      init=tmp_path / "aug")
+    ft.fit(x[:64], q[:64])
+    w_src, w_ft = est.model_.state_dict(), ft.model_.state_dict()
+    fresh = OMNetIndexer(loss="6d", preset="tiny", detector=DET, seed=5)._build().state_dict()
+    k = next(k for k in w_src if k.endswith("weight") and w_src[k].ndim == 4)
+    assert torch.allclose(w_ft[k], w_src[k], atol=1e-6)
+    assert not torch.allclose(fresh[k], w_src[k], atol=1e-3)
+    with pytest.raises(MatdiscoError, match="cannot start from"):
+        OMNetIndexer(loss="mde", preset="tiny", detector=DET, epochs=1, device="cpu",
+                     init=tmp_path / "aug").fit(x[:8], q[:8])

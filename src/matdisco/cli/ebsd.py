@@ -108,6 +108,9 @@ def train(
     resume: bool = typer.Option(False, help="Resume from the run directory's checkpoint."),
     augment: str = typer.Option(None, help="Degrade every training batch at random up to "
                                 "this level (noise1, noise2, noise3) for robustness."),
+    pixel_noise: float = typer.Option(0.0, help="With --augment: largest additive pixel "
+                                      "noise (relative std), as real detectors show."),
+    init: Path = typer.Option(None, help="Start from this trained OMNet run (fine-tune)."),
 ) -> None:
     """Train OMNet on simulated patterns with the shared Trainer."""
     import numpy as np
@@ -122,7 +125,7 @@ def train(
     vi, ti = idx[:nv], idx[nv:]
     est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir,
-                       augment=augment)
+                       augment=augment, pixel_noise=pixel_noise, init=init)
     est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
     est.save(run_dir)
     last = est.history_[-1] if est.history_ else {}

@@ -66,8 +66,8 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def random_degrade(x: torch.Tensor, level: Degradation | str = "noise3",
-                   clean_fraction: float = 0.25, generator: torch.Generator | None = None
-                   ) -> torch.Tensor:
+                   clean_fraction: float = 0.25, generator: torch.Generator | None = None,
+                   pixel_noise: float = 0.0) -> torch.Tensor:
     """Degrade each pattern of ``x`` ``(n, rows, cols)`` by a random amount.
 
     Parameters
@@ -82,6 +82,10 @@ def random_degrade(x: torch.Tensor, level: Degradation | str = "noise3",
         Fraction of patterns returned unchanged (only standardized).
     generator : torch.Generator, optional
         Random source (default: torch's global one, which the Trainer seeds).
+    pixel_noise : float
+        Largest standard deviation (relative to the degraded pattern's) of an additive,
+        slightly spatially correlated Gaussian pixel noise drawn per pattern, which real
+        detectors show after background correction and Poisson noise does not model.
 
     Returns
     -------
@@ -115,6 +119,11 @@ def random_degrade(x: torch.Tensor, level: Degradation | str = "noise3",
         lam = y / y.mean(dim=(-2, -1), keepdim=True) * dose
         noisy = torch.poisson(lam.cpu().double(), generator=generator).to(dev, dt) / dose
         y = noisy
+    if pixel_noise > 0:
+        y = standardize(y)
+        g = torch.randn(y.shape, generator=generator, device="cpu").to(dev, dt)
+        g = F.avg_pool2d(g[:, None], 3, 1, 1, count_include_pad=False)[:, 0] * 2.0
+        y = y + pixel_noise * u(n)[:, None, None] * g
     keep = (u(n) < clean_fraction)[:, None, None]
     return torch.where(keep, standardize(x), standardize(y))
 

@@ -76,6 +76,12 @@ class OMNetIndexer:
         on the patterns as given.
     clean_fraction : float
         Fraction of each augmented batch left clean.
+    pixel_noise : float
+        Largest additive pixel-noise level of the augmentation (see
+        :func:`~matdisco.ebsd.augment.random_degrade`); 0 turns it off.
+    init : path, optional
+        Run directory of a trained OMNet to start from (fine-tuning); its architecture
+        and detector must match.
     epochs, batch_size, lr, weight_decay, patience, seed, device, progress
         Passed to :class:`~matdisco.training.TrainerConfig`.
     run_dir : path, optional
@@ -87,7 +93,8 @@ class OMNetIndexer:
                  batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4,
                  patience: int | None = None, seed: int = 0, device: str = "auto",
                  progress: bool = False, run_dir: str | os.PathLike[str] | None = None,
-                 augment: str | None = None, clean_fraction: float = 0.25) -> None:
+                 augment: str | None = None, clean_fraction: float = 0.25,
+                 pixel_noise: float = 0.0, init: str | os.PathLike[str] | None = None) -> None:
         if loss not in LOSSES:
             raise MatdiscoError(f"unknown loss {loss!r}; choose from {LOSSES}")
         self.loss = loss
@@ -107,6 +114,8 @@ class OMNetIndexer:
                                 f"choose from {sorted(DEGRADATION_LEVELS)}")
         self.augment = augment
         self.clean_fraction = clean_fraction
+        self.pixel_noise = float(pixel_noise)
+        self.init = init
         self.model_: OMNet | None = None
         self.history_: list[dict[str, Any]] = []
 
@@ -147,13 +156,20 @@ class OMNetIndexer:
         train = self._tensors(patterns, quaternions)
         vdata = self._tensors(*val) if val is not None else None
         self.model_ = self._build()
+        if self.init is not None:
+            src = OMNetIndexer.load(self.init, detector=self.detector)
+            if (src.preset, src.representation) != (self.preset, self.representation):
+                raise MatdiscoError(f"{self.init}: cannot start from an OMNet with preset "
+                                    f"{src.preset!r}/{src.representation!r}; this one is "
+                                    f"{self.preset!r}/{self.representation!r}")
+            self.model_.load_state_dict(src.model_.state_dict())
         rep, loss = self.representation, self.loss
-        augment, clean = self.augment, self.clean_fraction
+        augment, clean, pix = self.augment, self.clean_fraction, self.pixel_noise
 
         def compute_loss(model: torch.nn.Module, batch: Any) -> Any:
             x, q, e = batch
             if augment is not None and model.training:
-                x = random_degrade(x, augment, clean)
+                x = random_degrade(x, augment, clean, pixel_noise=pix)
             return orientation_loss(model(x), q, e, loss, rep)
 
         rd = RunDir(self.run_dir) if self.run_dir is not None else None
@@ -174,6 +190,8 @@ class OMNetIndexer:
         return {"kind": "omnet", "loss": self.loss, "preset": self.preset,
                 "representation": self.representation, "detector": self.detector.to_dict(),
                 "augment": self.augment, "clean_fraction": self.clean_fraction,
+                "pixel_noise": self.pixel_noise,
+                "init": None if self.init is None else str(self.init),
                 "trainer": self._trainer_config().to_dict(),
                 "n_parameters": self.n_parameters}
 
@@ -225,7 +243,8 @@ class OMNetIndexer:
                 f"{rd.path}: the model was trained for detector {det.to_dict()}, "
                 f"but detector {detector.to_dict()} was given")
         est = cls(loss=cfg["loss"], preset=cfg["preset"], detector=det, device="cpu",
-                  augment=cfg.get("augment"), clean_fraction=cfg.get("clean_fraction", 0.25))
+                  augment=cfg.get("augment"), clean_fraction=cfg.get("clean_fraction", 0.25),
+                  pixel_noise=cfg.get("pixel_noise", 0.0))
         est.model_ = est._build()
         load_state_checked(est.model_, rd.path / "model.safetensors")
         est.model_.eval()
