@@ -59,6 +59,13 @@ def bench_disorientation(n: int) -> list[dict]:
     return out
 
 
+def clean_set(n: int, det: object) -> tuple:
+    """``n`` clean patterns at the exact PC (seed 1: the training orientations)."""
+    from matdisco.ebsd import simulate_dataset
+
+    return simulate_dataset(n, seed=1, config=det, levels=("noise0",))["noise0"]
+
+
 def bench_real(dictionary: object, models: dict, run: object) -> None:
     """kikuchipy's real 3x3 Ni map: dictionary indexing + refinement vs the shipped
     orientations, and every OMNet against both (disorientation per pattern)."""
@@ -116,12 +123,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.real_only:
-        from matdisco.ebsd import DetectorConfig, OMNetIndexer, simulate_dataset
+        from matdisco.ebsd import DetectorConfig, OMNetIndexer
         from matdisco.ebsd.dictionary import DictionaryIndexer
         from matdisco.training import RunDir
 
         det = DetectorConfig()
-        dset = simulate_dataset(args.n_train, seed=1, config=det, levels=("noise0",))["noise0"]
+        dset = clean_set(args.n_train, det)
         models = {name: OMNetIndexer.load(d) for d, name in
                   (item.rsplit(":", 1) for item in args.real_only.split(","))}
         bench_real(DictionaryIndexer(*dset, detector=det), models, RunDir(args.run_dir))
@@ -152,8 +159,7 @@ def main() -> None:
         train = simulate_training_set(args.n_train, seed=1, config=det,
                                       pc_error=DEGRADATION_LEVELS[args.augment].pc_error)
     else:
-        train = simulate_dataset(args.n_train, seed=1, config=det,
-                                 levels=("noise0",))["noise0"]
+        train = clean_set(args.n_train, det)
     log(f"simulated {args.n_train} training patterns")
     test = simulate_dataset(args.n_test, seed=2, config=det, levels=levels)
     log(f"simulated {args.n_test} test patterns at {levels}")
@@ -171,8 +177,7 @@ def main() -> None:
         log(f"trained omnet_{loss} ({est.n_parameters} params) in {est.train_seconds_:.0f}s")
 
     # the dictionary: the training orientations simulated at the exact projection centre
-    dict_set = train if not args.augment else simulate_dataset(
-        args.n_train, seed=1, config=det, levels=("noise0",))["noise0"]
+    dict_set = clean_set(args.n_train, det) if args.augment else train
     assert np.array_equal(dict_set[1], train[1])
     dictionary = DictionaryIndexer(*dict_set, detector=det)
     # warm-up (numba JIT compilation, oneDNN initialisation) so patterns/s are steady-state
@@ -182,7 +187,10 @@ def main() -> None:
     for est in models.values():
         est.predict(warm)
     dis_all: dict[str, np.ndarray] = {}
-    oracle: dict[str, np.ndarray] = {}
+    # oracle: nearest dictionary orientation (best any dictionary method can do); the test
+    # orientations are the same at every level
+    nn = np.array([disorientation_deg(train[1], np.repeat(qi[None], len(train[1]), 0)).min()
+                   for qi in test[levels[0]][1]])
     for lev in levels:
         x, q = test[lev]
         recs = []
@@ -217,11 +225,6 @@ def main() -> None:
                      m["mean_disorientation_deg"], "deg", **extra),
                  rec(f"sim_{lev}", "dictionary", "patterns_per_s", m["patterns_per_s"],
                      "patterns/s", **common)]
-        # oracle: nearest dictionary orientation (best any dictionary method can do)
-        if "nn" not in oracle:  # the test orientations are the same at every level
-            oracle["nn"] = np.array([disorientation_deg(
-                train[1], np.repeat(qi[None], len(train[1]), 0)).min() for qi in q])
-        nn = oracle["nn"]
         recs.append(rec(f"sim_{lev}", "dictionary_nearest_oracle", "mean_disorientation_deg",
                         nn.mean(), "deg", **common))
         if args.n_refine > 0:

@@ -28,6 +28,7 @@ from matdisco.ebsd.simulate import (
     sample_orientations,
     save_dataset,
     simulate_patterns,
+    static_background,
 )
 
 __all__ = ["jittered_pcs", "random_degrade", "simulate_training_set", "standardize"]
@@ -41,10 +42,9 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
 
 
 def _background(shape: tuple[int, int], amplitude: torch.Tensor) -> torch.Tensor:
-    r, c = shape
-    y = torch.arange(r, dtype=amplitude.dtype, device=amplitude.device)[:, None]
-    x = torch.arange(c, dtype=amplitude.dtype, device=amplitude.device)[None, :]
-    bump = torch.exp(-(((y - 0.45 * r) / r) ** 2 + ((x - 0.5 * c) / c) ** 2) / 0.18)
+    """:func:`~matdisco.ebsd.simulate.static_background` with one amplitude per pattern."""
+    bump = torch.as_tensor(static_background(shape, 1.0), dtype=amplitude.dtype,
+                           device=amplitude.device)
     a = amplitude[:, None, None]
     return (1.0 - a) + a * bump[None]
 
@@ -117,8 +117,9 @@ def random_degrade(x: torch.Tensor, level: Degradation | str = "noise3",
     if level.dose is not None:
         dose = level.dose * torch.exp(math.log(100.0) * u(n))[:, None, None]
         lam = y / y.mean(dim=(-2, -1), keepdim=True) * dose
-        noisy = torch.poisson(lam.cpu().double(), generator=generator).to(dev, dt) / dose
-        y = noisy
+        # a seeded generator lives on the CPU; without one, draw where the batch is
+        lam = lam if generator is None else lam.cpu()
+        y = torch.poisson(lam, generator=generator).to(dev, dt) / dose
     if pixel_noise > 0:
         y = standardize(y)
         g = torch.randn(y.shape, generator=generator, device="cpu").to(dev, dt)

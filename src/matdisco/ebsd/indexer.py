@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from matdisco import MatdiscoError
-from matdisco.ebsd.augment import random_degrade
+from matdisco.ebsd.augment import random_degrade, standardize
 from matdisco.ebsd.losses import LOSSES, normalize_euler, orientation_loss, output_to_quaternion
 from matdisco.ebsd.nets import OMNet, count_parameters
 from matdisco.ebsd.rotations import quaternion_to_euler
@@ -52,10 +52,8 @@ def check_patterns(patterns: Any, shape: tuple[int, int] | None = None,
 
 def preprocess_patterns(patterns: np.ndarray) -> np.ndarray:
     """Per-pattern standardization to zero mean and unit standard deviation (float32)."""
-    x = np.asarray(patterns, dtype=np.float32)
-    mu = x.mean(axis=(-2, -1), keepdims=True)
-    sd = x.std(axis=(-2, -1), keepdims=True)
-    return (x - mu) / np.maximum(sd, 1e-6)
+    x = torch.from_numpy(np.ascontiguousarray(patterns, dtype=np.float32))
+    return standardize(x).numpy()
 
 
 class OMNetIndexer:
