@@ -16,6 +16,7 @@ patterns per level because kikuchipy's refinement is slow on this CPU.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,11 @@ def main() -> None:
     ap.add_argument("--name-suffix", default="",
                     help="appended to the OMNet model names in the records")
     ap.add_argument("--cpu-note", default="shared, heavily loaded 2-core CPU")
+    ap.add_argument("--load", default=None,
+                    help="evaluate trained runs 'DIR:NAME,DIR:NAME' instead of training "
+                         "(simulated levels and the real map, with the dictionary)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="OMNet timing: median over this many predictions of the test set")
     ap.add_argument("--real-only", default=None,
                     help="only the real-map stage for trained runs 'DIR:NAME,DIR:NAME' "
                          "(dictionary: --n-train clean patterns, seed 1)")
@@ -152,7 +158,9 @@ def main() -> None:
     levels = tuple(args.levels.split(","))
     run = RunDir(args.run_dir)
     run.write_config(vars(args))
-    if args.augment:
+    if args.load:
+        train = None  # trained runs are loaded; only the dictionary is simulated
+    elif args.augment:
         from matdisco.ebsd import DEGRADATION_LEVELS
         from matdisco.ebsd.augment import simulate_training_set
 
@@ -160,7 +168,8 @@ def main() -> None:
                                       pc_error=DEGRADATION_LEVELS[args.augment].pc_error)
     else:
         train = clean_set(args.n_train, det)
-    log(f"simulated {args.n_train} training patterns")
+    if train is not None:
+        log(f"simulated {args.n_train} training patterns")
     test = simulate_dataset(args.n_test, seed=2, config=det, levels=levels)
     log(f"simulated {args.n_test} test patterns at {levels}")
     common = {"n_train": args.n_train, "n_test": args.n_test, "seeds": 1,
@@ -168,17 +177,32 @@ def main() -> None:
               "threads": args.threads, "augment": args.augment}
 
     models: dict[str, OMNetIndexer] = {}
-    for loss in args.losses.split(","):
-        est = OMNetIndexer(loss=loss, preset=args.preset, detector=det, epochs=args.epochs,
-                           batch_size=args.batch_size, lr=args.lr, device="auto",
-                           run_dir=run / f"omnet_{loss}", augment=args.augment)
-        est.fit(*train)
-        models[loss] = est
-        log(f"trained omnet_{loss} ({est.n_parameters} params) in {est.train_seconds_:.0f}s")
+    epochs: dict[str, int] = {}
+    source: dict[str, str] = {}
+    if args.load:
+        for d, name in (item.rsplit(":", 1) for item in args.load.split(",")):
+            est = OMNetIndexer.load(d)
+            cfg = RunDir(d).read_config()
+            est.train_seconds_ = float(sum(json.loads(line)["seconds"] for line in
+                                           (Path(d) / "history.jsonl").read_text().splitlines()
+                                           if line.strip()))
+            models[name], epochs[name] = est, int(cfg["trainer"]["epochs"])
+            source[name] = d
+            log(f"loaded {name} from {d}")
+    else:
+        for loss in args.losses.split(","):
+            est = OMNetIndexer(loss=loss, preset=args.preset, detector=det,
+                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               device="auto", run_dir=run / f"omnet_{loss}",
+                               augment=args.augment)
+            est.fit(*train)
+            name = f"omnet_{loss}{args.name_suffix}"
+            models[name], epochs[name] = est, args.epochs
+            log(f"trained {name} ({est.n_parameters} params) in {est.train_seconds_:.0f}s")
 
     # the dictionary: the training orientations simulated at the exact projection centre
-    dict_set = clean_set(args.n_train, det) if args.augment else train
-    assert np.array_equal(dict_set[1], train[1])
+    dict_set = clean_set(args.n_train, det) if train is None or args.augment else train
+    assert train is None or np.array_equal(dict_set[1], train[1])
     dictionary = DictionaryIndexer(*dict_set, detector=det)
     # warm-up (numba JIT compilation, oneDNN initialisation) so patterns/s are steady-state
     warm = test[levels[0]][0][:2]
@@ -189,18 +213,22 @@ def main() -> None:
     dis_all: dict[str, np.ndarray] = {}
     # oracle: nearest dictionary orientation (best any dictionary method can do); the test
     # orientations are the same at every level
-    nn = np.array([disorientation_deg(train[1], np.repeat(qi[None], len(train[1]), 0)).min()
+    qdict = dict_set[1]
+    nn = np.array([disorientation_deg(qdict, np.repeat(qi[None], len(qdict), 0)).min()
                    for qi in test[levels[0]][1]])
     for lev in levels:
         x, q = test[lev]
         recs = []
-        for loss, est in models.items():
-            t = time.perf_counter()
-            qp = est.predict(x)
-            m = orientation_metrics(qp, q, time.perf_counter() - t)
-            name = f"omnet_{loss}{args.name_suffix}"
+        for name, est in models.items():
+            times = []
+            for _ in range(max(1, args.repeats)):
+                t = time.perf_counter()
+                qp = est.predict(x)
+                times.append(time.perf_counter() - t)
+            m = orientation_metrics(qp, q, float(np.median(times)))
             dis_all[f"{name}_{lev}"] = disorientation_deg(qp, q)
-            extra = dict(common, epochs=args.epochs, preset=args.preset,
+            extra = dict(common, epochs=epochs[name], preset=est.preset, augment=est.augment,
+                         **({"trained_run": source[name]} if name in source else {}),
                          train_seconds=round(est.train_seconds_, 1),
                          n_parameters=est.n_parameters,
                          median_disorientation_deg=m["median_disorientation_deg"],
@@ -209,7 +237,9 @@ def main() -> None:
             recs += [rec(f"sim_{lev}", name, "mean_disorientation_deg",
                          m["mean_disorientation_deg"], "deg", **extra),
                      rec(f"sim_{lev}", name, "patterns_per_s", m["patterns_per_s"],
-                         "patterns/s", **common)]
+                         "patterns/s", **dict(common, augment=est.augment,
+                                              timing=f"median of {args.repeats} "
+                                              "predictions of the test set"))]
         t = time.perf_counter()
         qd, _ = dictionary.index(x)
         t_index = time.perf_counter() - t
@@ -249,11 +279,12 @@ def main() -> None:
                                    if r["metric"] == "mean_disorientation_deg"))
     run.save_plot("disorientation_hist", plot_histograms(
         {k: v for k, v in dis_all.items() if k.endswith(levels[0])}))
-    run.save_plot("ipf_test_noise0", plot_ipf_map(test[levels[0]][1][:100], (10, 10)))
+    side = min(10, int(np.sqrt(args.n_test)))
+    run.save_plot("ipf_test_noise0", plot_ipf_map(test[levels[0]][1][:side * side],
+                                                  (side, side)))
 
     if not args.skip_real:
-        bench_real(dictionary, {f"omnet_{k}{args.name_suffix}": v for k, v in models.items()},
-                   run)
+        bench_real(dictionary, models, run)
     run.write_metrics({"finished_seconds": time.perf_counter() - T0})
     log("done")
 

@@ -10,7 +10,7 @@ import torch
 
 from matdisco import MatdiscoError
 from matdisco.ebsd.losses import LOSSES, normalize_euler, orientation_loss
-from matdisco.ebsd.nets import OMNet, count_parameters
+from matdisco.ebsd.nets import OMNet, count_parameters, inference_module
 from matdisco.ebsd.rotations import (
     CUBIC_PROPER_ROTATIONS,
     disorientation_angle,
@@ -125,3 +125,26 @@ def test_omnet_shapes_presets_and_errors() -> None:
         orientation_loss(torch.zeros(1, 3), torch.zeros(1, 4), torch.zeros(1, 3), "l2", "euler")
     with pytest.raises(MatdiscoError, match="needs the Euler"):
         orientation_loss(torch.zeros(1, 4), torch.ones(1, 4), torch.zeros(1, 3), "mae", "quat")
+
+
+@pytest.mark.parametrize("representation", ["euler", "6d"])
+@pytest.mark.parametrize("script", [False, True])
+def test_inference_module_matches_the_network(representation: str, script: bool) -> None:
+    torch.manual_seed(0)
+    net = OMNet((20, 20), representation=representation, preset="tiny")
+    # non-trivial batch-norm statistics, so folding them into the convolutions matters
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(16, 1, 20, 20) * 2 + 1)
+    net.eval()
+    x = torch.randn(7, 1, 20, 20)
+    ref = net(x).detach()
+    xc = x.contiguous(memory_format=torch.channels_last)
+    fast = inference_module(net, xc[:4], script=script)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    with torch.no_grad():
+        out = fast(xc)  # another batch size than the tracing example
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    assert net.training is False and any(isinstance(m, torch.nn.BatchNorm2d)
+                                         for m in net.modules())  # original untouched
