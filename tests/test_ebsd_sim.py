@@ -77,6 +77,28 @@ def test_dictionary_indexing_recovers_known_orientations(sim: dict) -> None:
         di.index(np.zeros((2, 30, 30), np.float32))
 
 
+def test_refinement_recovers_perturbed_orientations(sim: dict) -> None:
+    from orix.quaternion import Rotation
+
+    from matdisco.ebsd.dictionary import refine_orientations
+
+    x, q = sim["noise0"]
+    # start 2-3 degrees away from the truth (a typical OMNet error)
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(4, 3))
+    kick = Rotation.from_axes_angles(axes, np.deg2rad(rng.uniform(2, 3, 4)))
+    q0 = (kick * Rotation(q[:4])).data
+    start = disorientation_deg(q0, q[:4])
+    assert start.min() > 1.5
+    qr, scores = refine_orientations(x[:4], q0, DET, trust_region=5.0)
+    end = disorientation_deg(qr, q[:4])
+    assert end.max() < 0.5 * start.min() and scores.shape == (4,)
+    with pytest.raises(MatdiscoError, match="initial orientations"):
+        refine_orientations(x[:4], q0[:3], DET)
+    with pytest.raises(MatdiscoError, match="trust_region"):
+        refine_orientations(x[:4], q0, DET, trust_region=0.0)
+
+
 def test_indexer_trains_and_guards_inputs(sim: dict, tmp_path: Path) -> None:
     x, q = sim["noise0"]
     torch.manual_seed(0)
@@ -137,10 +159,18 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         xmap = oio.load(out)
         assert xmap.size == 12 and xmap.shape == (3, 4)
+    res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "--output",
+                         str(tmp_path / "refined.ang"), "--refine"])
+    assert res.exit_code == 0, res.output
+    assert oio.load(tmp_path / "refined.ang").size == 12
     ev = tmp_path / "eval"
-    res = r.invoke(app, ["evaluate", str(data), "--run-dir", str(run), "--output", str(ev)])
+    res = r.invoke(app, ["evaluate", str(data), "--run-dir", str(run), "--output", str(ev),
+                         "--refine"])
     assert res.exit_code == 0, res.output
     assert (ev / "metrics.json").exists() and (ev / "disorientation_hist.png").exists()
+    import json
+
+    assert "omnet_mae_mde_refined" in json.loads((ev / "metrics.json").read_text())["results"]
     res = r.invoke(app, ["simulate", "--output", str(tmp_path / "b.h5"), "--level", "bad"])
     assert res.exit_code == 2 and "unknown degradation level" in res.output
     res = r.invoke(app, ["index", str(tmp_path / "missing.h5"), "--run-dir", str(run),
@@ -161,8 +191,6 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
     res = r.invoke(app, ["evaluate", str(data), "--run-dir", str(run), "--run-dir",
                          str(tmp_path / "aug"), "--output", str(ev2)])
     assert res.exit_code == 0, res.output
-    import json
-
     assert len(json.loads((ev2 / "metrics.json").read_text())["results"]) == 2
     res = r.invoke(app, ["train", str(jit), "--run-dir", str(tmp_path / "aug2"),
                          "--augment", "noise7"])

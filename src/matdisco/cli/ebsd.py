@@ -142,6 +142,10 @@ def index(
     run_dir: Path = typer.Option(..., help="Trained OMNet run directory."),
     output: Path = typer.Option(..., help="Output orix CrystalMap (.ang or .h5)."),
     map_shape: str = typer.Option(None, help="Map shape 'rows,cols' (default: file's)."),
+    refine: bool = typer.Option(False, help="Refine OMNet's orientations against the "
+                                "master pattern (kikuchipy; dictionary-free, slower)."),
+    trust_region: float = typer.Option(5.0, help="With --refine: +/- degrees per Euler "
+                                       "angle around OMNet's orientation."),
 ) -> None:
     """Index patterns with a trained OMNet and write an orix CrystalMap."""
     from matdisco.ebsd import OMNetIndexer
@@ -150,7 +154,7 @@ def index(
     est = OMNetIndexer.load(run_dir)
     x, _, nav = _read_patterns(patterns)
     t0 = time.perf_counter()
-    qp = est.predict(x)
+    qp = est.predict(x, refine=refine, trust_region=trust_region)
     dt = time.perf_counter() - t0
     shape = None
     if map_shape:
@@ -170,7 +174,11 @@ def evaluate(
     output: Path = typer.Option(..., help="Output directory (metrics.json, PNGs)."),
     dictionary: Path = typer.Option(None, help="HDF5 dictionary set: also run "
                                     "dictionary indexing."),
-    refine: bool = typer.Option(False, help="Also refine the dictionary solutions."),
+    refine: bool = typer.Option(False, help="Also refine the dictionary and the OMNet "
+                                "solutions (kikuchipy refinement)."),
+    trust_region: float = typer.Option(5.0, help="With --refine: +/- degrees per Euler "
+                                       "angle around OMNet's orientation (2 for the "
+                                       "dictionary's)."),
 ) -> None:
     """Disorientation metrics of OMNet runs (and dictionary indexing) on a test set."""
     from matdisco.ebsd import OMNetIndexer, load_dataset
@@ -194,6 +202,12 @@ def evaluate(
             name = f"{name}_{'_'.join(Path(rd).resolve().parts[-2:])}"
         results[name] = orientation_metrics(qp, q, dt)
         dis[name] = disorientation_deg(qp, q)
+        if refine:
+            from matdisco.ebsd.dictionary import refine_orientations
+
+            qr, _ = refine_orientations(x, qp, est.detector, trust_region)
+            results[f"{name}_refined"] = orientation_metrics(qr, q, time.perf_counter() - t0)
+            dis[f"{name}_refined"] = disorientation_deg(qr, q)
     if dictionary is not None:
         from matdisco.ebsd import DetectorConfig
 

@@ -10,7 +10,7 @@ import numpy as np
 from matdisco import MatdiscoError
 from matdisco.ebsd.simulate import DetectorConfig, load_master_pattern, make_detector
 
-__all__ = ["DictionaryIndexer", "crystal_map", "to_ebsd_signal"]
+__all__ = ["DictionaryIndexer", "crystal_map", "refine_orientations", "to_ebsd_signal"]
 
 
 def to_ebsd_signal(patterns: np.ndarray) -> Any:
@@ -47,6 +47,53 @@ def crystal_map(quaternions: np.ndarray, shape: tuple[int, ...] | None = None,
     props = {} if scores is None else {"scores": np.asarray(scores, dtype=float)}
     return CrystalMap(rotations=Rotation(q), x=x * step, y=y * step,
                       phase_list=PhaseList(phase), prop=props)
+
+
+def refine_orientations(patterns: np.ndarray, quaternions: np.ndarray,
+                        detector: DetectorConfig | None = None, trust_region: float = 2.0
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Refine orientations against the Ni master pattern with kikuchipy.
+
+    Each pattern's orientation is optimised (SciPy Nelder-Mead on the normalized
+    cross-correlation with the pattern simulated at that orientation, projection centre
+    fixed), starting from ``quaternions``: dictionary-indexing solutions, or OMNet's
+    (dictionary-free indexing).
+
+    Parameters
+    ----------
+    patterns : ndarray (n, rows, cols)
+    quaternions : ndarray (n, 4)
+        Initial orientations.
+    detector : DetectorConfig, optional
+        Detector of the patterns.
+    trust_region : float
+        Each Euler angle stays within +/- this many degrees of its start.
+
+    Returns
+    -------
+    (ndarray (n, 4), ndarray (n,))
+        Refined orientations and their NCC scores.
+    """
+    from matdisco.ebsd.indexer import check_patterns
+
+    detector = detector or DetectorConfig()
+    x = check_patterns(patterns, detector.shape)
+    q0 = np.asarray(quaternions, dtype=np.float64)
+    if q0.shape != (len(x), 4):
+        raise MatdiscoError(f"{len(q0)} initial orientations of shape {q0.shape[1:]} for "
+                            f"{len(x)} patterns (need ({len(x)}, 4))")
+    if not trust_region > 0:
+        raise MatdiscoError(f"trust_region must be > 0 degrees, got {trust_region}")
+    if len(x) == 1:  # kikuchipy cannot refine a single-point map: refine it twice
+        qr, sr = refine_orientations(np.concatenate([x, x]), np.concatenate([q0, q0]),
+                                     detector, trust_region)
+        return qr[:1], sr[:1]
+    s = to_ebsd_signal(x)
+    ref = s.refine_orientation(crystal_map(q0), make_detector(detector), load_master_pattern(),
+                               energy=detector.energy, trust_region=[trust_region] * 3,
+                               compute=True)
+    q = ref.rotations.data.reshape(-1, 4)
+    return q, np.asarray(ref.prop["scores"]).ravel()
 
 
 class DictionaryIndexer:
@@ -112,23 +159,7 @@ class DictionaryIndexer:
 
         ``trust_region`` bounds each Euler angle to +/- this many degrees.
         """
-        from matdisco.ebsd.indexer import check_patterns
-
-        x = check_patterns(patterns, self.detector.shape)
-        q0 = np.asarray(quaternions, dtype=np.float64)
-        if len(q0) != len(x):
-            raise MatdiscoError(f"{len(q0)} initial orientations for {len(x)} patterns")
-        if len(x) == 1:  # kikuchipy cannot refine a single-point map: refine it twice
-            qr, sr = self.refine(np.concatenate([x, x]), np.concatenate([q0, q0]),
-                                 trust_region)
-            return qr[:1], sr[:1]
-        s = to_ebsd_signal(x)
-        xmap = crystal_map(q0)
-        ref = s.refine_orientation(xmap, make_detector(self.detector), load_master_pattern(),
-                                   energy=self.detector.energy,
-                                   trust_region=[trust_region] * 3, compute=True)
-        q = ref.rotations.data.reshape(-1, 4)
-        return q, np.asarray(ref.prop["scores"]).ravel()
+        return refine_orientations(patterns, quaternions, self.detector, trust_region)
 
     def predict(self, patterns: np.ndarray, refine: bool = False) -> np.ndarray:
         """Orientations ``(n, 4)``; refined when ``refine`` is True."""

@@ -211,15 +211,31 @@ class OMNetIndexer:
             self._fast = (model, str(dev), inference_module(model, example))
         return self._fast[2]
 
-    @torch.no_grad()
-    def predict(self, patterns: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    def predict(self, patterns: np.ndarray, batch_size: int | None = None,
+                refine: bool = False, trust_region: float = 5.0) -> np.ndarray:
         """Orientations (unit quaternions ``(n, 4)``, float64) of the patterns.
 
         Prediction runs on a frozen copy of the network with each Conv-BN pair folded, in
         ``channels_last`` format (see :func:`~matdisco.ebsd.nets.inference_module`), in
         batches of ``batch_size`` (default 128 on CPU, where small batches stay in cache,
         1024 on GPU).
+
+        With ``refine``, OMNet's orientations start kikuchipy's refinement against the
+        master pattern (:func:`~matdisco.ebsd.dictionary.refine_orientations`, each Euler
+        angle within +/- ``trust_region`` degrees): dictionary-free indexing, much slower
+        than OMNet alone (refinement runs at tens of patterns/s on a CPU).
         """
+        q = self._predict(patterns, batch_size)
+        if refine:
+            from matdisco.ebsd.dictionary import refine_orientations
+
+            q, _ = refine_orientations(patterns, q, self.detector, trust_region)
+            q = np.array(q, dtype=np.float64)
+            q[q[:, 0] < 0] *= -1
+        return q
+
+    @torch.no_grad()
+    def _predict(self, patterns: np.ndarray, batch_size: int | None) -> np.ndarray:
         model = self._require()
         x = check_patterns(patterns, model.input_shape)
         model.eval()
