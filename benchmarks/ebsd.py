@@ -72,7 +72,6 @@ def clean_set(n: int, det: object) -> tuple:
 def bench_real(dictionary: object, models: dict, run: object, trust: float = 5.0) -> None:
     """kikuchipy's real 3x3 Ni map: dictionary indexing + refinement vs the shipped
     orientations, and every OMNet against both (disorientation per pattern)."""
-    from matdisco.ebsd.dictionary import refine_orientations
     from matdisco.ebsd.evaluation import disorientation_deg, plot_ipf_map
     from matdisco.ebsd.io import load_bundled_nickel
 
@@ -95,7 +94,7 @@ def bench_real(dictionary: object, models: dict, run: object, trust: float = 5.0
                         per_pattern=d.round(3).tolist(), reference=ref, n_test=len(d),
                         vs_refined_dictionary_mean_deg=float(d_ref.mean()),
                         vs_refined_dictionary_per_pattern=d_ref.round(3).tolist()))
-        qo, _ = refine_orientations(xr, qp, dictionary.detector, trust)
+        qo = est.predict(xr, refine=True, trust_region=trust)
         d = disorientation_deg(qo, q_ref)
         recs.append(rec("real_ni_3x3", f"{name}_refined", "mean_disorientation_deg", d.mean(),
                         "deg", per_pattern=d.round(3).tolist(), reference=ref,
@@ -156,7 +155,7 @@ def main() -> None:
     log(f"disorientation vs orix: {[r['value'] for r in recs]}")
 
     from matdisco.ebsd import DetectorConfig, OMNetIndexer, simulate_dataset
-    from matdisco.ebsd.dictionary import DictionaryIndexer, refine_orientations
+    from matdisco.ebsd.dictionary import DictionaryIndexer
     from matdisco.ebsd.evaluation import (
         disorientation_deg,
         orientation_metrics,
@@ -254,11 +253,12 @@ def main() -> None:
             if args.n_refine > 0:  # OMNet as the start of refinement: no dictionary
                 nr = min(args.n_refine, len(x))
                 t = time.perf_counter()
-                qr, _ = refine_orientations(x[:nr], qp[:nr], det, args.omnet_trust)
-                seconds = float(np.median(times)) * nr / len(x) + time.perf_counter() - t
+                qr = est.predict(x[:nr], refine=True, trust_region=args.omnet_trust)
+                seconds = time.perf_counter() - t
                 mr = orientation_metrics(qr, q[:nr], seconds)
                 m0 = orientation_metrics(qp[:nr], q[:nr])
                 extra = dict(common, n_test=nr, trust_region_deg=args.omnet_trust,
+                             retry_trust_region_deg=15.0,
                              unrefined_mean_on_same_patterns=m0["mean_disorientation_deg"],
                              median_disorientation_deg=mr["median_disorientation_deg"],
                              frac_within_1deg=mr["frac_within_1deg"],

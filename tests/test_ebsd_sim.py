@@ -99,6 +99,31 @@ def test_refinement_recovers_perturbed_orientations(sim: dict) -> None:
         refine_orientations(x[:4], q0, DET, trust_region=0.0)
 
 
+def test_omnet_refinement_retries_low_scores(sim: dict, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    import matdisco.ebsd.dictionary as dictionary
+
+    x, _ = sim["noise0"]
+    est = OMNetIndexer(loss="6d", preset="tiny", detector=DET)
+    est.model_ = est._build().eval()
+    calls = []
+
+    def fake(patterns, q0, detector, trust):  # type: ignore[no-untyped-def]
+        calls.append((len(patterns), trust))
+        n = len(patterns)
+        if trust == 5.0:  # pattern 0 fails the first pass
+            return np.tile([1.0, 0, 0, 0], (n, 1)), np.r_[0.1, np.full(n - 1, 0.95)]
+        return np.tile([0.0, 1, 0, 0], (n, 1)), np.full(n, 0.99)
+
+    monkeypatch.setattr(dictionary, "refine_orientations", fake)
+    q = est.predict(x[:4], refine=True)
+    assert calls == [(4, 5.0), (1, 15.0)]  # only the low-score pattern is retried
+    assert np.allclose(q[0], [0, 1, 0, 0]) and np.allclose(q[1:], [1, 0, 0, 0])
+    calls.clear()
+    est.predict(x[:4], refine=True, retry_trust_region=None)
+    assert calls == [(4, 5.0)]
+
+
 def test_indexer_trains_and_guards_inputs(sim: dict, tmp_path: Path) -> None:
     x, q = sim["noise0"]
     torch.manual_seed(0)

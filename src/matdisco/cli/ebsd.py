@@ -203,9 +203,8 @@ def evaluate(
         results[name] = orientation_metrics(qp, q, dt)
         dis[name] = disorientation_deg(qp, q)
         if refine:
-            from matdisco.ebsd.dictionary import refine_orientations
-
-            qr, _ = refine_orientations(x, qp, est.detector, trust_region)
+            t0 = time.perf_counter()
+            qr = est.predict(x, refine=True, trust_region=trust_region)
             results[f"{name}_refined"] = orientation_metrics(qr, q, time.perf_counter() - t0)
             dis[f"{name}_refined"] = disorientation_deg(qr, q)
     if dictionary is not None:

@@ -212,7 +212,8 @@ class OMNetIndexer:
         return self._fast[2]
 
     def predict(self, patterns: np.ndarray, batch_size: int | None = None,
-                refine: bool = False, trust_region: float = 5.0) -> np.ndarray:
+                refine: bool = False, trust_region: float = 5.0,
+                retry_trust_region: float | None = 15.0) -> np.ndarray:
         """Orientations (unit quaternions ``(n, 4)``, float64) of the patterns.
 
         Prediction runs on a frozen copy of the network with each Conv-BN pair folded, in
@@ -223,14 +224,25 @@ class OMNetIndexer:
         With ``refine``, OMNet's orientations start kikuchipy's refinement against the
         master pattern (:func:`~matdisco.ebsd.dictionary.refine_orientations`, each Euler
         angle within +/- ``trust_region`` degrees): dictionary-free indexing, much slower
-        than OMNet alone (refinement runs at tens of patterns/s on a CPU).
+        than OMNet alone (refinement runs at tens of patterns/s on a CPU). Patterns whose
+        refined NCC score stays below 0.9 x the median score are refined again from
+        OMNet's orientation within +/- ``retry_trust_region`` degrees (``None``: no
+        retry), and the better-scoring solution is kept.
         """
         q = self._predict(patterns, batch_size)
         if refine:
             from matdisco.ebsd.dictionary import refine_orientations
 
-            q, _ = refine_orientations(patterns, q, self.detector, trust_region)
+            q0 = q
+            q, score = refine_orientations(patterns, q0, self.detector, trust_region)
             q = np.array(q, dtype=np.float64)
+            if retry_trust_region is not None and len(q) > 1:
+                redo = np.flatnonzero(score < 0.9 * np.median(score))
+                if len(redo):
+                    q2, s2 = refine_orientations(np.asarray(patterns)[redo], q0[redo],
+                                                 self.detector, retry_trust_region)
+                    better = s2 > score[redo]
+                    q[redo[better]] = q2[better]
             q[q[:, 0] < 0] *= -1
         return q
 
