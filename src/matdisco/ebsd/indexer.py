@@ -155,6 +155,7 @@ class OMNetIndexer:
         train = self._tensors(patterns, quaternions)
         vdata = self._tensors(*val) if val is not None else None
         self.model_ = self._build()
+        self._fast = None
         if self.init is not None:
             src = OMNetIndexer.load(self.init, detector=self.detector)
             if (src.preset, src.representation) != (self.preset, self.representation):
