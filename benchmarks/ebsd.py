@@ -18,7 +18,6 @@ are also refined (``<model>_refined``: dictionary-free indexing, trust region
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -69,7 +68,8 @@ def clean_set(n: int, det: object) -> tuple:
     return simulate_dataset(n, seed=1, config=det, levels=("noise0",))["noise0"]
 
 
-def bench_real(dictionary: object, models: dict, run: object, trust: float = 5.0) -> None:
+def bench_real(dictionary: object, models: dict, run: object, trust: float = 5.0,
+               retry: float | None = 15.0) -> None:
     """kikuchipy's real 3x3 Ni map: dictionary indexing + refinement vs the shipped
     orientations, and every OMNet against both (disorientation per pattern)."""
     from matdisco.ebsd.evaluation import disorientation_deg, plot_ipf_map
@@ -94,11 +94,11 @@ def bench_real(dictionary: object, models: dict, run: object, trust: float = 5.0
                         per_pattern=d.round(3).tolist(), reference=ref, n_test=len(d),
                         vs_refined_dictionary_mean_deg=float(d_ref.mean()),
                         vs_refined_dictionary_per_pattern=d_ref.round(3).tolist()))
-        qo = est.predict(xr, refine=True, trust_region=trust)
+        qo = est.predict(xr, refine=True, trust_region=trust, retry_trust_region=retry)
         d = disorientation_deg(qo, q_ref)
         recs.append(rec("real_ni_3x3", f"{name}_refined", "mean_disorientation_deg", d.mean(),
                         "deg", per_pattern=d.round(3).tolist(), reference=ref,
-                        n_test=len(d), trust_region_deg=trust))
+                        n_test=len(d), trust_region_deg=trust, retry_trust_region_deg=retry))
         run.save_plot(f"ipf_real_{name}", plot_ipf_map(qp, shape))
     merge_records("ebsd", "ebsd", recs)
     log("real 3x3 Ni: " + ", ".join(f"{r['model']}={r['value']:.3g}" for r in recs))
@@ -130,6 +130,8 @@ def main() -> None:
                          "(simulated levels and the real map, with the dictionary)")
     ap.add_argument("--omnet-trust", type=float, default=5.0,
                     help="trust region (deg per Euler angle) when refining OMNet's solutions")
+    ap.add_argument("--omnet-retry-trust", type=float, default=15.0,
+                    help="wider trust region for OMNet solutions whose refinement scores low")
     ap.add_argument("--repeats", type=int, default=3,
                     help="OMNet timing: median over this many predictions of the test set")
     ap.add_argument("--real-only", default=None,
@@ -147,7 +149,7 @@ def main() -> None:
         models = {name: OMNetIndexer.load(d) for d, name in
                   (item.rsplit(":", 1) for item in args.real_only.split(","))}
         bench_real(DictionaryIndexer(*dset, detector=det), models, RunDir(args.run_dir),
-                   args.omnet_trust)
+                   args.omnet_trust, args.omnet_retry_trust)
         return
 
     recs = bench_disorientation(10_000)
@@ -192,11 +194,9 @@ def main() -> None:
     if args.load:
         for d, name in (item.rsplit(":", 1) for item in args.load.split(",")):
             est = OMNetIndexer.load(d)
-            cfg = RunDir(d).read_config()
-            est.train_seconds_ = float(sum(json.loads(line)["seconds"] for line in
-                                           (Path(d) / "history.jsonl").read_text().splitlines()
-                                           if line.strip()))
-            models[name], epochs[name] = est, int(cfg["trainer"]["epochs"])
+            rd = RunDir(d)
+            est.train_seconds_ = float(sum(h["seconds"] for h in rd.read_history()))
+            models[name], epochs[name] = est, int(rd.read_config()["trainer"]["epochs"])
             source[name] = d
             log(f"loaded {name} from {d}")
     else:
@@ -253,12 +253,13 @@ def main() -> None:
             if args.n_refine > 0:  # OMNet as the start of refinement: no dictionary
                 nr = min(args.n_refine, len(x))
                 t = time.perf_counter()
-                qr = est.predict(x[:nr], refine=True, trust_region=args.omnet_trust)
+                qr = est.predict(x[:nr], refine=True, trust_region=args.omnet_trust,
+                                 retry_trust_region=args.omnet_retry_trust)
                 seconds = time.perf_counter() - t
                 mr = orientation_metrics(qr, q[:nr], seconds)
                 m0 = orientation_metrics(qp[:nr], q[:nr])
                 extra = dict(common, n_test=nr, trust_region_deg=args.omnet_trust,
-                             retry_trust_region_deg=15.0,
+                             retry_trust_region_deg=args.omnet_retry_trust,
                              unrefined_mean_on_same_patterns=m0["mean_disorientation_deg"],
                              median_disorientation_deg=mr["median_disorientation_deg"],
                              frac_within_1deg=mr["frac_within_1deg"],
@@ -311,7 +312,7 @@ def main() -> None:
                                                   (side, side)))
 
     if not args.skip_real:
-        bench_real(dictionary, models, run, args.omnet_trust)
+        bench_real(dictionary, models, run, args.omnet_trust, args.omnet_retry_trust)
     run.write_metrics({"finished_seconds": time.perf_counter() - T0})
     log("done")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,13 @@ def test_trainer_lowers_loss_and_writes_history(tmp_path) -> None:
     hist = Trainer(net, cfg, run_dir=tmp_path).fit((x, y), (x[:64], y[:64]))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 6
+    from matdisco.training import RunDir
+
+    assert RunDir(tmp_path).read_history() == json.loads(json.dumps(hist))
+    assert RunDir(tmp_path / "empty").read_history() == []
+    (tmp_path / "history.jsonl").write_text('{"epoch": 1}\n{broken\n')
+    with pytest.raises(MatdiscoError, match="line 2"):
+        RunDir(tmp_path).read_history()
 
 
 def test_early_stopping_restores_best() -> None:

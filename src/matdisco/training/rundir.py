@@ -14,6 +14,7 @@ Layout::
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 from pathlib import Path
@@ -134,6 +135,21 @@ class RunDir:
     def read_metrics(self) -> dict[str, Any]:
         """Read ``metrics.json``."""
         return read_json(self.path / "metrics.json")
+
+    def read_history(self, name: str = "history") -> list[dict[str, Any]]:
+        """Per-epoch records of ``<name>.jsonl`` written by the Trainer (``[]`` if absent)."""
+        path = self.path / f"{name}.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise MatdiscoError(f"{path}, line {i}: not JSON ({e.msg})") from None
+        return out
 
     def save_weights(self, name: str, tensors: dict[str, torch.Tensor]) -> Path:
         """Save tensors as ``name`` (``.safetensors`` appended if missing)."""
