@@ -102,11 +102,16 @@ class OMNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_shape:
             raise MatdiscoError(f"OMNet expects patterns of shape (n, {self.input_shape[0]}, "
                                 f"{self.input_shape[1]}), got {tuple(x.shape)}")
-        f = self.trunk(x)
-        out = torch.cat([b(f) for b in self.branches], dim=-1)
-        if self.representation == "euler":
-            out = torch.sigmoid(out)
-        return out
+        return _trunk_and_branches(self.trunk, self.branches, self.representation == "euler",
+                                   x)
+
+
+def _trunk_and_branches(trunk: nn.Module, branches: nn.ModuleList, euler: bool,
+                        x: torch.Tensor) -> torch.Tensor:
+    """Shared trunk, one branch per output group, sigmoid for Euler angles."""
+    f = trunk(x)
+    out = torch.cat([b(f) for b in branches], dim=-1)
+    return torch.sigmoid(out) if euler else out
 
 
 class _InferenceOMNet(nn.Module):
@@ -119,9 +124,7 @@ class _InferenceOMNet(nn.Module):
         self.euler = euler
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.trunk(x)
-        out = torch.cat([b(f) for b in self.branches], dim=-1)
-        return torch.sigmoid(out) if self.euler else out
+        return _trunk_and_branches(self.trunk, self.branches, self.euler, x)
 
 
 def inference_module(model: OMNet, example: torch.Tensor | None = None,
