@@ -109,15 +109,20 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
              "nmf_k": a.nmf_k or a.k, "spread": a.spread, "max_strain": a.max_strain,
              "max_phases_per_sample": a.max_phases_per_sample}
     log(f"NMF phases: train {len(tr.nmf)}, test {len(te.nmf)} ({time.time() - t0:.0f}s)")
-    ref = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0,
-                           channels=(8, 16, 32), epochs=a.ref_epochs, batch_size=16, lr=1e-3,
-                           seed=0)
-    ref.fit(tr.nmf, np.zeros(len(tr.nmf), np.int64))  # targeted: every phase is pure
-    ref.save(out / "purity_refiner")
-    refined = ref.transform(te.nmf)
-    dwt = wavelet_denoise(te.nmf)
-    sets = {"raw": te.raw, "nmf": te.nmf, "dwt": dwt, "refined": refined,
-            "nmf_gibbs": te_g.nmf, "refined_gibbs": ref.transform(te_g.nmf)}
+    refiners = {}
+    for output in a.ref_outputs:  # additive correction and/or attenuation mask
+        r = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0,
+                             channels=(8, 16, 32), output=output, epochs=a.ref_epochs,
+                             batch_size=16, lr=1e-3, seed=0)
+        r.fit(tr.nmf, np.zeros(len(tr.nmf), np.int64))  # targeted: every phase is pure
+        tag = "" if output == "residual" else f"_{output}"
+        r.save(out / f"purity_refiner{tag}")
+        refiners[tag] = r
+    sets = {"raw": te.raw, "nmf": te.nmf, "dwt": wavelet_denoise(te.nmf), "nmf_gibbs": te_g.nmf}
+    for tag, r in refiners.items():
+        sets[f"refined{tag}"] = r.transform(te.nmf)
+        sets[f"refined{tag}_gibbs"] = r.transform(te_g.nmf)
+    first = sets[f"refined{next(iter(refiners))}"]
     for name, X in sets.items():
         true = te_g.true if name.endswith("gibbs") else te.true
         d = signal_distances(X, true)
@@ -125,31 +130,34 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
             records.append(rec(a.xrd_task, name, m, float(np.median(d[m])),
                                statistic="median", sum=float(np.sum(d[m])),
                                n_test=len(X)))
-        pure = float((clf.predict(X) == 0).mean())
+        pure = float((clf.predict(np.clip(X, 0, None)) == 0).mean())
         records.append(rec(a.xrd_task, name, "pure_fraction", pure, n_test=len(X), **setup))
         log(f"{name:14s} " + " ".join(f"{m}={np.median(d[m]):.4f}/{np.sum(d[m]):.2f}"
                                      for m in ("l1", "l2", "kl", "ncc")) + f" pure={pure:.3f}")
     flush(records)
-    _overlay_plot(out, te.raw, te.nmf, refined, te.true, grid)
-    _purity_scatter(out, clf.predict_proba(te.nmf)[:, 0], clf.predict_proba(refined)[:, 0])
+    _overlay_plot(out, te.raw, te.nmf, first, te.true, grid)
+    _purity_scatter(out, clf.predict_proba(te.nmf)[:, 0], clf.predict_proba(first)[:, 0])
     if a.xrd_parts == "purity":
         records.append(rec(a.xrd_task, "purity_part", "seconds", time.time() - t0))
         return records
     # ---------------------------------------------------------- crystal system accuracy
-    Xc, yc = ideal_dataset(phases, a.n_ideal, grid, task="crystal_system", seed=3, noise=0.01)
+    Xc, yc = ideal_dataset(phases, a.cs_n_ideal, grid, task="crystal_system", seed=3,
+                           noise=0.01)
     clf_cs = SignalClassifier(arch=a.arch, prototypical=True, class_names=list(CRYSTAL_SYSTEMS),
-                              epochs=a.clf_epochs, seed=0, two_theta=grid).fit(Xc, yc)
+                              epochs=a.cs_epochs, seed=0, two_theta=grid).fit(Xc, yc)
     Xct, yct = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
     log(f"crystal-system classifier (prototypical {a.arch}) ideal acc {clf_cs.score(Xct, yct):.3f}")
     records.append(rec(a.xrd_task, f"proto_classifier_{a.arch}", "ideal_accuracy_cs",
-                       clf_cs.score(Xct, yct), n_train=a.n_ideal, n_test=400))
+                       clf_cs.score(Xct, yct), n_train=a.cs_n_ideal, epochs=a.cs_epochs,
+                       n_test=400))
     # accuracy on NMF phases (targeted with the crystal-system labels of the train phases)
     ok_tr, ok_te = tr.crystal_system >= 0, te.crystal_system >= 0
     ref_cs = ImitationRefiner(clf_cs, lam=a.lam, alpha=a.lam, beta=a.beta, channels=(8, 16, 32),
                               epochs=a.ref_epochs, batch_size=16, seed=0)
     ref_cs.fit(tr.nmf[ok_tr], tr.crystal_system[ok_tr])
     y_te = te.crystal_system[ok_te]
-    for name, X in {"raw": te.raw[ok_te], "nmf": te.nmf[ok_te], "dwt": dwt[ok_te],
+    for name, X in {"raw": te.raw[ok_te], "nmf": te.nmf[ok_te],
+                    "dwt": np.clip(sets["dwt"][ok_te], 0, None),
                     "refined": ref_cs.transform(te.nmf[ok_te])}.items():
         acc = float((clf_cs.predict(X) == y_te).mean())
         records.append(rec(a.xrd_task, name, "accuracy", acc, n_test=int(ok_te.sum()),
@@ -231,6 +239,14 @@ def main() -> None:
     p.add_argument("--ablation", choices=["full", "short"], default="full")
     p.add_argument("--n-ideal", type=int, default=3000)
     p.add_argument("--clf-epochs", type=int, default=12)
+    p.add_argument("--cs-n-ideal", type=int, default=6000,
+                   help="ideal patterns of the crystal-system classifier")
+    p.add_argument("--cs-epochs", type=int, default=20,
+                   help="epochs of the crystal-system classifier")
+    p.add_argument("--ref-outputs", nargs="+", choices=["residual", "mask"],
+                   default=["residual", "mask"],
+                   help="purity refiners to train: additive correction ('refined' records) "
+                        "and/or attenuation mask ('refined_mask' records)")
     p.add_argument("--n-lib-train", type=int, default=30)
     p.add_argument("--n-lib-test", type=int, default=15)
     p.add_argument("--k", type=int, default=4, help="phases per library")
@@ -277,6 +293,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     if a.quick:
         a.n_ideal, a.clf_epochs, a.n_lib_train, a.n_lib_test = 600, 3, 6, 3
+        a.cs_n_ideal, a.cs_epochs = 600, 3
         a.ref_epochs, a.ref_epochs_ablation, a.n_degraded, a.n_degraded_test = 3, 2, 64, 64
         a.digits_per_class, a.digits_epochs, a.digits_ref_epochs = 60, 2, 2
     out = RunDir(a.run_dir)

@@ -52,6 +52,9 @@ def test_unet_starts_as_identity() -> None:
     assert torch.allclose(UNet(1, (4, 8))(x), x)
     img = torch.rand(2, 784)
     assert torch.allclose(UNet(2, (4, 8))(img), img)
+    assert torch.allclose(UNet(1, (4, 8), output="mask")(x), x)
+    with pytest.raises(MatdiscoError, match="output"):
+        UNet(1, (4, 8), output="gain")
 
 
 def test_losses() -> None:
@@ -128,6 +131,26 @@ def test_targeted_refiner_moves_signals_towards_target(fitted: SignalClassifier,
         ref.transform(X1 - 2.0)
     with pytest.raises(MatdiscoError, match="prototypical"):
         ImitationRefiner(fitted, alpha=1.0).fit(X1)
+
+
+def test_mask_refiner_only_removes_intensity(fitted: SignalClassifier, tmp_path) -> None:
+    X, y = _toy(96, seed=3)
+    t = np.arange(L)
+    spur = np.exp(-0.5 * ((t - 150) / 3.0) ** 2)
+    X1 = (X[y == 0] + 1.2 * spur).astype(np.float32)
+    ref = ImitationRefiner(fitted, lam=1.0, beta=0.1, channels=(4, 8), epochs=20,
+                           batch_size=16, lr=3e-2, output="mask").fit(X1, np.zeros(len(X1), int))
+    R = ref.transform(X1)
+    assert (R >= 0).all() and (R <= 1.05 * X1 + 1e-6).all()  # attenuation only
+    assert (fitted.predict(R) == 0).mean() >= 0.75 > (fitted.predict(X1) == 0).mean()
+    # the spurious peak (around 150) loses more of its height than the true one (around 50)
+    kept_spur = R[:, 140:161].max(1) / X1[:, 140:161].max(1)
+    kept_true = R[:, 40:61].max(1) / X1[:, 40:61].max(1)
+    assert np.median(kept_spur) < np.median(kept_true)
+    ref.save(tmp_path / "ref")
+    loaded = ImitationRefiner.load(tmp_path / "ref")
+    assert loaded.output == "mask"
+    assert np.allclose(loaded.transform(X1), R, atol=1e-5)
 
 
 def test_adversarial_training_option() -> None:

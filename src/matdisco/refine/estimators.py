@@ -304,6 +304,10 @@ class ImitationRefiner:
         Space of the regulariser: the signal itself or the classifier's feature maps.
     channels : tuple of int
         U-Net widths.
+    output : {"residual", "mask"}
+        What the U-Net predicts: an additive correction, or a multiplicative attenuation
+        in ``(0, 1.05)`` (the refiner may only remove intensity; see
+        :class:`~matdisco.refine.nets.UNet`).
     epochs, batch_size, lr : training hyper-parameters
     seed, device, progress : as for :class:`SignalClassifier`
     prior : array, optional
@@ -313,8 +317,8 @@ class ImitationRefiner:
     def __init__(self, classifier: SignalClassifier, arch: str = "unet1d", lam: float = 1.0,
                  alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.0, p: float = 1.0,
                  psi: str = "identity", channels: tuple[int, ...] = (16, 32, 64),
-                 epochs: int = 30, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                 device: str = "auto", progress: bool = False,
+                 output: str = "residual", epochs: int = 30, batch_size: int = 32,
+                 lr: float = 1e-3, seed: int = 0, device: str = "auto", progress: bool = False,
                  prior: np.ndarray | None = None) -> None:
         self.classifier = classifier
         self.prior = None if prior is None else np.asarray(prior, float)
@@ -322,6 +326,7 @@ class ImitationRefiner:
         self.lam, self.alpha, self.beta, self.gamma, self.p = lam, alpha, beta, gamma, p
         self.psi = psi
         self.channels = tuple(channels)
+        self.output = output
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.seed, self.device, self.progress = seed, device, progress
 
@@ -330,7 +335,7 @@ class ImitationRefiner:
             raise MatdiscoError(f"unknown refiner {self.arch!r} (unet1d, unet2d)")
         set_seed(self.seed)
         return UNet(dim=1 if self.arch == "unet1d" else 2, channels=self.channels,
-                    nonneg=not self.classifier.allow_negative)
+                    nonneg=not self.classifier.allow_negative, output=self.output)
 
     def fit(self, X: Any, y: Any = None, run_dir: str | os.PathLike[str] | None = None,
             two_theta: Any = None) -> ImitationRefiner:
@@ -422,7 +427,7 @@ class ImitationRefiner:
         """Everything needed to rebuild the refiner."""
         return {"kind": "imitation_refiner", "arch": self.arch, "lam": self.lam,
                 "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "p": self.p,
-                "psi": self.psi, "channels": list(self.channels),
+                "psi": self.psi, "channels": list(self.channels), "output": self.output,
                 "targeted": getattr(self, "targeted_", None),
                 "training": {"epochs": self.epochs, "batch_size": self.batch_size,
                              "lr": self.lr, "seed": self.seed},
@@ -465,7 +470,8 @@ class ImitationRefiner:
         tr = cfg.get("training", {})
         obj = cls(classifier, arch=cfg["arch"], lam=cfg["lam"], alpha=cfg["alpha"],
                   beta=cfg["beta"], gamma=cfg["gamma"], p=cfg["p"], psi=cfg["psi"],
-                  channels=tuple(cfg["channels"]), epochs=tr.get("epochs", 30),
+                  channels=tuple(cfg["channels"]), output=cfg.get("output", "residual"),
+                  epochs=tr.get("epochs", 30),
                   batch_size=tr.get("batch_size", 32), lr=tr.get("lr", 1e-3),
                   seed=tr.get("seed", 0), device=device)
         obj.model_ = obj._build()

@@ -230,20 +230,32 @@ def _cbr(dim: int, c_in: int, c_out: int) -> nn.Sequential:
                          conv(c_out, c_out, k, padding=k // 2), bn(c_out), nn.ReLU())
 
 
-class UNet(nn.Module):
-    """U-Net refiner, 1D (signals) or 2D (images), predicting a residual correction.
+_MASK_OFFSET = 3.0
+_MASK_ONE = float(torch.sigmoid(torch.tensor(_MASK_OFFSET)))
 
-    ``R(x) = relu(x + Δ(x))`` for non-negative signals (``nonneg=True``), else
-    ``x + Δ(x)``. The last layer is zero-initialised so that an untrained refiner is the
-    identity map.
+
+class UNet(nn.Module):
+    """U-Net refiner, 1D (signals) or 2D (images).
+
+    ``output="residual"`` predicts a correction: ``R(x) = relu(x + Δ(x))`` for
+    non-negative signals (``nonneg=True``), else ``x + Δ(x)``. ``output="mask"`` predicts
+    an attenuation ``m(x) = σ(z(x) + 3) / σ(3) ∈ (0, 1.05)``: ``R(x) = m(x) · x``, a
+    refiner that can remove intensity (spurious peaks, noise, background) but can neither
+    add peaks nor paint adversarial patterns on empty regions. It starts less sensitive
+    than the residual mode (``dm/dz = 1 − σ(3) ≈ 0.05``) and usually wants a larger
+    learning rate. The last layer is zero-initialised so that an untrained
+    refiner is the identity map in both modes.
     """
 
     def __init__(self, dim: int = 1, channels: tuple[int, ...] = (16, 32, 64),
-                 nonneg: bool = True, side: int | None = None) -> None:
+                 nonneg: bool = True, side: int | None = None, output: str = "residual"
+                 ) -> None:
         super().__init__()
         if dim not in (1, 2):
             raise MatdiscoError(f"UNet dim must be 1 or 2, got {dim}")
-        self.dim, self.nonneg, self.side = dim, nonneg, side
+        if output not in ("residual", "mask"):
+            raise MatdiscoError(f"UNet output must be 'residual' or 'mask', got {output!r}")
+        self.dim, self.nonneg, self.side, self.output = dim, nonneg, side, output
         self.down = nn.ModuleList()
         c_in = 1
         for c in channels:
@@ -281,6 +293,9 @@ class UNet(nn.Module):
         for u, s in zip(self.up, reversed(skips), strict=True):
             h = F.interpolate(h, size=s.shape[2:], mode="nearest")
             h = u(torch.cat([h, s], 1))
+        if self.output == "mask":  # σ(z + 3) / σ(3): identity at z = 0, never saturated
+            m = torch.sigmoid(self.out(h) + _MASK_OFFSET) / _MASK_ONE
+            return (inp * m).reshape(shape)
         y = inp + self.out(h)
         if self.nonneg:
             y = F.relu(y)
