@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -242,6 +244,17 @@ def test_cli_train_apply_evaluate(tmp_path) -> None:
     r = CliRunner().invoke(app, ["evaluate", "--run", str(tmp_path / "run"), "--input",
                                  str(tmp_path / "imp.npz")])
     assert r.exit_code == 0 and '"accuracy"' in r.output and '"l1_median"' in r.output
+    r = CliRunner().invoke(app, ["train", "--ideal", str(tmp_path / "ideal.npz"),
+                                 "--imperfect", str(tmp_path / "imp.npz"),
+                                 "--out", str(tmp_path / "mask"), "--clf-epochs", "1",
+                                 "--epochs", "1", "--refiner-output", "mask"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "mask" / "config.json").read_text())["output"] == "mask"
+    r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "mask"), "--input",
+                                 str(tmp_path / "imp.npz"), "--output",
+                                 str(tmp_path / "masked.npz")])
+    assert r.exit_code == 0, r.output
+    assert (np.load(tmp_path / "masked.npz")["X"] <= 1.05 * Xi + 1e-6).all()
     np.save(tmp_path / "short.npy", np.ones((2, L - 1), np.float32))
     r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "run"), "--input",
                                  str(tmp_path / "short.npy"), "--output",

@@ -61,6 +61,9 @@ def train(
     out: Path = typer.Option(..., help="Run directory to write."),
     arch: str = typer.Option("cnn1d", help="Classifier: cnn1d, lstm, densenet1d, lenet."),
     refiner: str = typer.Option("unet1d", help="Refiner: unet1d or unet2d."),
+    refiner_output: str = typer.Option("residual", help="What the refiner predicts: residual "
+                                       "(additive correction) or mask (attenuation only)."),
+    lr: float = typer.Option(1e-3, help="Refiner learning rate."),
     prototypical: bool = typer.Option(False, help="Prototypical classifier."),
     targeted: bool = typer.Option(True, help="Use the imperfect file's y as targets."),
     target_class: int | None = typer.Option(None, help="Refine every signal towards this class."),
@@ -90,7 +93,7 @@ def train(
     elif targeted and "y" in imp:
         y = np.asarray(imp["y"]).astype(np.int64)
     ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
-                           psi=psi, epochs=epochs, seed=seed)
+                           psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed)
     ref.fit(imp["X"], y, run_dir=out, two_theta=imp.get("two_theta"))
     ref.save(out)
     typer.echo(f"trained refiner ({'targeted' if y is not None else 'non-targeted'}) -> {out}")
