@@ -105,6 +105,14 @@ def test_prototypical_classifier() -> None:
     assert bool(clf.model_.initialized.all())
     Xt, yt = _toy(60, seed=2)
     assert clf.score(Xt, yt) > 0.85
+    # the softmax head (the refiner's ℓ_pred) is trained beside the prototypes (ℓ_proto)
+    m = clf.model_.eval()
+    with torch.no_grad():
+        e = m.embed(torch.from_numpy(Xt))
+        head = m.head_logits(e)
+        proto = m.logits_from_embedding(e)
+    assert (head.argmax(1).numpy() == yt).mean() > 0.85
+    assert not torch.allclose(torch.log_softmax(head, 1), torch.log_softmax(proto, 1))
 
 
 def test_targeted_refiner_moves_signals_towards_target(fitted: SignalClassifier,

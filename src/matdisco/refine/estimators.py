@@ -129,9 +129,11 @@ class SignalClassifier:
             if model.training:
                 model.update_prototypes(e.detach(), y)
             logits = model.logits_from_embedding(e)
+            # the softmax head is trained too: it gives the refiner's ℓ_pred
+            loss = F.cross_entropy(logits, y) + F.cross_entropy(model.head_logits(e), y)
         else:
             logits = model(x)
-        loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y)
         if self.adversarial_eps > 0 and model.training:
             loss = 0.5 * (loss + F.cross_entropy(self._forward_logits(model, self._fgsm(
                 model, x, y)), y))
@@ -380,11 +382,8 @@ class ImitationRefiner:
             total = torch.zeros((), device=x.device)
             need_logits = self.lam > 0 or self.gamma > 0
             e = cmod.embed(rx) if (self.alpha > 0 or clf.prototypical) else None
-            if need_logits:
-                if clf.prototypical:
-                    logits = cmod.logits_from_embedding(e)
-                else:
-                    logits = cmod(rx)
+            if need_logits:  # ℓ_pred and ℓ_kl: the softmax head (ℓ_proto: the prototypes)
+                logits = cmod.head_logits(e) if clf.prototypical else cmod(rx)
             if self.lam > 0:
                 lp = prediction_loss(logits, target)
                 total = total + self.lam * lp

@@ -184,7 +184,10 @@ class PrototypeClassifier(nn.Module):
     """Prototypical classifier: logits are ``-‖embed(x) − p_c‖²`` to one prototype per class.
 
     The prototypes are a buffer updated with a running (exponential) mean of the class
-    embeddings during training (:meth:`update_prototypes`), as in the second study.
+    embeddings during training (:meth:`update_prototypes`), as in the second study. The
+    backbone's softmax head is trained beside them (:meth:`head_logits`): it gives the
+    refiner's prediction loss ℓ_pred, while the prototypes give ℓ_proto, so that the two
+    losses of the ablation are different functions.
     """
 
     def __init__(self, backbone: nn.Module, n_classes: int, embed_dim: int = 64,
@@ -204,6 +207,10 @@ class PrototypeClassifier(nn.Module):
 
     def logits_from_embedding(self, e: torch.Tensor) -> torch.Tensor:
         return -torch.cdist(e, self.prototypes).pow(2)
+
+    def head_logits(self, e: torch.Tensor) -> torch.Tensor:
+        """Logits of the backbone's softmax head on embedding ``e``."""
+        return self.backbone.head(e)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_embedding(self.embed(x))

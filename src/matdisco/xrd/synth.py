@@ -56,7 +56,7 @@ def mixture_pattern(phases: Sequence[PeakList], fractions: Sequence[float],
 
 def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | None = None,
                   task: str = "purity", seed: int = 0, mixture_sizes: Sequence[int] = (2, 3),
-                  min_fraction: float = 0.15, noise: float = 0.0
+                  min_fraction: float = 0.15, noise: float | tuple[float, float] = 0.0
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Ideal simulated patterns and labels.
 
@@ -78,8 +78,10 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
         Numbers of phases in a mixture.
     min_fraction : float
         Minimum fraction of every phase of a mixture.
-    noise : float
-        Gaussian noise level (relative to the maximum).
+    noise : float or (float, float)
+        Gaussian noise level (relative to the maximum), or a range ``(lo, hi)`` from which
+        each pattern draws its own level (so that a classifier cannot take the noise level
+        for a class cue).
 
     Returns
     -------
@@ -92,16 +94,20 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
         raise MatdiscoError("need at least 2 phases to build an ideal data set")
     X = np.zeros((n, len(grid)), np.float32)
     y = np.zeros(n, np.int64)
+    lo, hi = (noise, noise) if np.isscalar(noise) else (float(noise[0]), float(noise[1]))
+    if not 0 <= lo <= hi:
+        raise MatdiscoError(f"noise must be >= 0 (or a range lo <= hi), got {noise!r}")
     if task == "purity":
         for i in range(n):
+            lvl = float(rng.uniform(lo, hi)) if hi > lo else lo
             if i % 2 == 0:
-                X[i] = pure_pattern(phases[rng.integers(len(phases))], grid, rng, noise=noise)
+                X[i] = pure_pattern(phases[rng.integers(len(phases))], grid, rng, noise=lvl)
             else:
                 k = int(rng.choice(list(mixture_sizes)))
                 idx = rng.choice(len(phases), size=k, replace=False)
                 f = rng.dirichlet(np.ones(k))
                 f = min_fraction + (1 - k * min_fraction) * f
-                X[i] = mixture_pattern([phases[j] for j in idx], f, grid, rng, noise=noise)
+                X[i] = mixture_pattern([phases[j] for j in idx], f, grid, rng, noise=lvl)
                 y[i] = 1
     elif task == "crystal_system":
         cs = [CRYSTAL_SYSTEMS.index(p.crystal_system) if p.crystal_system in CRYSTAL_SYSTEMS
@@ -110,8 +116,9 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
         if not usable:
             raise MatdiscoError("no phase has a known crystal system")
         for i in range(n):
+            lvl = float(rng.uniform(lo, hi)) if hi > lo else lo
             j = usable[rng.integers(len(usable))]
-            X[i] = pure_pattern(phases[j], grid, rng, noise=noise)
+            X[i] = pure_pattern(phases[j], grid, rng, noise=lvl)
             y[i] = cs[j]
     else:
         raise MatdiscoError(f"unknown task {task!r} (purity, crystal_system)")
