@@ -88,14 +88,17 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     log(f"{len(phases)} phases ({time.time() - t0:.0f}s)")
     records: list[dict] = []
     # ---------------------------------------------------------- purity classifier
-    Xp, yp = ideal_dataset(phases, a.n_ideal, grid, task="purity", seed=1, noise=0.01)
+    noise = a.purity_noise[0] if a.purity_noise[0] == a.purity_noise[1] else \
+        tuple(a.purity_noise)
+    Xp, yp = ideal_dataset(phases, a.n_ideal, grid, task="purity", seed=1, noise=noise)
     clf = SignalClassifier(arch=a.arch, class_names=list(PURITY_CLASSES), epochs=a.clf_epochs,
                            seed=0, two_theta=grid, adversarial_eps=a.xrd_adv_eps).fit(Xp, yp)
     Xpt, ypt = ideal_dataset(phases, 400, grid, task="purity", seed=2, noise=0.01)
     acc_ideal = clf.score(Xpt, ypt)
     log(f"purity classifier ({a.arch}) ideal test acc {acc_ideal:.3f}")
     records.append(rec(a.xrd_task, f"classifier_{a.arch}", "ideal_accuracy", acc_ideal,
-                       n_train=a.n_ideal, n_test=400, length=a.length))
+                       n_train=a.n_ideal, n_test=400, length=a.length, epochs=a.clf_epochs,
+                       train_noise=list(a.purity_noise), test_noise=0.01))
     flush(records)
     # ---------------------------------------------------------- NMF phases
     lib_kw = {"background": a.background, "noise": a.noise, "max_strain": a.max_strain,
@@ -239,6 +242,10 @@ def main() -> None:
     p.add_argument("--ablation", choices=["full", "short"], default="full")
     p.add_argument("--n-ideal", type=int, default=3000)
     p.add_argument("--clf-epochs", type=int, default=12)
+    p.add_argument("--purity-noise", type=float, nargs=2, default=[0.01, 0.01],
+                   metavar=("LO", "HI"),
+                   help="noise level of the purity classifier's ideal patterns, drawn per "
+                        "pattern from [LO, HI] (LO < HI: the noise level is no class cue)")
     p.add_argument("--cs-n-ideal", type=int, default=6000,
                    help="ideal patterns of the crystal-system classifier")
     p.add_argument("--cs-epochs", type=int, default=20,
