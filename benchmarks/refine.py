@@ -144,37 +144,56 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
         records.append(rec(a.xrd_task, "purity_part", "seconds", time.time() - t0))
         return records
     # ---------------------------------------------------------- crystal system accuracy
-    Xc, yc = ideal_dataset(phases, a.cs_n_ideal, grid, task="crystal_system", seed=3,
+    # one run per seed (classifier, refiners, degraded patterns); records are means with the
+    # per-seed values beside them
+    runs = [_crystal_system_part(a, phases, grid, tr, te, sets["dwt"], s, t0)
+            for s in a.cs_seeds]
+    for key, extra in runs[0].items():
+        vals = [r[key][0] for r in runs]
+        records.append(rec(key[0], key[1], key[2], float(np.mean(vals)), **extra[1],
+                           seeds=list(a.cs_seeds), per_seed=vals,
+                           std=float(np.std(vals))))
+    flush(records)
+    records.append(rec(a.xrd_task, "all", "seconds", time.time() - t0))
+    return records
+
+
+def _crystal_system_part(a: argparse.Namespace, phases: list, grid: np.ndarray, tr: object,
+                         te: object, dwt: np.ndarray, seed: int, t0: float
+                         ) -> dict[tuple[str, str, str], tuple[float, dict]]:
+    """Crystal-system accuracy before/after targeted refinement (NMF phases, degraded
+    patterns with the loss ablation) for one seed; ``{(task, method, metric): (value,
+    extra fields)}``."""
+    out: dict[tuple[str, str, str], tuple[float, dict]] = {}
+    Xc, yc = ideal_dataset(phases, a.cs_n_ideal, grid, task="crystal_system", seed=3 + 1000 * seed,
                            noise=0.01)
     clf_cs = SignalClassifier(arch=a.arch, prototypical=True, class_names=list(CRYSTAL_SYSTEMS),
-                              epochs=a.cs_epochs, seed=0, two_theta=grid).fit(Xc, yc)
+                              epochs=a.cs_epochs, seed=seed, two_theta=grid).fit(Xc, yc)
     Xct, yct = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
-    log(f"crystal-system classifier (prototypical {a.arch}) ideal acc {clf_cs.score(Xct, yct):.3f}")
-    records.append(rec(a.xrd_task, f"proto_classifier_{a.arch}", "ideal_accuracy_cs",
-                       clf_cs.score(Xct, yct), n_train=a.cs_n_ideal, epochs=a.cs_epochs,
-                       n_test=400))
+    acc_i = clf_cs.score(Xct, yct)
+    log(f"[seed {seed}] crystal-system classifier (prototypical {a.arch}) ideal acc {acc_i:.3f}")
+    out[(a.xrd_task, f"proto_classifier_{a.arch}", "ideal_accuracy_cs")] = (
+        acc_i, {"n_train": a.cs_n_ideal, "epochs": a.cs_epochs, "n_test": 400})
     # accuracy on NMF phases (targeted with the crystal-system labels of the train phases)
     ok_tr, ok_te = tr.crystal_system >= 0, te.crystal_system >= 0
     ref_cs = ImitationRefiner(clf_cs, lam=a.lam, alpha=a.lam, beta=a.beta, channels=(8, 16, 32),
-                              epochs=a.ref_epochs, batch_size=16, seed=0)
+                              epochs=a.ref_epochs, batch_size=16, seed=seed)
     ref_cs.fit(tr.nmf[ok_tr], tr.crystal_system[ok_tr])
     y_te = te.crystal_system[ok_te]
-    for name, X in {"raw": te.raw[ok_te], "nmf": te.nmf[ok_te],
-                    "dwt": np.clip(sets["dwt"][ok_te], 0, None),
+    for name, X in {"raw": te.raw[ok_te], "nmf": te.nmf[ok_te], "dwt": dwt[ok_te],
                     "refined": ref_cs.transform(te.nmf[ok_te])}.items():
         acc = float((clf_cs.predict(X) == y_te).mean())
-        records.append(rec(a.xrd_task, name, "accuracy", acc, n_test=int(ok_te.sum()),
-                           labels="crystal_system"))
-        log(f"NMF-phase crystal-system accuracy {name}: {acc:.3f}")
-    flush(records)
+        out[(a.xrd_task, name, "accuracy")] = (acc, {"n_test": int(ok_te.sum()),
+                                                     "labels": "crystal_system"})
+        log(f"[seed {seed}] NMF-phase crystal-system accuracy {name}: {acc:.3f}")
     # degraded patterns + loss ablation
-    Xd, yd, _ = degraded_dataset(phases, a.n_degraded, grid, seed=5)
-    Xdt, ydt, _ = degraded_dataset(phases, a.n_degraded_test, grid, seed=6)
+    Xd, yd, _ = degraded_dataset(phases, a.n_degraded, grid, seed=5 + 1000 * seed)
+    Xdt, ydt, _ = degraded_dataset(phases, a.n_degraded_test, grid, seed=6 + 1000 * seed)
     acc0 = clf_cs.score(Xdt, ydt)
-    records.append(rec("xrd_degraded", "raw", "accuracy", acc0, n_test=len(Xdt)))
-    records.append(rec("xrd_degraded", "dwt", "accuracy", clf_cs.score(wavelet_denoise(Xdt), ydt),
-                       n_test=len(Xdt)))
-    log(f"degraded raw acc {acc0:.3f}")
+    out[("xrd_degraded", "raw", "accuracy")] = (acc0, {"n_test": len(Xdt)})
+    out[("xrd_degraded", "dwt", "accuracy")] = (clf_cs.score(wavelet_denoise(Xdt), ydt),
+                                                {"n_test": len(Xdt)})
+    log(f"[seed {seed}] degraded raw acc {acc0:.3f}")
     ablation = {"pred": (a.lam, 0.0, 0.0), "proto": (0.0, a.lam, 0.0),
                 "pred+reg": (a.lam, 0.0, a.beta), "proto+reg": (0.0, a.lam, a.beta),
                 "pred+proto+reg": (a.lam, a.lam, a.beta)}
@@ -182,15 +201,14 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
         ablation = {k: ablation[k] for k in ("pred", "pred+proto+reg")}
     for tag, (lam, alpha, beta) in ablation.items():
         r = ImitationRefiner(clf_cs, lam=lam, alpha=alpha, beta=beta, channels=(8, 16, 32),
-                             epochs=a.ref_epochs_ablation, batch_size=16, seed=0)
+                             epochs=a.ref_epochs_ablation, batch_size=16, seed=seed)
         r.fit(Xd, yd)
         acc = clf_cs.score(r.transform(Xdt), ydt)
-        records.append(rec("xrd_degraded", f"refined_{tag}", "accuracy", acc,
-                           n_train=len(Xd), n_test=len(Xdt), lam=lam, alpha=alpha, beta=beta))
-        log(f"degraded refined [{tag}] acc {acc:.3f} ({time.time() - t0:.0f}s)")
-        flush(records)
-    records.append(rec(a.xrd_task, "all", "seconds", time.time() - t0))
-    return records
+        out[("xrd_degraded", f"refined_{tag}", "accuracy")] = (
+            acc, {"n_train": len(Xd), "n_test": len(Xdt), "lam": lam, "alpha": alpha,
+                  "beta": beta})
+        log(f"[seed {seed}] degraded refined [{tag}] acc {acc:.3f} ({time.time() - t0:.0f}s)")
+    return out
 
 
 def _overlay_plot(out: RunDir, raw: np.ndarray, nmf: np.ndarray, refined: np.ndarray,
@@ -250,6 +268,9 @@ def main() -> None:
                    help="ideal patterns of the crystal-system classifier")
     p.add_argument("--cs-epochs", type=int, default=20,
                    help="epochs of the crystal-system classifier")
+    p.add_argument("--cs-seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds of the crystal-system part (classifier, refiners, degraded "
+                        "patterns); records are means, per-seed values in 'per_seed'")
     p.add_argument("--ref-outputs", nargs="+", choices=["residual", "mask"],
                    default=["residual", "mask"],
                    help="purity refiners to train: additive correction ('refined' records) "
@@ -300,7 +321,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     if a.quick:
         a.n_ideal, a.clf_epochs, a.n_lib_train, a.n_lib_test = 600, 3, 6, 3
-        a.cs_n_ideal, a.cs_epochs = 600, 3
+        a.cs_n_ideal, a.cs_epochs, a.cs_seeds = 600, 3, [0, 1]
         a.ref_epochs, a.ref_epochs_ablation, a.n_degraded, a.n_degraded_test = 3, 2, 64, 64
         a.digits_per_class, a.digits_epochs, a.digits_ref_epochs = 60, 2, 2
     out = RunDir(a.run_dir)
