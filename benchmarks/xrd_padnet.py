@@ -64,12 +64,15 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
     bg, frames = ("irregular", 1) if task == "slac_like" else ("smooth", 2)
     t0 = time.perf_counter()
     lib = make_library(n_samples=args.n_samples, background=bg, n_frames=frames,
-                       shape=args.size, seed=args.seed)
+                       shape=args.size, seed=args.seed, spottiness=args.spottiness,
+                       counts=args.counts, background_level=args.background_level)
+    task = task + args.task_suffix
     print(f"{task}: library {lib.images.shape} in {time.perf_counter() - t0:.0f} s, "
           f"region counts {np.bincount(lib.labels).tolist()}", flush=True)
     common = {"n_samples": len(lib), "image_size": args.size, "n_frames": frames,
               "folds": args.folds, "folds_run": args.max_folds or args.folds,
-              "background": bg, "seed": args.seed}
+              "background": bg, "seed": args.seed, "spottiness": args.spottiness,
+              "counts": args.counts, "background_level": args.background_level}
     recs: list[dict] = []
     # 1D baselines
     P = integrate_images(lib.images, lib.geometries, npt=args.npt)
@@ -91,9 +94,10 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
                                     f_background=f_bg, f=args.f,
                                     trainable_filters=(filters == "trainable"),
                                     epochs=args.epochs, patience=args.patience,
-                                    device="cpu")
+                                    attention=args.attention, device="cpu")
         dt = time.perf_counter() - t0
-        suffix = "" if filters == "frozen" else "_trainable"
+        suffix = ("" if filters == "frozen" else "_trainable") + \
+            ("" if args.attention == "softmax" else f"_attn-{args.attention}")
         for key, v in res.items():
             if not key.startswith("train-"):
                 continue
@@ -104,6 +108,7 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
                          "slope_filters": filters, "use_composition": False, "f": args.f,
                          "pool_grid": PADNetClassifier().pool_grid,
                          "transform": PADNetClassifier().transform,
+                         "attention": args.attention,
                          "epochs_max": args.epochs, "background_window": f_bg, **common})
         recs.append({"task": task, "model": f"padnet{suffix}", "metric": "seconds_per_image",
                      "value": res["seconds_per_image"], "unit": "s",
@@ -129,6 +134,16 @@ def main() -> None:
     ap.add_argument("--filters", nargs="+", default=["frozen"],
                     choices=["frozen", "trainable"])
     ap.add_argument("--baselines", nargs="+", default=["adaboost", "logreg", "rf"])
+    ap.add_argument("--attention", default="softmax", choices=["softmax", "none"],
+                    help="PAD layer: the study's spatial softmax or none (records of 'none' "
+                         "are named padnet_..._attn-none)")
+    ap.add_argument("--spottiness", type=float, default=0.3,
+                    help="ring texture of the library (0 smooth rings, 1 coarse grains)")
+    ap.add_argument("--counts", type=float, default=500.0, help="photon counts scale")
+    ap.add_argument("--background-level", type=float, default=None,
+                    help="background strength (default: the family's)")
+    ap.add_argument("--task-suffix", default="",
+                    help="appended to the task names (e.g. _textured for a library variant)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

@@ -191,6 +191,16 @@ def test_slope_filters_cancel_linear_background() -> None:
         PADNet(3, pool_grid=0)
     with pytest.raises(MatdiscoError, match="transform"):
         PADNet(3, transform="cube")
+    # attention="none": the batch-normed maps themselves, no spatial softmax
+    plain = PeakAreaDetection(5, attention="none").eval()
+    img = torch.sqrt(500 + 200 * ring + ramp)
+    y = plain(img)
+    torch.testing.assert_close(y, plain.norm(plain.pool(plain.slope(img).abs())))
+    sm = pad(img)
+    torch.testing.assert_close(sm.mean((2, 3)), torch.ones(1, 4))  # softmax: mean 1 per map
+    assert PADNet(3, attention="none")(torch.rand(2, 1, 32, 32)).shape == (2, 3)
+    with pytest.raises(MatdiscoError, match="attention"):
+        PADNet(3, attention="sparse")
 
 
 def test_padnet_learns_and_saves(small_lib: ImageLibrary, tmp_path) -> None:
@@ -213,6 +223,13 @@ def test_padnet_learns_and_saves(small_lib: ImageLibrary, tmp_path) -> None:
         back.predict(np.zeros((2, 1, 32, 32), np.float32))
     with pytest.raises(MatdiscoError, match="NaN"):
         back.predict(np.full((1, 1, 48, 48), np.nan, np.float32))
+    flat = PADNetClassifier(f=3, channels=(8, 16), epochs=2, batch_size=8, patience=None,
+                            val_fraction=0.0, device="cpu", attention="none")
+    flat.fit(lib.images, y).save(tmp_path / "flat")
+    again = PADNetClassifier.load(tmp_path / "flat")
+    assert again.attention == "none" and again.model_.pad.attention == "none"
+    np.testing.assert_allclose(again.predict_proba(lib.images[:5]),
+                               flat.predict_proba(lib.images[:5]), atol=1e-5)
 
 
 # ------------------------------------------------------------------ baselines + readers
@@ -298,10 +315,12 @@ def test_cli_library_background_train_classify(tmp_path) -> None:
         assert z["images"].shape == (16, 1, 32, 32) and "labels" in z.files
     run = tmp_path / "run"
     r = runner.invoke(app, ["train", str(lib), "--out", str(run), "--epochs", "2",
-                            "--f", "3", "--device", "cpu", "--preprocess", "mf"])
+                            "--f", "3", "--device", "cpu", "--preprocess", "mf",
+                            "--attention", "none"])
     assert r.exit_code == 0, r.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and (run / "padnet.safetensors").exists()
+    assert json.loads((run / "config.json").read_text())["params"]["attention"] == "none"
     r = runner.invoke(app, ["classify", str(run), str(lib), "--output",
                             str(tmp_path / "pred.csv")])
     assert r.exit_code == 0, r.output

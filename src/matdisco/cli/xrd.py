@@ -274,6 +274,8 @@ def train(
     trainable_filters: bool = typer.Option(False, help="Train the slope filters."),
     use_composition: bool = typer.Option(False, help="Add the composition branch."),
     f: int = typer.Option(5, help="Slope-filter size (pixels)."),
+    attention: str = typer.Option("softmax", help="PAD layer: the study's spatial softmax, "
+                                  "or none (robust to textured, spotty rings)."),
     epochs: int = typer.Option(60),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(2e-3),
@@ -290,8 +292,8 @@ def train(
     from matdisco.xrd.padnet import PADNetClassifier, count_parameters, cross_validate_matrix
 
     params = dict(f=f, trainable_filters=trainable_filters, use_composition=use_composition,
-                  epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  patience=patience, device=device)
+                  attention=attention, epochs=epochs, batch_size=batch_size, lr=lr,
+                  weight_decay=weight_decay, patience=patience, device=device)
     lib = ImageLibrary.load(library)
     comp = lib.compositions if use_composition else None
     metrics: dict = {}

@@ -47,6 +47,9 @@ def slope_kernels(f: int) -> torch.Tensor:
     return torch.tensor(k[:, None], dtype=torch.float32)
 
 
+ATTENTIONS = ("softmax", "none")
+
+
 class PeakAreaDetection(nn.Module):
     """Slope filters → |·| → f×f max filter → batch norm → spatial softmax.
 
@@ -56,10 +59,19 @@ class PeakAreaDetection(nn.Module):
         Filter size (odd sizes keep the image centred).
     trainable : bool
         Train the slope filters (False keeps them fixed).
+    attention : {"softmax", "none"}
+        ``softmax``: the study's spatial softmax over each map. ``none``: the batch-normed
+        maps go on as they are. The softmax is winner-take-all: on textured (spotty) rings
+        it concentrates on the few brightest spots and the other rings fade, so ``none`` is
+        the robust choice for coarse-grained films (see ``notes/issue-5.md``).
     """
 
-    def __init__(self, f: int = 5, trainable: bool = False) -> None:
+    def __init__(self, f: int = 5, trainable: bool = False, attention: str = "softmax"
+                 ) -> None:
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise MatdiscoError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        self.attention = attention
         self.f = int(f)
         # replicate padding: zero padding would put a step of the background's height at
         # the image border, and its slope response would swamp every ring
@@ -72,10 +84,13 @@ class PeakAreaDetection(nn.Module):
         self.norm = nn.BatchNorm2d(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, H, W)`` image → ``(B, 4, H, W)`` peak-area maps (mean 1 per channel)."""
+        """``(B, 1, H, W)`` image → ``(B, 4, H, W)`` peak-area maps (with the softmax:
+        mean 1 per channel)."""
         h, w = x.shape[-2:]
         y = self.pool(self.slope(x).abs())[..., :h, :w]
         y = self.norm(y)
+        if self.attention == "none":
+            return y
         b, c = y.shape[:2]
         p = torch.softmax(y.reshape(b, c, -1), dim=-1)
         return (p * (h * w)).reshape(b, c, h, w)
@@ -110,12 +125,15 @@ class PADNet(nn.Module):
         the Poisson noise of the counts uniform over the image, so a ring on a bright
         background patch is not drowned by that patch's larger noise; ``log`` turns a
         multiplicative background into an additive one.
+    attention : {"softmax", "none"}
+        The PAD layer's spatial softmax, or none (see :class:`PeakAreaDetection`).
     """
 
     def __init__(self, n_classes: int, n_frames: int = 1, f: int = 5,
                  trainable_filters: bool = False, channels: Sequence[int] = (16, 32, 64),
                  use_composition: bool = False, dropout: float = 0.2,
-                 pool_grid: int = 4, transform: str = "sqrt") -> None:
+                 pool_grid: int = 4, transform: str = "sqrt", attention: str = "softmax"
+                 ) -> None:
         super().__init__()
         if n_classes < 2:
             raise MatdiscoError(f"PADNet needs ≥ 2 classes, got {n_classes}")
@@ -124,7 +142,7 @@ class PADNet(nn.Module):
         self.transform = transform
         self.n_frames = int(n_frames)
         self.use_composition = bool(use_composition)
-        self.pad = PeakAreaDetection(f, trainable_filters)
+        self.pad = PeakAreaDetection(f, trainable_filters, attention)
         layers: list[nn.Module] = []
         c_in = 4
         for c in channels:
@@ -205,7 +223,7 @@ class PADNetClassifier:
         ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     progress : bool
         Show a progress bar.
-    pool_grid, transform : see :class:`PADNet`.
+    pool_grid, transform, attention : see :class:`PADNet`.
     """
 
     def __init__(self, f: int = 5, trainable_filters: bool = False,
@@ -213,7 +231,8 @@ class PADNetClassifier:
                  epochs: int = 60, batch_size: int = 16, lr: float = 2e-3,
                  weight_decay: float = 1e-4, patience: int = 12, val_fraction: float = 0.15,
                  dropout: float = 0.2, seed: int = 0, device: str = "auto",
-                 progress: bool = False, pool_grid: int = 4, transform: str = "sqrt") -> None:
+                 progress: bool = False, pool_grid: int = 4, transform: str = "sqrt",
+                 attention: str = "softmax") -> None:
         self.f = f
         self.trainable_filters = trainable_filters
         self.use_composition = use_composition
@@ -230,13 +249,14 @@ class PADNetClassifier:
         self.progress = progress
         self.pool_grid = pool_grid
         self.transform = transform
+        self.attention = attention
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters."""
         return {k: getattr(self, k) for k in (
             "f", "trainable_filters", "use_composition", "channels", "epochs", "batch_size",
             "lr", "weight_decay", "patience", "val_fraction", "dropout", "seed", "device",
-            "progress", "pool_grid", "transform")}
+            "progress", "pool_grid", "transform", "attention")}
 
     def _build(self) -> PADNet:
         from matdisco.training import set_seed
@@ -244,7 +264,7 @@ class PADNetClassifier:
         set_seed(self.seed)
         return PADNet(self.n_classes_, self.n_frames_, self.f, self.trainable_filters,
                       self.channels, self.use_composition, self.dropout, self.pool_grid,
-                      self.transform)
+                      self.transform, self.attention)
 
     def _tensors(self, images: Any, compositions: Any | None) -> list[torch.Tensor]:
         x = _as_images(images)
