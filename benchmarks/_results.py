@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,33 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": tv}
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive lock on ``path.lock`` (POSIX), so that two benchmark processes merging
+    into the same results file do not lose each other's records."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no advisory locks (Windows): merge unlocked
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def merge_records(name: str, benchmark: str, records: list[dict[str, Any]]) -> Path:
-    """Merge ``records`` into ``results/<name>.json`` (same task/model/metric replaced)."""
+    """Merge ``records`` into ``results/<name>.json`` (same task/model/metric replaced).
+
+    The read-modify-write runs under a file lock: benchmarks running side by side may
+    merge into the same file.
+    """
     from matdisco._io import write_json
 
     path = RESULTS / f"{name}.json"
-    old: dict[str, Any] = {}
-    if path.exists():
-        old = json.loads(path.read_text())
     command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     for r in records:
@@ -51,7 +72,9 @@ def merge_records(name: str, benchmark: str, records: list[dict[str, Any]]) -> P
         return (r.get("task"), r.get("model", r.get("method")), r.get("metric"))
 
     new_keys = {key(r) for r in records}
-    kept = [r for r in old.get("records", []) if key(r) not in new_keys]
-    out = {"benchmark": benchmark, "command": command, "date": now, "machine": machine(),
-           "records": kept + records}
-    return write_json(path, out)
+    with _locked(path):
+        old: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        kept = [r for r in old.get("records", []) if key(r) not in new_keys]
+        out = {"benchmark": benchmark, "command": command, "date": now, "machine": machine(),
+               "records": kept + records}
+        return write_json(path, out)
