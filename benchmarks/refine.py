@@ -88,9 +88,8 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     log(f"{len(phases)} phases ({time.time() - t0:.0f}s)")
     records: list[dict] = []
     # ---------------------------------------------------------- purity classifier
-    noise = a.purity_noise[0] if a.purity_noise[0] == a.purity_noise[1] else \
-        tuple(a.purity_noise)
-    Xp, yp = ideal_dataset(phases, a.n_ideal, grid, task="purity", seed=1, noise=noise)
+    Xp, yp = ideal_dataset(phases, a.n_ideal, grid, task="purity", seed=1,
+                           noise=tuple(a.purity_noise))
     clf = SignalClassifier(arch=a.arch, class_names=list(PURITY_CLASSES), epochs=a.clf_epochs,
                            seed=0, two_theta=grid, adversarial_eps=a.xrd_adv_eps).fit(Xp, yp)
     Xpt, ypt = ideal_dataset(phases, 400, grid, task="purity", seed=2, noise=0.01)
@@ -133,7 +132,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
             records.append(rec(a.xrd_task, name, m, float(np.median(d[m])),
                                statistic="median", sum=float(np.sum(d[m])),
                                n_test=len(X)))
-        pure = float((clf.predict(np.clip(X, 0, None)) == 0).mean())
+        pure = float((clf.predict(X) == 0).mean())
         records.append(rec(a.xrd_task, name, "pure_fraction", pure, n_test=len(X), **setup))
         log(f"{name:14s} " + " ".join(f"{m}={np.median(d[m]):.4f}/{np.sum(d[m]):.2f}"
                                      for m in ("l1", "l2", "kl", "ncc")) + f" pure={pure:.3f}")
@@ -146,7 +145,8 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     # ---------------------------------------------------------- crystal system accuracy
     # one run per seed (classifier, refiners, degraded patterns); records are means with the
     # per-seed values beside them
-    runs = [_crystal_system_part(a, phases, grid, tr, te, sets["dwt"], s, t0)
+    test_cs = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
+    runs = [_crystal_system_part(a, phases, grid, tr, te, sets["dwt"], test_cs, s, t0)
             for s in a.cs_seeds]
     for key, extra in runs[0].items():
         vals = [r[key][0] for r in runs]
@@ -159,7 +159,8 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
 
 
 def _crystal_system_part(a: argparse.Namespace, phases: list, grid: np.ndarray, tr: object,
-                         te: object, dwt: np.ndarray, seed: int, t0: float
+                         te: object, dwt: np.ndarray, test_cs: tuple[np.ndarray, np.ndarray],
+                         seed: int, t0: float
                          ) -> dict[tuple[str, str, str], tuple[float, dict]]:
     """Crystal-system accuracy before/after targeted refinement (NMF phases, degraded
     patterns with the loss ablation) for one seed; ``{(task, method, metric): (value,
@@ -169,8 +170,7 @@ def _crystal_system_part(a: argparse.Namespace, phases: list, grid: np.ndarray, 
                            noise=0.01)
     clf_cs = SignalClassifier(arch=a.arch, prototypical=True, class_names=list(CRYSTAL_SYSTEMS),
                               epochs=a.cs_epochs, seed=seed, two_theta=grid).fit(Xc, yc)
-    Xct, yct = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
-    acc_i = clf_cs.score(Xct, yct)
+    acc_i = clf_cs.score(*test_cs)
     log(f"[seed {seed}] crystal-system classifier (prototypical {a.arch}) ideal acc {acc_i:.3f}")
     out[(a.xrd_task, f"proto_classifier_{a.arch}", "ideal_accuracy_cs")] = (
         acc_i, {"n_train": a.cs_n_ideal, "epochs": a.cs_epochs, "n_test": 400})

@@ -25,6 +25,7 @@ shared 2-core CPU)::
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -137,9 +138,11 @@ def main() -> None:
     ap.add_argument("--attention", default="softmax", choices=["softmax", "none"],
                     help="PAD layer: the study's spatial softmax or none (records of 'none' "
                          "are named padnet_..._attn-none)")
-    ap.add_argument("--spottiness", type=float, default=0.3,
+    lib_defaults = inspect.signature(make_library).parameters
+    ap.add_argument("--spottiness", type=float, default=lib_defaults["spottiness"].default,
                     help="ring texture of the library (0 smooth rings, 1 coarse grains)")
-    ap.add_argument("--counts", type=float, default=500.0, help="photon counts scale")
+    ap.add_argument("--counts", type=float, default=lib_defaults["counts"].default,
+                    help="photon counts scale")
     ap.add_argument("--background-level", type=float, default=None,
                     help="background strength (default: the family's)")
     ap.add_argument("--task-suffix", default="",

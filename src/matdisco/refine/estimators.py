@@ -129,11 +129,11 @@ class SignalClassifier:
             if model.training:
                 model.update_prototypes(e.detach(), y)
             logits = model.logits_from_embedding(e)
-            # the softmax head is trained too: it gives the refiner's ℓ_pred
-            loss = F.cross_entropy(logits, y) + F.cross_entropy(model.head_logits(e), y)
         else:
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y)
+        if self.prototypical:  # the softmax head is trained too: it gives the refiner's ℓ_pred
+            loss = loss + F.cross_entropy(model.head_logits(e), y)
         if self.adversarial_eps > 0 and model.training:
             loss = 0.5 * (loss + F.cross_entropy(self._forward_logits(model, self._fgsm(
                 model, x, y)), y))

@@ -97,9 +97,13 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
     lo, hi = (noise, noise) if np.isscalar(noise) else (float(noise[0]), float(noise[1]))
     if not 0 <= lo <= hi:
         raise MatdiscoError(f"noise must be >= 0 (or a range lo <= hi), got {noise!r}")
+
+    def level() -> float:  # no draw for a fixed level: the random stream stays as it was
+        return float(rng.uniform(lo, hi)) if hi > lo else lo
+
     if task == "purity":
         for i in range(n):
-            lvl = float(rng.uniform(lo, hi)) if hi > lo else lo
+            lvl = level()
             if i % 2 == 0:
                 X[i] = pure_pattern(phases[rng.integers(len(phases))], grid, rng, noise=lvl)
             else:
@@ -116,7 +120,7 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
         if not usable:
             raise MatdiscoError("no phase has a known crystal system")
         for i in range(n):
-            lvl = float(rng.uniform(lo, hi)) if hi > lo else lo
+            lvl = level()
             j = usable[rng.integers(len(usable))]
             X[i] = pure_pattern(phases[j], grid, rng, noise=lvl)
             y[i] = cs[j]
