@@ -50,6 +50,11 @@ OQMD_MODELS = {
     "elemnet_c30": dict(model="elemnet", epochs=30, batch_size=256, lr=4e-4, patience=None),
     # the published recipe's small batches (Adam, lr 1e-4, batch 32), cosine-annealed
     "elemnet_b32": dict(model="elemnet", epochs=25, batch_size=32, lr=1e-4, patience=None),
+    # session 10: the c30 recipe with dropout annealed to zero over the last 6 epochs. The
+    # deterministic (eval-mode) ElemNet was far worse than the stochastic network it was
+    # trained as (dropout variance shift), which earlier looked like overfitting
+    "elemnet_an30": dict(model="elemnet", epochs=30, batch_size=256, lr=4e-4, patience=None,
+                         dropout_anneal_epochs=6),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
@@ -93,15 +98,15 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
-                   reuse: str = "none") -> None:
+                   reuse: str = "none", suffix: str = "") -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
     hyper = dict(model=model, features=src_cfg["features"]["name"], epochs=epochs,
                  batch_size=64, lr=tl_lr, patience=15, report=False)
     res = {}
-    sc_tag = f"{model}_scratch"
-    tl_tag = f"{model}_transfer" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
+    sc_tag = f"{model}_scratch{suffix}"
+    tl_tag = f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
     for tag, init in ((sc_tag, None), (tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -193,6 +198,8 @@ def main() -> None:
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
                     help="take the 10-fold CV results (scratch only, or both) from existing "
                          "run directories instead of training again")
+    ap.add_argument("--suffix", default="",
+                    help="appended to the transfer stage's model names (e.g. a recipe tag)")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--curve-folds", type=int, default=5)
     ap.add_argument("--fractions", default="0.1,0.25,0.5")
@@ -204,7 +211,7 @@ def main() -> None:
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
-                       a.tl_lr, a.reuse)
+                       a.tl_lr, a.reuse, a.suffix)
     else:
         stage_throughput(a.repeats, a.n_train)
 

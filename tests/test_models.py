@@ -182,3 +182,47 @@ def test_ema_weights_and_resume(tmp_path) -> None:
     # the restored weights are the averaged ones: they score the best validation loss
     assert straight.evaluate((x[:64], y[:64]))["loss"] == pytest.approx(straight.best_score,
                                                                         rel=1e-5)
+
+
+def test_dropout_anneal_schedule_patience_and_resume(tmp_path) -> None:
+    x, y = _toy()
+
+    def net() -> torch.nn.Module:
+        set_seed(0)
+        return build_network("mlp", 8, widths=[32, 16], dropout=0.5)
+
+    # the last 3 of 6 epochs run with dropout scaled 2/3, 1/3, 0; p is restored afterwards
+    m = net()
+    cfg = TrainerConfig(epochs=6, batch_size=32, progress=False, patience=None,
+                        dropout_anneal_epochs=3)
+    hist = Trainer(m, cfg).fit((x, y), (x[:64], y[:64]))
+    assert [h["dropout_scale"] for h in hist] == pytest.approx([1, 1, 1, 2 / 3, 1 / 3, 0])
+    assert {d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)} == {0.5}
+    # running out of patience with dropout on starts the annealing instead of stopping
+    m = net()
+    cfg = TrainerConfig(epochs=100, batch_size=64, lr=0.05, progress=False, patience=2,
+                        scheduler="none", optimizer="sgd", dropout_anneal_epochs=2)
+    tr = Trainer(m, cfg)
+    hist = tr.fit((x, y), (x[:32], -y[:32]))  # unlearnable validation: patience runs out
+    assert tr.stopped_early and len(hist) < 100
+    assert [h["dropout_scale"] for h in hist[-2:]] == [0.5, 0.0]
+    assert all(h["dropout_scale"] == 1.0 for h in hist[:-2])
+    # interrupted during the annealing and resumed: identical to a straight run
+    base = dict(epochs=5, batch_size=32, progress=False, patience=None, dropout_anneal_epochs=3)
+
+    def run(d, stop_at=None, resume=False):
+        def boom(tr, logs):
+            if tr.epoch == stop_at:
+                raise KeyboardInterrupt
+
+        tr = Trainer(net(), TrainerConfig(**base), run_dir=d, callbacks=[boom])
+        tr.fit((x, y), (x[:64], y[:64]), resume=resume)
+        return tr
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "a", stop_at=3)
+    resumed, straight = run(tmp_path / "a", resume=True), run(tmp_path / "b")
+    assert [h["dropout_scale"] for h in resumed.history] == pytest.approx([1, 1, 2 / 3, 1 / 3, 0])
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)

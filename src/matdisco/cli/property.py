@@ -27,6 +27,8 @@ def train(
     batch_size: int = typer.Option(None, help="Batch size."),
     lr: float = typer.Option(None, help="Learning rate."),
     patience: int = typer.Option(None, help="Early-stopping patience."),
+    dropout_anneal: int = typer.Option(None, help="Epochs at the end over which dropout is "
+                                       "annealed to zero (default: a tenth of --epochs)."),
     n_estimators: int = typer.Option(100, help="Trees (rf)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -37,7 +39,8 @@ def train(
     from matdisco.property import train_property
 
     hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
-                                   patience=patience).items() if v is not None}
+                                   patience=patience, dropout_anneal_epochs=dropout_anneal,
+                                   ).items() if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
                          formula_col=formula, target_col=target, seed=seed, resume=resume,

@@ -56,6 +56,10 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         Training loss.
     ema : float or None
         Exponential moving average of the weights (see ``TrainerConfig.ema``).
+    dropout_anneal_epochs : int
+        Anneal dropout to zero over the last epochs (see
+        ``TrainerConfig.dropout_anneal_epochs``); recommended for ElemNet, whose
+        deterministic network is otherwise much worse than the one it was trained as.
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -66,7 +70,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  patience: int | None = 30, grad_clip: float | None = None, seed: int = 0,
                  device: str = "auto", progress: bool = False, val_fraction: float = 0.1,
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
-                 ema: float | None = None, arch_kwargs: dict | None = None) -> None:
+                 ema: float | None = None, dropout_anneal_epochs: int = 0,
+                 arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
@@ -85,6 +90,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.scale_target = scale_target
         self.loss = loss
         self.ema = ema
+        self.dropout_anneal_epochs = dropout_anneal_epochs
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -96,6 +102,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             scheduler=self.scheduler, warmup_epochs=self.warmup_epochs,
             patience=self.patience, grad_clip=self.grad_clip, seed=self.seed,
             device=self.device, progress=self.progress, ema=self.ema,
+            dropout_anneal_epochs=self.dropout_anneal_epochs,
         )
 
     def _loss_fn(self) -> torch.nn.Module:

@@ -58,6 +58,9 @@ def make_estimator(model: str, features: str, seed: int = 0,
                    if k in NeuralRegressor().get_params() and v is not None})
     # standardize physical attributes, keep raw element fractions (as ElemNet)
     params.setdefault("scale_inputs", features != "fractions")
+    # anneal dropout over the last tenth of training (only networks with dropout, i.e.
+    # ElemNet, are affected): its deterministic network is then the one it was trained as
+    params.setdefault("dropout_anneal_epochs", max(1, int(params["epochs"]) // 10))
     return NeuralRegressor(arch=model, seed=seed, **params)
 
 

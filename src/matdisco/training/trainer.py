@@ -98,6 +98,13 @@ class TrainerConfig:
         Keep an exponential moving average of the weights with this decay (e.g. 0.999);
         validation, early stopping and the final weights then use the averaged weights,
         which removes most of the epoch-to-epoch noise of deep regressors.
+    dropout_anneal_epochs : int
+        Scale every dropout probability of the model linearly down to zero over the last
+        this many epochs (0: off). A deep dropout network evaluated deterministically
+        (eval mode) can be far worse than the stochastic network it was trained as (the
+        dropout "variance shift"); annealing lets the final epochs train the very network
+        that is evaluated. With early stopping, running out of patience before the
+        annealing phase starts the annealing instead of stopping.
     """
 
     epochs: int = 100
@@ -121,6 +128,7 @@ class TrainerConfig:
     eval_batch_size: int = 4096
     restore_best: bool = True
     ema: float | None = None
+    dropout_anneal_epochs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,6 +362,7 @@ class Trainer:
             "plateau_best": self._plateau_best,
             "plateau_bad": self._plateau_bad,
             "lr_scale": self._lr_scale,
+            "final_epoch": self._final_epoch,
             "finished": finished,
             "stopped_early": self.stopped_early,
             "history": self.history,
@@ -393,6 +402,7 @@ class Trainer:
         self._plateau_best = meta["plateau_best"]
         self._plateau_bad = meta["plateau_bad"]
         self._lr_scale = meta["lr_scale"]
+        self._final_epoch = meta.get("final_epoch", self.config.epochs)
         self.stopped_early = meta["stopped_early"]
         self.history = meta["history"]
         return meta
@@ -403,6 +413,14 @@ class Trainer:
         lines = "".join(json.dumps(h) + "\n" for h in self.history)
         write_text(self.run_dir / f"{self.checkpoint_name.replace('checkpoint', 'history')}.jsonl",
                    lines)
+
+    def _dropout_scale(self) -> float:
+        """Dropout multiplier of the epoch about to run (linear anneal to 0 at the end)."""
+        k = self.config.dropout_anneal_epochs
+        if k <= 0:
+            return 1.0
+        start = self._final_epoch - k
+        return max(0.0, min(1.0, 1.0 - (self.epoch - start + 1) / k))
 
     # ------------------------------------------------------------------ EMA
     @torch.no_grad()
@@ -477,6 +495,10 @@ class Trainer:
         self._plateau_best = math.inf
         self._plateau_bad = 0
         self._lr_scale = 1.0
+        self._final_epoch = cfg.epochs
+        dropouts = [m for m in self.model.modules()
+                    if isinstance(m, nn.modules.dropout._DropoutNd)]
+        dropout_p = [m.p for m in dropouts]
         self._best_state: dict[str, torch.Tensor] | None = None
         self._ema: dict[str, torch.Tensor] | None = None
         if cfg.ema:
@@ -498,9 +520,12 @@ class Trainer:
             bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train", unit="epoch",
                        leave=False, dynamic_ncols=True)
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < self._final_epoch:
                 t0 = time.perf_counter()
                 self.model.train()
+                drop_scale = self._dropout_scale()
+                for m, p0 in zip(dropouts, dropout_p, strict=True):
+                    m.p = p0 * drop_scale
                 tot, n = 0.0, 0
                 sums: dict[str, float] = {}
                 for batch in self._iterate(batches, True, cfg.batch_size):
@@ -538,6 +563,8 @@ class Trainer:
                     "seconds": dt,
                     "samples_per_s": n / dt if dt > 0 else float("nan"),
                 }
+                if cfg.dropout_anneal_epochs and dropouts:
+                    rec["dropout_scale"] = drop_scale
                 rec.update({f"train_{k}": v / max(n, 1) for k, v in sums.items()})
                 backup = self._swap_in_ema()
                 if val is not None:
@@ -573,8 +600,14 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
                                      if k in ("train_loss", "val_loss")})
                 stop = cfg.patience is not None and self._bad_epochs >= cfg.patience
-                self.stopped_early = bool(stop)
-                last = stop or self.epoch >= cfg.epochs
+                k = cfg.dropout_anneal_epochs
+                if stop and k and dropouts and self.epoch < self._final_epoch - k:
+                    # out of patience with dropout still on: anneal it now, then stop
+                    self._final_epoch = self.epoch + k
+                    self._bad_epochs = 0
+                    stop = False
+                self.stopped_early = bool(stop) or self._final_epoch < cfg.epochs
+                last = stop or self.epoch >= self._final_epoch
                 if cfg.checkpoint_every and (last or self.epoch % cfg.checkpoint_every == 0):
                     self.save_checkpoint(finished=last)
                 self._write_history()
@@ -583,6 +616,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            for m, p0 in zip(dropouts, dropout_p, strict=True):
+                m.p = p0
         if cfg.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         elif self._ema is not None:
