@@ -55,8 +55,16 @@ OQMD_MODELS = {
     # trained as (dropout variance shift), which earlier looked like overfitting
     "elemnet_an30": dict(model="elemnet", epochs=30, batch_size=256, lr=4e-4, patience=None,
                          dropout_anneal_epochs=6),
+    # the same over 60 epochs (annealing over the last 10)
+    "elemnet_an60": dict(model="elemnet", epochs=60, batch_size=256, lr=4e-4, patience=None,
+                         dropout_anneal_epochs=10),
+    "elemnet_an120": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4, patience=None,
+                          dropout_anneal_epochs=12),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
+    # session 10: twice the epochs (its validation was still falling at the end of 40)
+    "irnet17_e80": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
+                        lr=1e-3, patience=None),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
                     patience=None),
     "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
@@ -98,7 +106,8 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
-                   reuse: str = "none", suffix: str = "") -> None:
+                   reuse: str = "none", suffix: str = "",
+                   parts: tuple[str, ...] = ("sc", "tl")) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -107,10 +116,14 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     res = {}
     sc_tag = f"{model}_scratch{suffix}"
     tl_tag = f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
-    for tag, init in ((sc_tag, None), (tl_tag, source)):
+    for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
-        if done and (reuse == "all" or (reuse == "scratch" and init is None)):
+        if part not in parts and not done:
+            print(f"{tag}: not trained here (--parts) and no finished run", flush=True)
+            continue
+        if done and (part not in parts or reuse == "all"
+                     or (reuse == "scratch" and init is None)):
             res[tag] = json.loads((runs / tag / "metrics.json").read_text())["cv"]
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue
@@ -125,6 +138,8 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
             "n_train": met["n_train_rows"], "folds": folds, "seeds": 1,
             "source_run": str(source) if init else None, "run_dir": str(out)}])
+    if sc_tag not in res or tl_tag not in res:
+        return  # the other half runs in another process (--parts); rerun with --reuse all
     ratio = res[tl_tag]["mae"] / res[sc_tag]["mae"]
     merge_records("property", "property", [{
         "task": f"exp_formation_enthalpy_cv{folds}",
@@ -200,6 +215,10 @@ def main() -> None:
                          "run directories instead of training again")
     ap.add_argument("--suffix", default="",
                     help="appended to the transfer stage's model names (e.g. a recipe tag)")
+    ap.add_argument("--parts", default="sc,tl",
+                    help="transfer stage: which of scratch (sc) and transfer (tl) to train "
+                         "here; the other is read from its finished run directory, so the "
+                         "two can run in parallel processes")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--curve-folds", type=int, default=5)
     ap.add_argument("--fractions", default="0.1,0.25,0.5")
@@ -211,7 +230,7 @@ def main() -> None:
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
-                       a.tl_lr, a.reuse, a.suffix)
+                       a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")))
     else:
         stage_throughput(a.repeats, a.n_train)
 
