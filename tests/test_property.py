@@ -31,6 +31,9 @@ def test_cv_run_directory(tiny_df: pd.DataFrame, tmp_path) -> None:
     assert mean.shape == (2,) and (std > 0).all()  # spread over 3 fold members
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["features"]["elements"][:3] == ["H", "Li", "Be"]
+    # patience=None reaches the estimator (it used to fall back to the default 30)
+    assert cfg["estimator"]["patience"] is None
+    assert cfg["estimator"]["dropout_anneal_epochs"] == 1  # a tenth of 2 epochs, at least 1
 
 
 def test_rf_and_holdout(tiny_df: pd.DataFrame, tmp_path) -> None:

@@ -54,8 +54,8 @@ def make_estimator(model: str, features: str, seed: int = 0,
     if model not in ARCHITECTURES:
         raise MatdiscoError(f"unknown model {model!r}; choose rf or one of {ARCHITECTURES}")
     params = dict(NN_DEFAULTS)
-    params.update({k: v for k, v in hyper.items()
-                   if k in NeuralRegressor().get_params() and v is not None})
+    # None is a value here (patience=None disables early stopping, ema=None...)
+    params.update({k: v for k, v in hyper.items() if k in NeuralRegressor().get_params()})
     # standardize physical attributes, keep raw element fractions (as ElemNet)
     params.setdefault("scale_inputs", features != "fractions")
     # anneal dropout over the last tenth of training (only networks with dropout, i.e.
