@@ -517,7 +517,7 @@ class Trainer:
         if cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train", unit="epoch",
+            bar = tqdm(total=self._final_epoch, initial=self.epoch, desc="train", unit="epoch",
                        leave=False, dynamic_ncols=True)
         try:
             while self.epoch < self._final_epoch:
@@ -606,6 +606,9 @@ class Trainer:
                     self._final_epoch = self.epoch + k
                     self._bad_epochs = 0
                     stop = False
+                    if bar is not None:
+                        bar.total = self._final_epoch
+                        bar.refresh()
                 self.stopped_early = bool(stop) or self._final_epoch < cfg.epochs
                 last = stop or self.epoch >= self._final_epoch
                 if cfg.checkpoint_every and (last or self.epoch % cfg.checkpoint_every == 0):
