@@ -34,6 +34,10 @@ def test_cv_run_directory(tiny_df: pd.DataFrame, tmp_path) -> None:
     # patience=None reaches the estimator (it used to fall back to the default 30)
     assert cfg["estimator"]["patience"] is None
     assert cfg["estimator"]["dropout_anneal_epochs"] == 1  # a tenth of 2 epochs, at least 1
+    from matdisco.property import make_estimator
+
+    est = make_estimator("elemnet", "fractions", epochs=50, dropout_anneal_epochs=None)
+    assert est.dropout_anneal_epochs == 5  # None means the default, a tenth of the epochs
 
 
 def test_rf_and_holdout(tiny_df: pd.DataFrame, tmp_path) -> None:

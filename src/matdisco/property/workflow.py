@@ -60,7 +60,8 @@ def make_estimator(model: str, features: str, seed: int = 0,
     params.setdefault("scale_inputs", features != "fractions")
     # anneal dropout over the last tenth of training (only networks with dropout, i.e.
     # ElemNet, are affected): its deterministic network is then the one it was trained as
-    params.setdefault("dropout_anneal_epochs", max(1, int(params["epochs"]) // 10))
+    if params.get("dropout_anneal_epochs") is None:
+        params["dropout_anneal_epochs"] = max(1, int(params["epochs"]) // 10)
     return NeuralRegressor(arch=model, seed=seed, **params)
 
 
