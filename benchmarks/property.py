@@ -7,6 +7,8 @@ Stages (run one or several; results merge into benchmarks/results/property.json)
   compound is removed from training, so the same runs give the holdout MAEs.
 * ``transfer``: experimental formation enthalpies (embedded), 10-fold CV, ElemNet from
   scratch (SC) vs fine-tuned from the OQMD ElemNet (TL), and a TL/SC learning curve.
+* ``ensemble``: combine finished runs (seeds of one recipe) into one ensemble run and
+  record its MAE (``--members RUN,RUN,... --name NAME``).
 * ``throughput``: training samples/s and predictions/s (median of 5 runs), peak RSS.
 
 Usage::
@@ -60,6 +62,11 @@ OQMD_MODELS = {
                          dropout_anneal_epochs=10),
     "elemnet_an120": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4, patience=None,
                           dropout_anneal_epochs=12),
+    # session 11: the same recipe with other seeds, for a seed ensemble (``--stage ensemble``)
+    "elemnet_an120_s1": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4,
+                             patience=None, dropout_anneal_epochs=12, seed=1),
+    "elemnet_an120_s2": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4,
+                             patience=None, dropout_anneal_epochs=12, seed=2),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     # session 10: twice the epochs (its validation was still falling at the end of 40)
@@ -107,7 +114,7 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
                    reuse: str = "none", suffix: str = "",
-                   parts: tuple[str, ...] = ("sc", "tl")) -> None:
+                   parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -127,7 +134,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             res[tag] = json.loads((runs / tag / "metrics.json").read_text())["cv"]
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue
-        out = train_property(exp, out=runs / tag, cv=folds, init=init,
+        out = train_property(exp, out=runs / tag, cv=folds, init=init, seed=seed,
                              **({**hyper, "lr": 1e-3} if init is None else hyper))
         met = json.loads((out / "metrics.json").read_text())
         res[tag] = met["cv"]
@@ -136,7 +143,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
         merge_records("property", "property", [{
             "task": f"exp_formation_enthalpy_cv{folds}", "model": tag, "metric": "mae",
             "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
-            "n_train": met["n_train_rows"], "folds": folds, "seeds": 1,
+            "n_train": met["n_train_rows"], "folds": folds, "seeds": 1, "seed": seed,
             "source_run": str(source) if init else None, "run_dir": str(out)}])
     if sc_tag not in res or tl_tag not in res:
         return  # the other half runs in another process (--parts); rerun with --reuse all
@@ -149,7 +156,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     for frac in fractions:
         for tag, init in ((sc_tag, None), (tl_tag, source)):
             out = train_property(exp, out=runs / f"lc_{tag}_{frac:.2f}", cv=curve_folds,
-                                 init=init,
+                                 init=init, seed=seed,
                                  train_fraction=frac,
                                  **({**hyper, "lr": 1e-3} if init is None else hyper))
             met = json.loads((out / "metrics.json").read_text())
@@ -159,6 +166,40 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                           "unit": "eV/atom", "folds": curve_folds})
             print(f"learning curve {frac:.2f} {tag}: {met['cv']['mae']:.4f}", flush=True)
             merge_records("property", "property", curve)
+
+
+def stage_ensemble(members: list[str], name: str, over: str = "") -> None:
+    """Combine finished runs (e.g. seeds of one recipe) into ``runs/.../<name>``."""
+    from matdisco.property import combine_runs
+
+    paths = [Path(m) for m in members]
+    t0 = time.time()
+    out = combine_runs(paths, paths[0].parent / name)
+    met = json.loads((out / "metrics.json").read_text())
+    common = {"unit": "eV/atom", "seeds": len(paths), "run_dir": str(out),
+              "members": [str(p) for p in paths], "ensemble_of_runs": met["runs"]}
+    recs = []
+    if "test" in met:
+        recs.append({"task": "oqmd_formation_enthalpy", "model": name, "metric": "mae",
+                     "value": met["test"]["mae"], "n_test": met["test"]["n"], **common})
+    if "cv" in met:
+        recs.append({"task": "exp_formation_enthalpy_cv10", "model": name, "metric": "mae",
+                     "value": met["cv"]["mae"], **common})
+    for system, m in met.get("holdout", {}).items():
+        recs.append({"task": f"holdout_{system}", "model": name, "metric": "mae",
+                     "value": m["mae"], "n_test": m["n"], **common})
+    if over:  # e.g. the TL ensemble over the SC ensemble
+        other = json.loads((Path(over) / "metrics.json").read_text())
+        for key, task in (("test", "oqmd_formation_enthalpy"),
+                          ("cv", "exp_formation_enthalpy_cv10")):
+            if key in met and key in other:
+                recs.append({"task": task, "model": f"{name}_over_{Path(over).name}",
+                             "metric": "mae_ratio",
+                             "value": met[key]["mae"] / other[key]["mae"]})
+    merge_records("property", "property", recs)
+    for r in recs:
+        print(f"{r['model']} {r['task']}: {r['metric']} {r['value']:.4f}", flush=True)
+    print(f"members: {met['runs']} ({time.time() - t0:.0f} s)", flush=True)
 
 
 def stage_throughput(repeats: int, n_train: int) -> None:
@@ -201,7 +242,8 @@ def stage_throughput(repeats: int, n_train: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=["oqmd", "transfer", "throughput"])
+    ap.add_argument("--stage", required=True, choices=["oqmd", "transfer", "ensemble",
+                                                           "throughput"])
     ap.add_argument("--models", default=",".join(OQMD_MODELS))
     ap.add_argument("--runs", default="runs/oqmd")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
@@ -219,6 +261,13 @@ def main() -> None:
                     help="transfer stage: which of scratch (sc) and transfer (tl) to train "
                          "here; the other is read from its finished run directory, so the "
                          "two can run in parallel processes")
+    ap.add_argument("--members", default="",
+                    help="ensemble stage: comma-separated finished run directories")
+    ap.add_argument("--name", default="ensemble", help="ensemble stage: the new run's name")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="transfer stage: seed of SC and TL (folds, shuffling, init)")
+    ap.add_argument("--over", default="",
+                    help="ensemble stage: also record the MAE ratio over this finished run")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--curve-folds", type=int, default=5)
     ap.add_argument("--fractions", default="0.1,0.25,0.5")
@@ -230,7 +279,9 @@ def main() -> None:
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
-                       a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")))
+                       a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed)
+    elif a.stage == "ensemble":
+        stage_ensemble(a.members.split(","), a.name, a.over)
     else:
         stage_throughput(a.repeats, a.n_train)
 

@@ -89,6 +89,51 @@ def test_fixed_test_file_and_predict_cli(tiny_df: pd.DataFrame, tmp_path) -> Non
     assert res.exit_code == 0 and (tmp_path / "run" / "report.html").exists()
 
 
+def test_combine_runs_seed_ensemble(tiny_df: pd.DataFrame, tmp_path) -> None:
+    from matdisco.property import combine_runs
+
+    train, test = tiny_df.iloc[:45], tiny_df.iloc[45:]
+    runs = [train_property(train, model="mlp", out=tmp_path / f"s{s}", test=test, seed=s,
+                           **FAST) for s in (0, 1)]
+    res = CliRunner().invoke(app, ["ensemble", *map(str, runs), "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    ens = tmp_path / "e"
+    cfg = json.loads((ens / "config.json").read_text())
+    assert cfg["members"] == ["r0_model.safetensors", "r1_model.safetensors"]
+    assert cfg["seed"] == [0, 1]
+    # the ensemble's test predictions are the mean of the two runs'
+    p0, p1, pe = (pd.read_csv(r / "predictions.csv") for r in (*runs, ens))
+    mean = (p0["prediction"] + p1["prediction"]) / 2
+    np.testing.assert_allclose(pe["prediction"], mean, atol=1e-5)
+    np.testing.assert_allclose(pe["std"], (p0["prediction"] - p1["prediction"]).abs() / 2,
+                               atol=1e-5)
+    met = json.loads((ens / "metrics.json").read_text())
+    assert met["test"]["mae"] == pytest.approx(float((mean - test["target"].to_numpy())
+                                                     .abs().mean()), abs=1e-5)
+    assert met["n_members"] == 2 and len(met["runs"]) == 2
+    pred = load_run(ens)  # the ensemble run loads and predicts like any run
+    np.testing.assert_allclose(pred.predict(test["formula"].tolist())[0], mean, atol=1e-5)
+    # cross-validation runs: out-of-fold predictions are averaged over runs
+    cvs = [train_property(train, model="mlp", out=tmp_path / f"cv{s}", cv=3, seed=s, **FAST)
+           for s in (0, 1)]
+    combine_runs(cvs, tmp_path / "ecv")
+    c0, c1, ce = (pd.read_csv(r / "predictions.csv") for r in (*cvs, tmp_path / "ecv"))
+    np.testing.assert_allclose(ce["prediction"], (c0["prediction"] + c1["prediction"]) / 2,
+                               atol=1e-6)
+    assert len(json.loads((tmp_path / "ecv" / "config.json").read_text())["members"]) == 6
+    # runs that cannot be combined: a clear error and no run directory
+    for bad, msg in (([runs[0], cvs[0]], "rows differ"), ([runs[0]], "at least two"),
+                     ([runs[0], runs[1]], "one of the input runs")):
+        out = runs[1] if msg == "one of the input runs" else tmp_path / "bad"
+        with pytest.raises(MatdiscoError, match=msg):
+            combine_runs(bad, out)
+        assert not (tmp_path / "bad").exists()
+    rf = train_property(train, model="rf", out=tmp_path / "rf", test=test, n_estimators=5,
+                        n_jobs=1)
+    with pytest.raises(MatdiscoError, match="model 'rf' differs"):
+        combine_runs([runs[0], rf], tmp_path / "bad")
+
+
 def test_cli_bad_input_leaves_nothing(tmp_path) -> None:
     runner = CliRunner()
     bad = tmp_path / "bad.csv"

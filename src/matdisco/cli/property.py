@@ -87,6 +87,16 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
 
 
 @handle_errors
+def ensemble(runs: list[Path] = typer.Argument(..., help="Two or more finished runs of one "
+                                               "model (e.g. the same recipe, other seeds)."),
+             out: Path = typer.Option(..., help="Ensemble run directory.")) -> None:
+    """Combine runs into one ensemble run (mean and spread over all their members)."""
+    from matdisco.property import combine_runs
+
+    _summary(combine_runs(runs, out))
+
+
+@handle_errors
 def report(run: Path = typer.Argument(..., help="Run directory.")) -> None:
     """Write the run's HTML report (parity plot, error CDF, metrics table)."""
     from matdisco.property import write_plots, write_report
@@ -120,5 +130,5 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
 
 def register(app: typer.Typer) -> None:
     """Attach the property commands to the root app."""
-    for fn in (train, predict, evaluate, report, demo):
+    for fn in (train, predict, evaluate, ensemble, report, demo):
         app.command(fn.__name__)(fn)

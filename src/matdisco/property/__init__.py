@@ -4,6 +4,7 @@ from matdisco.property.evaluation import regression_metrics, write_plots, write_
 from matdisco.property.workflow import (
     NN_DEFAULTS,
     PropertyPredictor,
+    combine_runs,
     evaluate_run,
     load_run,
     make_estimator,
@@ -14,6 +15,7 @@ from matdisco.property.workflow import (
 __all__ = [
     "NN_DEFAULTS",
     "PropertyPredictor",
+    "combine_runs",
     "evaluate_run",
     "load_run",
     "make_estimator",

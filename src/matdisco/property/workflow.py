@@ -7,6 +7,7 @@ complete run directory. :func:`load_run` turns a run directory back into a predi
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -395,5 +396,106 @@ def evaluate_run(run_dir: str | Path, data: str | Path, formula_col: str = "form
     return out
 
 
-__all__ = ["PropertyPredictor", "evaluate_run", "load_run",
+def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
+    """Combine finished runs of one model into an ensemble run directory.
+
+    Typical use: the same recipe trained with several seeds (possibly on different
+    machines), then averaged (a deep ensemble). The runs must share the model, the input
+    features and the rows of their ``predictions.csv`` (same data, splits and test file).
+
+    The new run lists every member of every run; predictions are the mean over all
+    members and ``std`` their spread. Its ``predictions.csv`` and ``metrics.json`` are
+    recomputed: test and holdout rows are predicted again by all members; cross-validation
+    rows (out-of-fold predictions) are averaged over the runs, so each row is still
+    predicted only by models that did not see it. ``metrics.json`` also records every
+    input run's own metrics for comparison.
+
+    Parameters
+    ----------
+    runs : sequence of paths
+        Two or more property run directories.
+    out : path
+        The ensemble run directory (must not be one of ``runs``).
+
+    Returns
+    -------
+    Path
+        The run directory.
+    """
+    paths = [Path(r) for r in runs]
+    if len(paths) < 2:
+        raise MatdiscoError("an ensemble needs at least two runs")
+    if Path(out).resolve() in {p.resolve() for p in paths}:
+        raise MatdiscoError(f"--out {out} is one of the input runs")
+    preds = [load_run(p) for p in paths]
+    first = preds[0].config
+    tables = []
+    for p, pr in zip(paths, preds, strict=True):
+        for key in ("model", "features", "n_features"):
+            if pr.config.get(key) != first.get(key):
+                raise MatdiscoError(
+                    f"{p}: {key} {pr.config.get(key)!r} differs from {paths[0]}'s "
+                    f"{first.get(key)!r}; only runs of one model and input can be combined"
+                )
+        if not (p / "predictions.csv").exists():
+            raise MatdiscoError(f"{p}: no predictions.csv (is the run finished?)")
+        tables.append(pd.read_csv(p / "predictions.csv"))
+    ref = tables[0]
+    for p, t in zip(paths[1:], tables[1:], strict=True):
+        if (len(t) != len(ref) or not t["formula"].equals(ref["formula"])
+                or not t["split"].equals(ref["split"])):
+            raise MatdiscoError(
+                f"{p}: predictions.csv rows differ from {paths[0]}'s; the runs must use "
+                "the same data, splits and test file"
+            )
+    config = dict(first)
+    config["members"] = []
+    config["ensemble_of"] = [
+        {"run": str(p), "seed": pr.config.get("seed"), "members": pr.config["members"]}
+        for p, pr in zip(paths, preds, strict=True)
+    ]
+    config["seed"] = [pr.config.get("seed") for pr in preds]
+    for i, pr in enumerate(preds):
+        config["members"] += [f"r{i}_{m}" for m in pr.config["members"]]
+    run = RunDir(out)
+    run.write_config(config)
+    for i, (p, pr) in enumerate(zip(paths, preds, strict=True)):
+        for m in pr.config["members"]:
+            run.save_weights(f"r{i}_{Path(m).stem}", load_weights(p / m))
+    members = [m for pr in preds for m in pr.members]
+    ens = PropertyPredictor(preds[0].featurizer, members, config)
+
+    res = ref[["formula", "target", "split"]].copy()
+    stack = np.stack([t["prediction"].to_numpy(float) for t in tables])
+    res["prediction"] = stack.mean(axis=0)
+    res["std"] = stack.std(axis=0)
+    # test, holdout (and train) rows: every member predicts them. Out-of-fold rows keep
+    # the mean over runs of their out-of-fold predictions
+    again = (res["split"] != "cv").to_numpy()
+    if again.any():
+        mean, std = ens.predict(res.loc[again, "formula"].tolist())
+        res.loc[again, "prediction"] = mean
+        res.loc[again, "std"] = std
+    if "fold" in ref and all(t["fold"].equals(ref["fold"]) for t in tables):
+        res["fold"] = ref["fold"]
+    metrics: dict[str, Any] = {"model": first["model"], "features": first["features"]["name"],
+                               "n_members": len(members), "runs": {}}
+    for split, part in res.groupby("split", sort=False):
+        m = regression_metrics(part["target"], part["prediction"])
+        if split.startswith("holdout_"):
+            metrics.setdefault("holdout", {})[split[len("holdout_"):]] = m
+        else:
+            metrics[split] = m
+    for p in paths:
+        met = json.loads((p / "metrics.json").read_text())
+        metrics["runs"][str(p)] = {k: met[k]["mae"] for k in ("cv", "test", "train")
+                                   if k in met}
+    run.save_table("predictions.csv", res)
+    run.write_metrics(metrics)
+    write_plots(run, res)
+    write_report(run)
+    return run.path
+
+
+__all__ = ["PropertyPredictor", "combine_runs", "evaluate_run", "load_run",
            "make_estimator", "predict_file", "train_property"]
