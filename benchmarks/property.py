@@ -114,7 +114,8 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
                    reuse: str = "none", suffix: str = "",
-                   parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0) -> None:
+                   parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0,
+                   tl_dropout_scale: float = 1.0) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -122,7 +123,9 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                  batch_size=64, lr=tl_lr, patience=15, report=False)
     res = {}
     sc_tag = f"{model}_scratch{suffix}"
-    tl_tag = f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
+    tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
+              + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}"))
+    tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale}
     for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -135,7 +138,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue
         out = train_property(exp, out=runs / tag, cv=folds, init=init, seed=seed,
-                             **({**hyper, "lr": 1e-3} if init is None else hyper))
+                             **({**hyper, "lr": 1e-3} if init is None else tl_hyper))
         met = json.loads((out / "metrics.json").read_text())
         res[tag] = met["cv"]
         print(f"{tag}: {folds}-fold CV MAE {met['cv']['mae']:.4f} ± "
@@ -144,7 +147,9 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             "task": f"exp_formation_enthalpy_cv{folds}", "model": tag, "metric": "mae",
             "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
             "n_train": met["n_train_rows"], "folds": folds, "seeds": 1, "seed": seed,
-            "source_run": str(source) if init else None, "run_dir": str(out)}])
+            "source_run": str(source) if init else None, "run_dir": str(out),
+            "hyper": {k: v for k, v in (tl_hyper if init else {**hyper, "lr": 1e-3}).items()
+                      if k != "report"}}])
     if sc_tag not in res or tl_tag not in res:
         return  # the other half runs in another process (--parts); rerun with --reuse all
     ratio = res[tl_tag]["mae"] / res[sc_tag]["mae"]
@@ -158,7 +163,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             out = train_property(exp, out=runs / f"lc_{tag}_{frac:.2f}", cv=curve_folds,
                                  init=init, seed=seed,
                                  train_fraction=frac,
-                                 **({**hyper, "lr": 1e-3} if init is None else hyper))
+                                 **({**hyper, "lr": 1e-3} if init is None else tl_hyper))
             met = json.loads((out / "metrics.json").read_text())
             curve.append({"task": f"exp_learning_curve_{frac:.2f}", "model": tag,
                           "metric": "mae", "value": met["cv"]["mae"],
@@ -252,6 +257,8 @@ def main() -> None:
     ap.add_argument("--source", default="runs/oqmd/elemnet")
     ap.add_argument("--tl-epochs", type=int, default=60)
     ap.add_argument("--tl-lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    ap.add_argument("--tl-dropout-scale", type=float, default=1.0,
+                    help="fine-tuning dropout multiplier (0: off, the source's final regime)")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
                     help="take the 10-fold CV results (scratch only, or both) from existing "
                          "run directories instead of training again")
@@ -279,7 +286,8 @@ def main() -> None:
     elif a.stage == "transfer":
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
-                       a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed)
+                       a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
+                       a.tl_dropout_scale)
     elif a.stage == "ensemble":
         stage_ensemble(a.members.split(","), a.name, a.over)
     else:

@@ -207,6 +207,18 @@ def test_dropout_anneal_schedule_patience_and_resume(tmp_path) -> None:
     assert tr.stopped_early and len(hist) < 100
     assert [h["dropout_scale"] for h in hist[-2:]] == [0.5, 0.0]
     assert all(h["dropout_scale"] == 1.0 for h in hist[:-2])
+    # dropout_scale=0 switches dropout off for the whole fit (patience then just stops)
+    m = net()
+    seen: list[float] = []
+    cfg = TrainerConfig(epochs=100, batch_size=64, lr=0.05, progress=False, patience=2,
+                        scheduler="none", optimizer="sgd", dropout_anneal_epochs=2,
+                        dropout_scale=0.0)
+    tr = Trainer(m, cfg, callbacks=[lambda t, logs: seen.extend(
+        d.p for d in t.model.modules() if isinstance(d, torch.nn.Dropout))])
+    hist = tr.fit((x, y), (x[:32], -y[:32]))
+    assert tr.stopped_early and len(hist) == 3 and set(seen) == {0.0}
+    assert all(h["dropout_scale"] == 0.0 for h in hist)
+    assert {d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)} == {0.5}
     # interrupted during the annealing and resumed: identical to a straight run
     base = dict(epochs=5, batch_size=32, progress=False, patience=None, dropout_anneal_epochs=3)
 

@@ -29,6 +29,9 @@ def train(
     patience: int = typer.Option(None, help="Early-stopping patience."),
     dropout_anneal: int = typer.Option(None, help="Epochs at the end over which dropout is "
                                        "annealed to zero (default: a tenth of --epochs)."),
+    dropout_scale: float = typer.Option(None, help="Multiply every dropout probability "
+                                        "(0: off; e.g. to fine-tune an annealed ElemNet "
+                                        "with --init)."),
     n_estimators: int = typer.Option(100, help="Trees (rf)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -40,7 +43,7 @@ def train(
 
     hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
                                    patience=patience, dropout_anneal_epochs=dropout_anneal,
-                                   ).items() if v is not None}
+                                   dropout_scale=dropout_scale).items() if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
                          formula_col=formula, target_col=target, seed=seed, resume=resume,

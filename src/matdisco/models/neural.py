@@ -60,6 +60,9 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         Anneal dropout to zero over the last epochs (see
         ``TrainerConfig.dropout_anneal_epochs``); recommended for ElemNet, whose
         deterministic network is otherwise much worse than the one it was trained as.
+    dropout_scale : float
+        Multiplier of the architecture's dropout probabilities (0: dropout off, e.g. to
+        fine-tune an annealed ElemNet; see ``TrainerConfig.dropout_scale``).
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -71,7 +74,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  device: str = "auto", progress: bool = False, val_fraction: float = 0.1,
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
                  ema: float | None = None, dropout_anneal_epochs: int = 0,
-                 arch_kwargs: dict | None = None) -> None:
+                 dropout_scale: float = 1.0, arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
@@ -91,6 +94,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.loss = loss
         self.ema = ema
         self.dropout_anneal_epochs = dropout_anneal_epochs
+        self.dropout_scale = dropout_scale
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -102,7 +106,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             scheduler=self.scheduler, warmup_epochs=self.warmup_epochs,
             patience=self.patience, grad_clip=self.grad_clip, seed=self.seed,
             device=self.device, progress=self.progress, ema=self.ema,
-            dropout_anneal_epochs=self.dropout_anneal_epochs,
+            dropout_anneal_epochs=self.dropout_anneal_epochs, dropout_scale=self.dropout_scale,
         )
 
     def _loss_fn(self) -> torch.nn.Module:

@@ -105,6 +105,10 @@ class TrainerConfig:
         dropout "variance shift"); annealing lets the final epochs train the very network
         that is evaluated. With early stopping, running out of patience before the
         annealing phase starts the annealing instead of stopping.
+    dropout_scale : float
+        Multiplier of every dropout probability of the model (1: as built, 0: dropout
+        off). Fine-tuning a network whose final epochs were trained without dropout
+        (transfer learning after annealing) keeps it the deterministic network it is.
     """
 
     epochs: int = 100
@@ -129,6 +133,7 @@ class TrainerConfig:
     restore_best: bool = True
     ema: float | None = None
     dropout_anneal_epochs: int = 0
+    dropout_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -417,10 +422,11 @@ class Trainer:
     def _dropout_scale(self) -> float:
         """Dropout multiplier of the epoch about to run (linear anneal to 0 at the end)."""
         k = self.config.dropout_anneal_epochs
+        base = float(self.config.dropout_scale)
         if k <= 0:
-            return 1.0
+            return base
         start = self._final_epoch - k
-        return max(0.0, min(1.0, 1.0 - (self.epoch - start + 1) / k))
+        return base * max(0.0, min(1.0, 1.0 - (self.epoch - start + 1) / k))
 
     # ------------------------------------------------------------------ EMA
     @torch.no_grad()
@@ -563,7 +569,7 @@ class Trainer:
                     "seconds": dt,
                     "samples_per_s": n / dt if dt > 0 else float("nan"),
                 }
-                if cfg.dropout_anneal_epochs and dropouts:
+                if (cfg.dropout_anneal_epochs or cfg.dropout_scale != 1.0) and dropouts:
                     rec["dropout_scale"] = drop_scale
                 rec.update({f"train_{k}": v / max(n, 1) for k, v in sums.items()})
                 backup = self._swap_in_ema()
@@ -601,7 +607,8 @@ class Trainer:
                                      if k in ("train_loss", "val_loss")})
                 stop = cfg.patience is not None and self._bad_epochs >= cfg.patience
                 k = cfg.dropout_anneal_epochs
-                if stop and k and dropouts and self.epoch < self._final_epoch - k:
+                if (stop and k and dropouts and cfg.dropout_scale > 0
+                        and self.epoch < self._final_epoch - k):
                     # out of patience with dropout still on: anneal it now, then stop
                     self._final_epoch = self.epoch + k
                     self._bad_epochs = 0
