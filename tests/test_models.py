@@ -219,6 +219,8 @@ def test_dropout_anneal_schedule_patience_and_resume(tmp_path) -> None:
     assert tr.stopped_early and len(hist) == 3 and set(seen) == {0.0}
     assert all(h["dropout_scale"] == 0.0 for h in hist)
     assert {d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)} == {0.5}
+    with pytest.raises(MatdiscoError, match="outside"):
+        Trainer(net(), TrainerConfig(epochs=1, progress=False, dropout_scale=3.0)).fit((x, y))
     # interrupted during the annealing and resumed: identical to a straight run
     base = dict(epochs=5, batch_size=32, progress=False, patience=None, dropout_anneal_epochs=3)
 

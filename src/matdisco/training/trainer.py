@@ -505,6 +505,11 @@ class Trainer:
         dropouts = [m for m in self.model.modules()
                     if isinstance(m, nn.modules.dropout._DropoutNd)]
         dropout_p = [m.p for m in dropouts]
+        if cfg.dropout_scale < 0 or any(p * cfg.dropout_scale > 1 for p in dropout_p):
+            raise MatdiscoError(
+                f"dropout_scale={cfg.dropout_scale} gives dropout probabilities outside "
+                f"[0, 1] (the model's are {sorted(set(dropout_p))})"
+            )
         self._best_state: dict[str, torch.Tensor] | None = None
         self._ema: dict[str, torch.Tensor] | None = None
         if cfg.ema:
