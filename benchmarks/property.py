@@ -115,14 +115,14 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
                    reuse: str = "none", suffix: str = "",
                    parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0,
-                   tl_dropout_scale: float = 1.0) -> None:
+                   tl_dropout_scale: float = 1.0, sc_suffix: str | None = None) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
     hyper = dict(model=model, features=src_cfg["features"]["name"], epochs=epochs,
                  batch_size=64, lr=tl_lr, patience=15, report=False)
     res = {}
-    sc_tag = f"{model}_scratch{suffix}"
+    sc_tag = f"{model}_scratch{suffix if sc_suffix is None else sc_suffix}"
     tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
               + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}"))
     tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale}
@@ -160,10 +160,11 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     curve = []
     for frac in fractions:
         for tag, init in ((sc_tag, None), (tl_tag, source)):
-            out = train_property(exp, out=runs / f"lc_{tag}_{frac:.2f}", cv=curve_folds,
-                                 init=init, seed=seed,
-                                 train_fraction=frac,
-                                 **({**hyper, "lr": 1e-3} if init is None else tl_hyper))
+            out = runs / f"lc_{tag}_{frac:.2f}"
+            if not (reuse == "all" and (out / "metrics.json").exists()):
+                out = train_property(exp, out=out, cv=curve_folds, init=init, seed=seed,
+                                     train_fraction=frac,
+                                     **({**hyper, "lr": 1e-3} if init is None else tl_hyper))
             met = json.loads((out / "metrics.json").read_text())
             curve.append({"task": f"exp_learning_curve_{frac:.2f}", "model": tag,
                           "metric": "mae", "value": met["cv"]["mae"],
@@ -260,10 +261,14 @@ def main() -> None:
     ap.add_argument("--tl-dropout-scale", type=float, default=1.0,
                     help="fine-tuning dropout multiplier (0: off, the source's final regime)")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
-                    help="take the 10-fold CV results (scratch only, or both) from existing "
-                         "run directories instead of training again")
+                    help="take the 10-fold CV results (scratch only, or both; 'all' also "
+                         "the learning-curve runs) from existing run directories instead of "
+                         "training again")
     ap.add_argument("--suffix", default="",
                     help="appended to the transfer stage's model names (e.g. a recipe tag)")
+    ap.add_argument("--sc-suffix", default=None,
+                    help="transfer stage: suffix of the scratch runs (default --suffix), to "
+                         "compare a new TL recipe with finished SC runs")
     ap.add_argument("--parts", default="sc,tl",
                     help="transfer stage: which of scratch (sc) and transfer (tl) to train "
                          "here; the other is read from its finished run directory, so the "
@@ -287,7 +292,7 @@ def main() -> None:
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
-                       a.tl_dropout_scale)
+                       a.tl_dropout_scale, a.sc_suffix)
     elif a.stage == "ensemble":
         stage_ensemble(a.members.split(","), a.name, a.over)
     else:
