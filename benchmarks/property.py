@@ -72,6 +72,10 @@ OQMD_MODELS = {
     # session 10: twice the epochs (its validation was still falling at the end of 40)
     "irnet17_e80": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
                         lr=1e-3, patience=None),
+    "irnet17_e80_s1": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
+                           lr=1e-3, patience=None, seed=1),
+    "irnet17_e80_s2": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
+                           lr=1e-3, patience=None, seed=2),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
                     patience=None),
     "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
