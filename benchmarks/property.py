@@ -62,25 +62,19 @@ OQMD_MODELS = {
                          dropout_anneal_epochs=10),
     "elemnet_an120": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4, patience=None,
                           dropout_anneal_epochs=12),
-    # session 11: the same recipe with other seeds, for a seed ensemble (``--stage ensemble``)
-    "elemnet_an120_s1": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4,
-                             patience=None, dropout_anneal_epochs=12, seed=1),
-    "elemnet_an120_s2": dict(model="elemnet", epochs=120, batch_size=256, lr=4e-4,
-                             patience=None, dropout_anneal_epochs=12, seed=2),
     "irnet17": dict(model="irnet17", features="magpie", epochs=40, batch_size=256, lr=1e-3,
                     patience=None),
     # session 10: twice the epochs (its validation was still falling at the end of 40)
     "irnet17_e80": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
                         lr=1e-3, patience=None),
-    "irnet17_e80_s1": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
-                           lr=1e-3, patience=None, seed=1),
-    "irnet17_e80_s2": dict(model="irnet17", features="magpie", epochs=80, batch_size=256,
-                           lr=1e-3, patience=None, seed=2),
     "irnet48": dict(model="irnet48", features="magpie", epochs=25, batch_size=256, lr=1e-3,
                     patience=None),
     "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
     "rf_phys": dict(model="rf", features="magpie", n_estimators=100),
 }
+# session 11: the same recipes with other seeds, for seed ensembles (``--stage ensemble``)
+OQMD_MODELS.update({f"{base}_s{seed}": {**OQMD_MODELS[base], "seed": seed}
+                    for base in ("elemnet_an120", "irnet17_e80") for seed in (1, 2)})
 
 
 def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool) -> None:
@@ -129,7 +123,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     sc_tag = f"{model}_scratch{suffix if sc_suffix is None else sc_suffix}"
     tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
               + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}"))
-    tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale}
+    sc_hyper, tl_hyper = {**hyper, "lr": 1e-3}, {**hyper, "dropout_scale": tl_dropout_scale}
     for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -142,7 +136,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue
         out = train_property(exp, out=runs / tag, cv=folds, init=init, seed=seed,
-                             **({**hyper, "lr": 1e-3} if init is None else tl_hyper))
+                             **(sc_hyper if init is None else tl_hyper))
         met = json.loads((out / "metrics.json").read_text())
         res[tag] = met["cv"]
         print(f"{tag}: {folds}-fold CV MAE {met['cv']['mae']:.4f} ± "
@@ -152,7 +146,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
             "n_train": met["n_train_rows"], "folds": folds, "seeds": 1, "seed": seed,
             "source_run": str(source) if init else None, "run_dir": str(out),
-            "hyper": {k: v for k, v in (tl_hyper if init else {**hyper, "lr": 1e-3}).items()
+            "hyper": {k: v for k, v in (tl_hyper if init else sc_hyper).items()
                       if k != "report"}}])
     if sc_tag not in res or tl_tag not in res:
         return  # the other half runs in another process (--parts); rerun with --reuse all
@@ -168,7 +162,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             if not (reuse == "all" and (out / "metrics.json").exists()):
                 out = train_property(exp, out=out, cv=curve_folds, init=init, seed=seed,
                                      train_fraction=frac,
-                                     **({**hyper, "lr": 1e-3} if init is None else tl_hyper))
+                                     **(sc_hyper if init is None else tl_hyper))
             met = json.loads((out / "metrics.json").read_text())
             curve.append({"task": f"exp_learning_curve_{frac:.2f}", "model": tag,
                           "metric": "mae", "value": met["cv"]["mae"],

@@ -451,7 +451,7 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     config = dict(first)
     config["members"] = []
     config["ensemble_of"] = [
-        {"run": str(p), "seed": pr.config.get("seed"), "members": pr.config["members"]}
+        {"run": str(p), "members": pr.config["members"]}
         for p, pr in zip(paths, preds, strict=True)
     ]
     config["seed"] = [pr.config.get("seed") for pr in preds]
@@ -459,9 +459,9 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
         config["members"] += [f"r{i}_{m}" for m in pr.config["members"]]
     run = RunDir(out)
     run.write_config(config)
-    for i, (p, pr) in enumerate(zip(paths, preds, strict=True)):
-        for m in pr.config["members"]:
-            run.save_weights(f"r{i}_{Path(m).stem}", load_weights(p / m))
+    for i, pr in enumerate(preds):  # weights already loaded (and checked) by load_run
+        for m, est in zip(pr.config["members"], pr.members, strict=True):
+            run.save_weights(f"r{i}_{Path(m).stem}", est.state_tensors())
     members = [m for pr in preds for m in pr.members]
     ens = PropertyPredictor(preds[0].featurizer, members, config)
 
