@@ -240,3 +240,31 @@ def test_dropout_anneal_schedule_patience_and_resume(tmp_path) -> None:
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
+
+
+def test_roost_masks_padding_and_reads_raw_fractions() -> None:
+    from matdisco.data.composition import encode_fractions
+
+    set_seed(0)
+    net = build_network("roost", 86, d=16, n_layers=2, n_heads=2, hidden=16,
+                        head_widths=[32, 16]).eval()
+    assert net.element_features.shape == (86, 22)  # the Magpie prior, saved with the weights
+    formulas = ["Fe2O3", "NaCl", "Li7La3Zr2O12", "Cu", "BaTiO3"]
+    x = torch.from_numpy(encode_fractions(formulas))
+    batch = net(x)
+    # each composition alone (no padding) gives the same output as inside the padded batch
+    alone = torch.cat([net(x[i:i + 1]) for i in range(len(formulas))])
+    torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-5)
+    # the output depends on the fractions, not only on which elements are present
+    assert not torch.allclose(net(torch.from_numpy(encode_fractions(["FeO", "Fe2O3"])))[0:1],
+                              net(torch.from_numpy(encode_fractions(["Fe2O3"]))))
+    with pytest.raises(MatdiscoError, match="raw"):
+        net(x - 0.5)
+    with pytest.raises(MatdiscoError, match="145 features"):
+        build_network("roost", 145)
+    with pytest.raises(MatdiscoError, match="unknown roost parameters"):
+        build_network("roost", 86, widths=[3])
+    # gradients are finite despite the masked (-inf) attention logits
+    net.train()
+    net(x).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -159,3 +159,22 @@ def test_load_run_refuses_tampered_weights(tiny_df: pd.DataFrame, tmp_path) -> N
     (run / "model.safetensors").write_bytes(b"\x00" * 32)
     with pytest.raises(MatdiscoError, match="corrupt"):
         load_run(run)
+
+
+def test_roost_trains_saves_and_reloads(tiny_df: pd.DataFrame, tmp_path) -> None:
+    run = train_property(tiny_df, model="roost", out=tmp_path / "roost", test=tiny_df.iloc[:10],
+                         arch_kwargs=dict(d=8, n_layers=1, n_heads=1, hidden=8,
+                                          head_widths=[16]), **FAST)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["features"]["name"] == "fractions"
+    assert cfg["estimator"]["scale_inputs"] is False  # the network needs raw fractions
+    met = json.loads((run / "metrics.json").read_text())
+    preds = pd.read_csv(run / "predictions.csv")
+    again = load_run(run).predict(list(preds["formula"]))[0]
+    np.testing.assert_allclose(again, preds["prediction"], rtol=1e-4, atol=1e-5)
+    assert met["test"]["n"] == 10
+    # fine-tuning takes the source's architecture (arch_kwargs) when none is given
+    tl = train_property(tiny_df.iloc[:30], model="roost", out=tmp_path / "tl", init=run,
+                        epochs=0, device="cpu")
+    np.testing.assert_allclose(load_run(tl).predict(["Fe2O3", "MgO"])[0],
+                               load_run(run).predict(["Fe2O3", "MgO"])[0], rtol=1e-5)

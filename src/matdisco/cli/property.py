@@ -13,7 +13,8 @@ from matdisco.cli import handle_errors
 @handle_errors
 def train(
     data: str = typer.Option("exp_formation_enthalpy", help="Dataset name or CSV/Parquet."),
-    model: str = typer.Option("elemnet", help="elemnet, irnet17|24|48, plain*, srnet*, rf."),
+    model: str = typer.Option("elemnet", help="elemnet, irnet17|24|48, plain*, srnet*, mlp, "
+                              "roost (element attention), rf."),
     target: str = typer.Option("target", help="Target column."),
     formula: str = typer.Option("formula", help="Formula column."),
     features: str = typer.Option(None, help="fractions or magpie (default per model)."),

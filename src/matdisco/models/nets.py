@@ -104,22 +104,28 @@ class DeepRegressor(nn.Module):
 
 ARCHITECTURES = (
     "elemnet", "irnet17", "irnet24", "irnet48", "plain17", "plain24", "plain48",
-    "srnet17", "srnet24", "srnet48", "mlp",
+    "srnet17", "srnet24", "srnet48", "mlp", "roost",
 )
 
 
-def build_network(arch: str, n_features: int, **kwargs: Any) -> DeepRegressor:
+def build_network(arch: str, n_features: int, **kwargs: Any) -> nn.Module:
     """Build a network by name.
 
     Parameters
     ----------
     arch : str
         One of :data:`ARCHITECTURES`. ``mlp`` takes ``widths`` (list of int) and
-        optional ``dropout``, ``residual`` and ``batchnorm``.
+        optional ``dropout``, ``residual`` and ``batchnorm``. ``roost`` (the element-attention
+        network of :mod:`matdisco.models.attention`, on raw element fractions) takes
+        ``elements`` (default: ElemNet's 86), ``magpie`` (bool, default True: the elements'
+        Magpie properties as a fixed prior), ``d``, ``n_layers``, ``n_heads``, ``hidden`` and
+        ``head_widths``.
     n_features : int
         Input width.
     """
     arch = arch.lower()
+    if arch == "roost":
+        return _build_roost(n_features, **kwargs)
     if arch == "elemnet":
         return DeepRegressor(n_features, ELEMNET_SPEC, residual="none", batchnorm=False)
     for prefix, residual in (("irnet", "layer"), ("plain", "none"), ("srnet", "stack")):
@@ -139,6 +145,30 @@ def build_network(arch: str, n_features: int, **kwargs: Any) -> DeepRegressor:
                              residual=kwargs.get("residual", "none"),
                              batchnorm=bool(kwargs.get("batchnorm", False)))
     raise MatdiscoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+
+
+def _build_roost(n_features: int, elements: Any = None, magpie: bool = True,
+                 **kwargs: Any) -> nn.Module:
+    from matdisco.data.composition import ELEMNET_ELEMENTS
+    from matdisco.models.attention import ElementAttentionRegressor
+
+    elements = tuple(ELEMNET_ELEMENTS if elements is None else elements)
+    if len(elements) != n_features:
+        raise MatdiscoError(
+            f"roost reads element fractions over {len(elements)} elements, the input has "
+            f"{n_features} features (use features='fractions')"
+        )
+    table = None
+    if magpie:
+        from matdisco.featurize.magpie import _element_tables
+
+        table = _element_tables(elements)[0]
+    keys = {"d", "n_layers", "n_heads", "hidden", "head_widths"}
+    unknown = set(kwargs) - keys
+    if unknown:
+        raise MatdiscoError(f"unknown roost parameters {sorted(unknown)}; choose from "
+                            f"{sorted(keys | {'elements', 'magpie'})}")
+    return ElementAttentionRegressor(n_features, table, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -31,7 +31,8 @@ from matdisco.property.evaluation import regression_metrics, write_plots, write_
 from matdisco.training import RunDir, load_weights
 
 #: Default input features of each model family.
-DEFAULT_FEATURES = {"elemnet": "fractions", "rf": "fractions", "mlp": "fractions"}
+DEFAULT_FEATURES = {"elemnet": "fractions", "rf": "fractions", "mlp": "fractions",
+                    "roost": "fractions"}
 
 #: Default hyper-parameters of the neural models (tuned for a 2-core CPU budget).
 NN_DEFAULTS: dict[str, Any] = dict(epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-5,
@@ -59,6 +60,9 @@ def make_estimator(model: str, features: str, seed: int = 0,
     params.update({k: v for k, v in hyper.items() if k in NeuralRegressor().get_params()})
     # standardize physical attributes, keep raw element fractions (as ElemNet)
     params.setdefault("scale_inputs", features != "fractions")
+    if model == "roost" and (features != "fractions" or params["scale_inputs"]):
+        raise MatdiscoError("roost reads raw element fractions: use features='fractions' "
+                            "without scale_inputs")
     # anneal dropout over the last tenth of training (only networks with dropout, i.e.
     # ElemNet, are affected): its deterministic network is then the one it was trained as
     if params.get("dropout_anneal_epochs") is None:
@@ -112,7 +116,8 @@ def _member_from_tensors(model: str, tensors: dict, n_features: int, source: str
                          hyper: dict[str, Any]) -> NeuralRegressor | ForestRegressor:
     if model == "rf":
         return ForestRegressor().load_state_tensors(tensors, n_features, source)
-    est = NeuralRegressor(arch=model, device=hyper.get("device", "auto"))
+    est = NeuralRegressor(arch=model, device=hyper.get("device", "auto"),
+                          arch_kwargs=hyper.get("arch_kwargs"))
     return est.load_state_tensors(tensors, n_features, source)
 
 
@@ -174,7 +179,8 @@ def train_property(
         Dataset name (``matdisco data list``), CSV/Parquet path, or frame with
         ``formula_col`` and ``target_col``.
     model : str
-        ``elemnet``, ``irnet17|24|48``, ``plain17|24|48``, ``srnet17|24|48``, ``mlp`` or
+        ``elemnet``, ``irnet17|24|48``, ``plain17|24|48``, ``srnet17|24|48``, ``mlp``,
+        ``roost`` (element attention on fractions, :mod:`matdisco.models.attention`) or
         ``rf``.
     out : path
         Run directory.
@@ -227,6 +233,10 @@ def train_property(
             raise MatdiscoError(f"--init run {init} uses different input features")
         if model == "rf":
             raise MatdiscoError("transfer learning (--init) needs a neural model, not rf")
+        # the fine-tuned network has the source's architecture (e.g. a custom mlp / roost)
+        src_arch = init_pred.config.get("hyper", {}).get("arch_kwargs")
+        if src_arch is not None and "arch_kwargs" not in hyper:
+            hyper = {**hyper, "arch_kwargs": src_arch}
 
     holdout = list(holdout or [])
     hold_mask = np.zeros(len(df), dtype=bool)
@@ -437,6 +447,9 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
                     f"{p}: {key} {pr.config.get(key)!r} differs from {paths[0]}'s "
                     f"{first.get(key)!r}; only runs of one model and input can be combined"
                 )
+        arch = pr.config.get("hyper", {}).get("arch_kwargs")
+        if arch != first.get("hyper", {}).get("arch_kwargs"):
+            raise MatdiscoError(f"{p}: architecture {arch!r} differs from {paths[0]}'s")
         if not (p / "predictions.csv").exists():
             raise MatdiscoError(f"{p}: no predictions.csv (is the run finished?)")
         tables.append(pd.read_csv(p / "predictions.csv"))
