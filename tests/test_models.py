@@ -107,14 +107,18 @@ def test_checkpoint_resume_is_exact(tmp_path) -> None:
     cfg = dict(epochs=6, batch_size=32, progress=False, patience=None)
 
     def run(d, stop_at=None, resume=False):
-        return _run_interruptible(d, cfg, stop_at, resume).model
+        return _run_interruptible(d, cfg, stop_at, resume)
 
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "a", stop_at=3)
     resumed = run(tmp_path / "a", resume=True)
     straight = run(tmp_path / "b")
-    for a, b in zip(resumed.state_dict().values(), straight.state_dict().values(), strict=True):
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
+                    strict=True):
         assert torch.equal(a, b)
+    # the epochs read back from the checkpoint are reported (for honest timings)
+    assert len(resumed.history) == 6 and straight.resumed_epochs == 0
+    assert 0 < resumed.resumed_epochs < 6
 
 
 def test_weights_roundtrip_and_mismatch(tmp_path) -> None:

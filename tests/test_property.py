@@ -178,3 +178,31 @@ def test_roost_trains_saves_and_reloads(tiny_df: pd.DataFrame, tmp_path) -> None
                         epochs=0, device="cpu")
     np.testing.assert_allclose(load_run(tl).predict(["Fe2O3", "MgO"])[0],
                                load_run(run).predict(["Fe2O3", "MgO"])[0], rtol=1e-5)
+
+
+def test_interrupted_run_resumes_with_whole_training_time(tiny_df: pd.DataFrame, tmp_path,
+                                                          monkeypatch) -> None:
+    from matdisco.training import trainer as trainer_mod
+
+    write = trainer_mod.Trainer._write_history
+
+    def interrupt_at_3(self):
+        write(self)
+        if self.epoch == 3:
+            raise KeyboardInterrupt
+
+    cfg = dict(epochs=5, batch_size=16, patience=None, device="cpu")
+    monkeypatch.setattr(trainer_mod.Trainer, "_write_history", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_property(tiny_df, model="mlp", out=tmp_path / "r", test=tiny_df.iloc[:10], **cfg)
+    assert not (tmp_path / "r" / "metrics.json").exists()
+    monkeypatch.setattr(trainer_mod.Trainer, "_write_history", write)
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", test=tiny_df.iloc[:10],
+                         resume=True, **cfg)
+    met = json.loads((run / "metrics.json").read_text())
+    hist = [json.loads(line) for line in (run / "history_model.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]
+    # the time covers the three epochs of the interrupted process as well
+    assert met["train_seconds"] >= sum(h["seconds"] for h in hist)
+    n = met["n_train_rows"]
+    assert met["train_samples_per_s"] == pytest.approx(5 * n / met["train_seconds"], rel=0.2)

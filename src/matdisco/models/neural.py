@@ -173,6 +173,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
                           run_dir=run_dir, checkpoint_name=checkpoint_name)
         self.history_ = trainer.fit(train, val, resume=resume)
+        self.resumed_epochs_ = trainer.resumed_epochs  # epochs read from a checkpoint
         self.network_.cpu()
         return self
 

@@ -309,7 +309,12 @@ def train_property(
                 est.fit(X_all[tr], y_all[tr], init=init_t, run_dir=run.path,
                         checkpoint_name=f"checkpoint_{name}", resume=resume)
             train_time += time.perf_counter() - t0
-            n_seen += len(tr) * (len(getattr(est, "history_", [])) or 1)
+            hist = getattr(est, "history_", [])
+            # a resumed fit: count the epochs of the interrupted process too, with their
+            # logged times, so that the time and the samples/s cover the whole training
+            train_time += sum(h.get("seconds", 0.0)
+                              for h in hist[:getattr(est, "resumed_epochs_", 0)])
+            n_seen += len(tr) * (len(hist) or 1)
             run.save_weights(name, est.state_tensors())
             ck = run / f"checkpoint_{name}.safetensors"
             if ck.exists():

@@ -263,6 +263,7 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
+        self.resumed_epochs = 0  # epochs read from a checkpoint by the last fit
         self.best_score = math.inf
         self.best_epoch = -1
         self.stopped_early = False
@@ -515,9 +516,11 @@ class Trainer:
         if cfg.ema:
             self._ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.epoch = 0
+        self.resumed_epochs = 0
         ckpt = self.checkpoint_path
         if resume and ckpt is not None and ckpt.exists():
             meta = self._load_checkpoint(ckpt)
+            self.resumed_epochs = len(self.history)
             if meta["finished"]:
                 if cfg.restore_best and self._best_state is not None:
                     self.model.load_state_dict(self._best_state)
