@@ -259,6 +259,12 @@ def test_roost_masks_padding_and_reads_raw_fractions() -> None:
     # each composition alone (no padding) gives the same output as inside the padded batch
     alone = torch.cat([net(x[i:i + 1]) for i in range(len(formulas))])
     torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-5)
+    # the whole batch padded to its largest composition (4 elements; the forward groups rows
+    # by their element count), or cut into chunks of a few element pairs: the same outputs
+    torch.testing.assert_close(net._forward_k(x, 4), batch, rtol=1e-5, atol=1e-5)
+    net.max_pairs = 4
+    torch.testing.assert_close(net(x), batch, rtol=1e-5, atol=1e-5)
+    net.max_pairs = 1 << 14
     # the output depends on the fractions, not only on which elements are present
     assert not torch.allclose(net(torch.from_numpy(encode_fractions(["FeO", "Fe2O3"])))[0:1],
                               net(torch.from_numpy(encode_fractions(["Fe2O3"]))))

@@ -139,6 +139,7 @@ class ElementAttentionRegressor(nn.Module):
                  n_outputs: int = 1) -> None:
         super().__init__()
         self.n_features = n_features
+        self.max_pairs = 1 << 14
         if element_features is None:
             ef = torch.zeros(n_features, 0)
         else:
@@ -173,7 +174,24 @@ class ElementAttentionRegressor(nn.Module):
         if bool((x < 0).any()):
             raise MatdiscoError("the element-attention network needs raw (non-negative) "
                                 "element fractions; do not standardize its inputs")
-        k = max(1, int((x > 0).sum(dim=1).max()))
+        n_el = (x > 0).sum(dim=1).clamp_min(1)
+        counts = torch.unique(n_el).tolist()
+        if len(counts) == 1 and x.shape[0] * counts[0] ** 2 <= self.max_pairs:
+            return self._forward_k(x, counts[0])
+        # compositions grouped by their number of elements k, so that each group is padded
+        # only to its own k (the pairwise tensors grow with k squared: a few 7-element rows
+        # in a batch of ternaries would make every row pay for seven), and cut into chunks
+        # of at most ``max_pairs`` element pairs to bound the memory of large predictions
+        rows, outs = [], []
+        for c in counts:
+            r_all = torch.nonzero(n_el == c).squeeze(1)
+            for r in r_all.split(max(1, self.max_pairs // c ** 2)):
+                rows.append(r)
+                outs.append(self._forward_k(x[r], c))
+        return torch.cat(outs)[torch.argsort(torch.cat(rows))]
+
+    def _forward_k(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Forward for rows with at most ``k`` elements present."""
         w, idx = x.topk(k, dim=1)                                   # (B, K)
         mask = w > 0
         w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
