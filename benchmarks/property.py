@@ -75,12 +75,20 @@ OQMD_MODELS = {
     "roost_e60": dict(model="roost", epochs=60, batch_size=256, lr=1e-3, patience=None),
     # an 8-epoch probe at lr 2e-3 scored 0.081 on test (1e-3: 0.091, 5e-4: 0.102)
     "roost_e60_lr2": dict(model="roost", epochs=60, batch_size=256, lr=2e-3, patience=None),
+    # session 13: ElemNet distilled from the roost run (matdisco.property.distill): 100,000
+    # neighbour-substituted analogues of the training compositions, labelled by the teacher,
+    # are added to the training rows (never to the early-stopping split). The teacher was
+    # trained on the same val.csv rows with the same holdouts; it never saw test.csv
+    "elemnet_distill_an40": dict(model="elemnet", epochs=40, batch_size=256, lr=4e-4,
+                                 patience=None, dropout_anneal_epochs=6,
+                                 teacher="runs/oqmd/roost_e60_lr2", n_synthetic=100_000),
     "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
     "rf_phys": dict(model="rf", features="magpie", n_estimators=100),
 }
 # session 11: the same recipes with other seeds, for seed ensembles (``--stage ensemble``)
 OQMD_MODELS.update({f"{base}_s{seed}": {**OQMD_MODELS[base], "seed": seed}
-                    for base in ("elemnet_an120", "irnet17_e80") for seed in (1, 2)})
+                    for base in ("elemnet_an120", "irnet17_e80", "roost_e60_lr2")
+                    for seed in (1, 2)})
 
 
 def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool) -> None:

@@ -23,6 +23,10 @@ def train(
     holdout_system: list[str] = typer.Option(None, help="Hold out a chemical system, "
                                              "e.g. Ti-O (repeatable)."),
     init: str = typer.Option(None, help="Source run directory for transfer learning."),
+    teacher: str = typer.Option(None, help="Teacher run directory for distillation: adds "
+                                "--n-synthetic teacher-labelled composition analogues to "
+                                "the training rows."),
+    n_synthetic: int = typer.Option(0, help="Synthetic compositions for --teacher."),
     out: Path = typer.Option(Path("runs/property"), help="Run directory."),
     epochs: int = typer.Option(None, help="Maximum epochs."),
     batch_size: int = typer.Option(None, help="Batch size."),
@@ -47,6 +51,7 @@ def train(
                                    dropout_scale=dropout_scale).items() if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
+                         teacher=teacher, n_synthetic=n_synthetic,
                          formula_col=formula, target_col=target, seed=seed, resume=resume,
                          n_estimators=n_estimators, device=device, progress=True, **hyper)
     _summary(run)

@@ -127,7 +127,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
     # ---------------------------------------------------------------- API
     def fit(self, X: Any, y: Any, X_val: Any | None = None, y_val: Any | None = None,
             init: dict[str, torch.Tensor] | None = None, run_dir: str | Path | None = None,
-            checkpoint_name: str = "checkpoint", resume: bool = False) -> NeuralRegressor:
+            checkpoint_name: str = "checkpoint", resume: bool = False,
+            X_extra: Any | None = None, y_extra: Any | None = None) -> NeuralRegressor:
         """Train the network.
 
         Parameters
@@ -143,6 +144,9 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             Where the trainer writes its checkpoint and history.
         resume : bool
             Continue an interrupted training from the checkpoint in ``run_dir``.
+        X_extra, y_extra : array-like, optional
+            More training rows that never go into the early-stopping split (e.g. synthetic
+            compositions labelled by a teacher model, :mod:`matdisco.property.distill`).
         """
         X, y = _check_xy(X, y)
         assert y is not None
@@ -152,6 +156,12 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             n_val = max(1, int(round(self.val_fraction * len(X))))
             vi, ti = perm[:n_val], perm[n_val:]
             X, X_val, y, y_val = X[ti], X[vi], y[ti], y[vi]
+        if X_extra is not None:
+            Xe, ye = _check_xy(X_extra, y_extra)
+            if ye is None or Xe.shape[1] != X.shape[1]:
+                raise MatdiscoError(f"extra training rows need targets and {X.shape[1]} "
+                                    f"features, got {Xe.shape}")
+            X, y = np.concatenate([X, Xe]), np.concatenate([y, ye])
         if init is not None:
             self.load_state_tensors(init, expected_features=X.shape[1])
         else:

@@ -153,6 +153,37 @@ def _as_frame(data: str | Path | pd.DataFrame, formula_col: str, target_col: str
     return load_dataset(str(data), formula_col, target_col), str(data)
 
 
+def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None,
+                    model: str, featurizer: Any, df: pd.DataFrame, X_all: np.ndarray,
+                    train_pool: np.ndarray, holdout: Sequence[str], seed: int,
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """Features, teacher labels and formulas of the distillation rows (or ``None``)."""
+    if teacher is None and not n_synthetic:
+        return None
+    if teacher is None or n_synthetic < 1:
+        raise MatdiscoError("distillation needs both a teacher run (--teacher) and a "
+                            "number of synthetic compositions >= 1 (--n-synthetic)")
+    if cv:
+        raise MatdiscoError("distillation (--teacher) cannot be cross-validated: the "
+                            "teacher would have seen the evaluation folds; use --test")
+    if model == "rf":
+        raise MatdiscoError("distillation (--teacher) trains a neural student, not rf")
+    from matdisco.data.composition import encode_fractions
+    from matdisco.property.distill import fraction_formulas, substitute_compositions
+
+    t_pred = load_run(teacher)
+    elements = featurizer.elements
+    if tuple(t_pred.elements) != tuple(elements):
+        raise MatdiscoError(f"teacher run {teacher} uses another element list")
+    fr = X_all if featurizer.name == "fractions" else encode_fractions(
+        df["formula"].tolist(), elements)
+    fr_syn = substitute_compositions(fr[train_pool], elements, int(n_synthetic), seed=seed,
+                                     exclude_systems=holdout)
+    y_syn, _ = t_pred.predict_fractions(fr_syn)
+    return (featurizer.from_fractions(fr_syn), y_syn.astype(np.float32),
+            fraction_formulas(fr_syn, elements))
+
+
 def train_property(
     data: str | Path | pd.DataFrame,
     model: str = "elemnet",
@@ -169,6 +200,8 @@ def train_property(
     resume: bool = False,
     train_fraction: float = 1.0,
     report: bool = True,
+    teacher: str | Path | None = None,
+    n_synthetic: int = 0,
     **hyper: Any,
 ) -> Path:
     """Train a property model and write its run directory.
@@ -206,6 +239,14 @@ def train_property(
         Use only this fraction of each training split (learning curves).
     report : bool
         Write ``report.html``.
+    teacher : path, optional
+        Run directory of a teacher model for knowledge distillation
+        (:mod:`matdisco.property.distill`): ``n_synthetic`` analogues of the training
+        compositions, labelled by the teacher, are added to the training rows (never to the
+        early-stopping split). Not with ``cv`` (the teacher would have seen the evaluation
+        folds); the teacher must not have been trained on the ``test`` rows either.
+    n_synthetic : int
+        Number of teacher-labelled synthetic compositions (with ``teacher``).
     **hyper
         Estimator hyper-parameters (``epochs``, ``batch_size``, ``lr``, ``n_estimators``...).
 
@@ -253,6 +294,8 @@ def train_property(
     X_all = featurizer.transform(df["formula"].tolist())
     y_all = df["target"].to_numpy(dtype=np.float32)
     train_pool = np.flatnonzero(~hold_mask)
+    synthetic = _synthetic_rows(teacher, n_synthetic, cv, model, featurizer, df, X_all,
+                                train_pool, holdout, seed)
 
     # the splits: list of (member name, train idx into df, eval rows)
     splits: list[tuple[str, np.ndarray, np.ndarray | None]] = []
@@ -274,6 +317,9 @@ def train_property(
                   "holdout": holdout, "n_holdout_rows": int(hold_mask.sum()),
                   "train_fraction": train_fraction},
         "init": None if init is None else str(init),
+        "distillation": None if synthetic is None else {
+            "teacher": str(teacher), "n_synthetic_requested": int(n_synthetic),
+            "n_synthetic": int(len(synthetic[1])), "file": "synthetic.csv"},
         "seed": seed,
         "hyper": {k: v for k, v in hyper.items()},
         "members": [name + ".safetensors" for name, _, _ in splits],
@@ -283,6 +329,11 @@ def train_property(
     # every input is validated above: only now is anything written
     run = RunDir(out)
     run.write_config(config)
+    if synthetic is not None:
+        from matdisco._io import write_table
+
+        write_table(run / "synthetic.csv", pd.DataFrame(
+            {"formula": synthetic[2], "teacher_prediction": synthetic[1]}))
 
     oof = np.full(len(df), np.nan)
     fold_of = np.full(len(df), -1)
@@ -307,7 +358,9 @@ def train_property(
                 est.fit(X_all[tr], y_all[tr])
             else:
                 est.fit(X_all[tr], y_all[tr], init=init_t, run_dir=run.path,
-                        checkpoint_name=f"checkpoint_{name}", resume=resume)
+                        checkpoint_name=f"checkpoint_{name}", resume=resume,
+                        X_extra=None if synthetic is None else synthetic[0],
+                        y_extra=None if synthetic is None else synthetic[1])
             train_time += time.perf_counter() - t0
             hist = getattr(est, "history_", [])
             # a resumed fit: count the epochs of the interrupted process too, with their
