@@ -367,7 +367,8 @@ def train_property(
             # logged times, so that the time and the samples/s cover the whole training
             train_time += sum(h.get("seconds", 0.0)
                               for h in hist[:getattr(est, "resumed_epochs_", 0)])
-            n_seen += len(tr) * (len(hist) or 1)
+            n_extra = 0 if synthetic is None else len(synthetic[1])
+            n_seen += (len(tr) + n_extra) * (len(hist) or 1)
             run.save_weights(name, est.state_tensors())
             ck = run / f"checkpoint_{name}.safetensors"
             if ck.exists():
