@@ -87,7 +87,8 @@ OQMD_MODELS = {
 }
 # session 11: the same recipes with other seeds, for seed ensembles (``--stage ensemble``)
 OQMD_MODELS.update({f"{base}_s{seed}": {**OQMD_MODELS[base], "seed": seed}
-                    for base in ("elemnet_an120", "irnet17_e80", "roost_e60_lr2")
+                    for base in ("elemnet_an120", "irnet17_e80", "roost_e60_lr2",
+                                 "elemnet_distill_an40")
                     for seed in (1, 2)})
 
 
