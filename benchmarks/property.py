@@ -221,19 +221,19 @@ def stage_ensemble(members: list[str], name: str, over: str = "") -> None:
     print(f"members: {met['runs']} ({time.time() - t0:.0f} s)", flush=True)
 
 
-THROUGHPUT_FEATURES = {"elemnet": "fractions", "irnet17": "magpie", "rf": "fractions",
-                       "roost": "fractions"}
+THROUGHPUT_MODELS = ("elemnet", "irnet17", "rf", "roost")
 
 
 def stage_throughput(repeats: int, n_train: int, models: list[str]) -> None:
     from matdisco.featurize import get_featurizer
     from matdisco.property import make_estimator
+    from matdisco.property.workflow import DEFAULT_FEATURES
 
     df = load_dataset("oqmd_val")
     formulas = df["formula"].tolist()
     recs = []
     for name in models:
-        feats = THROUGHPUT_FEATURES[name]
+        feats = DEFAULT_FEATURES.get(name, "magpie")  # each model's default inputs
         X = get_featurizer(feats).transform(formulas)
         y = df["target"].to_numpy(np.float32)
         tr, pr = [], []
@@ -303,7 +303,7 @@ def main() -> None:
     ap.add_argument("--fractions", default="0.1,0.25,0.5")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n-train", type=int, default=20000)
-    ap.add_argument("--tp-models", default=",".join(THROUGHPUT_FEATURES),
+    ap.add_argument("--tp-models", default=",".join(THROUGHPUT_MODELS),
                     help="throughput stage: models to time")
     a = ap.parse_args()
     if a.stage == "oqmd":
