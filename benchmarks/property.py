@@ -128,7 +128,8 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    fractions: list[float], curve_folds: int, tl_lr: float = 3e-4,
                    reuse: str = "none", suffix: str = "",
                    parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0,
-                   tl_dropout_scale: float = 1.0, sc_suffix: str | None = None) -> None:
+                   tl_dropout_scale: float = 1.0, sc_suffix: str | None = None,
+                   tl_l2sp: float = 0.0) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -137,8 +138,11 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     res = {}
     sc_tag = f"{model}_scratch{suffix if sc_suffix is None else sc_suffix}"
     tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
-              + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}"))
-    sc_hyper, tl_hyper = {**hyper, "lr": 1e-3}, {**hyper, "dropout_scale": tl_dropout_scale}
+              + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}")
+              + ("" if not tl_l2sp else f"_l2sp{tl_l2sp:g}"))
+    sc_hyper = {**hyper, "lr": 1e-3}
+    tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale,
+                **({"l2sp": tl_l2sp} if tl_l2sp else {})}
     for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -278,6 +282,8 @@ def main() -> None:
     ap.add_argument("--tl-lr", type=float, default=3e-4, help="fine-tuning learning rate")
     ap.add_argument("--tl-dropout-scale", type=float, default=1.0,
                     help="fine-tuning dropout multiplier (0: off, the source's final regime)")
+    ap.add_argument("--tl-l2sp", type=float, default=0.0,
+                    help="fine-tuning L2-SP penalty toward the source weights (0: off)")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
                     help="take the 10-fold CV results (scratch only, or both; 'all' also "
                          "the learning-curve runs) from existing run directories instead of "
@@ -312,7 +318,7 @@ def main() -> None:
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
-                       a.tl_dropout_scale, a.sc_suffix)
+                       a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp)
     elif a.stage == "ensemble":
         stage_ensemble(a.members.split(","), a.name, a.over)
     else:

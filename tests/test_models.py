@@ -278,3 +278,31 @@ def test_roost_masks_padding_and_reads_raw_fractions() -> None:
     net.train()
     net(x).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_l2sp_keeps_fine_tuned_weights_near_the_source() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 6)).astype(np.float32)
+    y = X @ rng.normal(size=6) + 0.1 * rng.normal(size=120)
+    kw = dict(arch="mlp", arch_kwargs={"widths": [16, 16]}, batch_size=16, lr=1e-2,
+              patience=None, device="cpu", val_fraction=0.2)
+    src = NeuralRegressor(epochs=3, **kw).fit(X, y)
+    init = src.state_tensors()
+    y2 = -2.0 * y + 1.0  # a different task: fine-tuning moves the weights far
+
+    def drift(est: NeuralRegressor) -> float:
+        new = est.state_tensors()
+        return sum(float(((new[k] - init[k]) ** 2).sum()) for k in init
+                   if k.startswith("net.") and new[k].is_floating_point())
+
+    free = NeuralRegressor(epochs=5, **kw).fit(X, y2, init=init)
+    tied = NeuralRegressor(epochs=5, l2sp=1.0, **kw).fit(X, y2, init=init)
+    assert drift(tied) < 0.2 * drift(free)
+    logs = tied.history_[-1]
+    # the training loss carries the penalty; it is logged apart from the fit term
+    assert logs["train_l2sp"] > 0
+    assert logs["train_loss"] > logs["train_fit_loss"]
+    np.testing.assert_allclose(logs["train_loss"],
+                               logs["train_fit_loss"] + logs["train_l2sp"], rtol=1e-3)
+    with pytest.raises(MatdiscoError, match="L2-SP"):
+        NeuralRegressor(epochs=1, l2sp=1.0, **kw).fit(X, y)  # no source weights

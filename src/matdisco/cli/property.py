@@ -37,6 +37,8 @@ def train(
     dropout_scale: float = typer.Option(None, help="Multiply every dropout probability "
                                         "(0: off; e.g. to fine-tune an annealed ElemNet "
                                         "with --init)."),
+    l2sp: float = typer.Option(None, help="With --init: L2-SP penalty weight pulling the "
+                               "fine-tuned weights toward the source run's."),
     n_estimators: int = typer.Option(100, help="Trees (rf)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -48,7 +50,8 @@ def train(
 
     hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
                                    patience=patience, dropout_anneal_epochs=dropout_anneal,
-                                   dropout_scale=dropout_scale).items() if v is not None}
+                                   dropout_scale=dropout_scale, l2sp=l2sp).items()
+             if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
                          teacher=teacher, n_synthetic=n_synthetic,

@@ -63,6 +63,11 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
     dropout_scale : float
         Multiplier of the architecture's dropout probabilities (0: dropout off, e.g. to
         fine-tune an annealed ElemNet; see ``TrainerConfig.dropout_scale``).
+    l2sp : float
+        Transfer learning only (``fit(init=...)``): the L2-SP penalty of Li et al. (2018),
+        ``l2sp · Σ (θ − θ_source)²`` over every weight, added to the training loss (not
+        to the validation loss), which keeps the fine-tuned network near the source
+        network instead of near zero. 0 disables it.
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -74,7 +79,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  device: str = "auto", progress: bool = False, val_fraction: float = 0.1,
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
                  ema: float | None = None, dropout_anneal_epochs: int = 0,
-                 dropout_scale: float = 1.0, arch_kwargs: dict | None = None) -> None:
+                 dropout_scale: float = 1.0, l2sp: float = 0.0,
+                 arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
@@ -95,6 +101,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.ema = ema
         self.dropout_anneal_epochs = dropout_anneal_epochs
         self.dropout_scale = dropout_scale
+        self.l2sp = l2sp
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -115,6 +122,26 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         if self.loss not in losses:
             raise MatdiscoError(f"unknown loss {self.loss!r}; choose from {sorted(losses)}")
         return losses[self.loss]
+
+    def _l2sp_loss(self) -> Any:
+        """``compute_loss`` for the trainer: the loss plus the L2-SP penalty toward the
+        current (source) weights while training; the plain loss in eval mode."""
+        loss_fn, lam = self._loss_fn(), float(self.l2sp)
+        params = [p for p in self.network_.parameters() if p.requires_grad]
+        anchors = [p.detach().clone() for p in params]
+
+        def compute(model: torch.nn.Module, batch: Any) -> Any:
+            fit = loss_fn(model(batch[0]), batch[1])
+            if not model.training:
+                return fit
+            if anchors and anchors[0].device != params[0].device:
+                anchors[:] = [a.to(params[0].device) for a in anchors]
+            pen = torch.stack([((p - a) ** 2).sum() for p, a in zip(params, anchors,
+                                                                      strict=True)]).sum()
+            return fit + lam * pen, {"fit_loss": float(fit.detach()),
+                                      "l2sp": float(pen.detach())}
+
+        return compute
 
     def _build(self, n_features: int) -> None:
         set_seed(self.seed)
@@ -162,6 +189,9 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                 raise MatdiscoError(f"extra training rows need targets and {X.shape[1]} "
                                     f"features, got {Xe.shape}")
             X, y = np.concatenate([X, Xe]), np.concatenate([y, ye])
+        if self.l2sp < 0 or (self.l2sp > 0 and init is None):
+            raise MatdiscoError(f"l2sp={self.l2sp}: the L2-SP penalty needs l2sp >= 0 and "
+                                "source weights to fine-tune (init / --init)")
         if init is not None:
             self.load_state_tensors(init, expected_features=X.shape[1])
         else:
@@ -180,8 +210,10 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             Xv, yv = _check_xy(X_val, y_val)
             assert yv is not None
             val = (self._xs(Xv), torch.from_numpy((yv - self.y_mean_) / self.y_std_).float())
+        l2sp = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
         trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
-                          run_dir=run_dir, checkpoint_name=checkpoint_name)
+                          compute_loss=l2sp, run_dir=run_dir,
+                          checkpoint_name=checkpoint_name)
         self.history_ = trainer.fit(train, val, resume=resume)
         self.resumed_epochs_ = trainer.resumed_epochs  # epochs read from a checkpoint
         self.network_.cpu()
