@@ -129,7 +129,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    reuse: str = "none", suffix: str = "",
                    parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0,
                    tl_dropout_scale: float = 1.0, sc_suffix: str | None = None,
-                   tl_l2sp: float = 0.0) -> None:
+                   tl_l2sp: float = 0.0, tl_freeze: int = 0) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -139,10 +139,12 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
     sc_tag = f"{model}_scratch{suffix if sc_suffix is None else sc_suffix}"
     tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
               + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}")
-              + ("" if not tl_l2sp else f"_l2sp{tl_l2sp:g}"))
+              + ("" if not tl_l2sp else f"_l2sp{tl_l2sp:g}")
+              + ("" if not tl_freeze else f"_fz{tl_freeze}"))
     sc_hyper = {**hyper, "lr": 1e-3}
     tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale,
-                **({"l2sp": tl_l2sp} if tl_l2sp else {})}
+                **({"l2sp": tl_l2sp} if tl_l2sp else {}),
+                **({"freeze_layers": tl_freeze} if tl_freeze else {})}
     for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -284,6 +286,8 @@ def main() -> None:
                     help="fine-tuning dropout multiplier (0: off, the source's final regime)")
     ap.add_argument("--tl-l2sp", type=float, default=0.0,
                     help="fine-tuning L2-SP penalty toward the source weights (0: off)")
+    ap.add_argument("--tl-freeze", type=int, default=0,
+                    help="fine-tuning: linear layers (from the input) kept at the source's")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
                     help="take the 10-fold CV results (scratch only, or both; 'all' also "
                          "the learning-curve runs) from existing run directories instead of "
@@ -318,7 +322,8 @@ def main() -> None:
         stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
-                       a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp)
+                       a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,
+                       a.tl_freeze)
     elif a.stage == "ensemble":
         stage_ensemble(a.members.split(","), a.name, a.over)
     else:

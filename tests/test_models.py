@@ -306,3 +306,22 @@ def test_l2sp_keeps_fine_tuned_weights_near_the_source() -> None:
                                logs["train_fit_loss"] + logs["train_l2sp"], rtol=1e-3)
     with pytest.raises(MatdiscoError, match="L2-SP"):
         NeuralRegressor(epochs=1, l2sp=1.0, **kw).fit(X, y)  # no source weights
+
+
+def test_freeze_layers_keeps_the_first_layers_at_the_source() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.random((80, 5)).astype(np.float32)
+    y = X.sum(1)
+    kw = dict(arch="mlp", arch_kwargs={"widths": [12, 8]}, batch_size=16, lr=1e-2,
+              patience=None, device="cpu")
+    init = NeuralRegressor(epochs=2, **kw).fit(X, y).state_tensors()
+    tl = NeuralRegressor(epochs=3, freeze_layers=1, **kw).fit(X, -y, init=init)
+    new = tl.state_tensors()
+    linear = sorted(k for k in init if k.startswith("net.") and k.endswith(".weight")
+                    and init[k].ndim == 2)
+    assert torch.equal(new[linear[0]], init[linear[0]])  # the input layer is frozen
+    assert not torch.equal(new[linear[-1]], init[linear[-1]])  # later ones train
+    with pytest.raises(MatdiscoError, match="at least one must train"):
+        NeuralRegressor(epochs=1, freeze_layers=3, **kw).fit(X, y, init=init)
+    with pytest.raises(MatdiscoError, match="freezing needs"):
+        NeuralRegressor(epochs=1, freeze_layers=1, **kw).fit(X, y)

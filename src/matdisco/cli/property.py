@@ -39,6 +39,8 @@ def train(
                                         "with --init)."),
     l2sp: float = typer.Option(None, help="With --init: L2-SP penalty weight pulling the "
                                "fine-tuned weights toward the source run's."),
+    freeze_layers: int = typer.Option(None, help="With --init: keep the first N linear "
+                                      "layers at the source weights."),
     n_estimators: int = typer.Option(100, help="Trees (rf)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -50,7 +52,8 @@ def train(
 
     hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
                                    patience=patience, dropout_anneal_epochs=dropout_anneal,
-                                   dropout_scale=dropout_scale, l2sp=l2sp).items()
+                                   dropout_scale=dropout_scale, l2sp=l2sp,
+                                   freeze_layers=freeze_layers).items()
              if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,

@@ -68,6 +68,9 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         ``l2sp · Σ (θ − θ_source)²`` over every weight, added to the training loss (not
         to the validation loss), which keeps the fine-tuned network near the source
         network instead of near zero. 0 disables it.
+    freeze_layers : int
+        Transfer learning only: keep the first ``freeze_layers`` linear layers (in module
+        order, i.e. from the input) at the source weights and fine-tune the rest.
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -79,7 +82,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  device: str = "auto", progress: bool = False, val_fraction: float = 0.1,
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
                  ema: float | None = None, dropout_anneal_epochs: int = 0,
-                 dropout_scale: float = 1.0, l2sp: float = 0.0,
+                 dropout_scale: float = 1.0, l2sp: float = 0.0, freeze_layers: int = 0,
                  arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
@@ -102,6 +105,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.dropout_anneal_epochs = dropout_anneal_epochs
         self.dropout_scale = dropout_scale
         self.l2sp = l2sp
+        self.freeze_layers = freeze_layers
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -142,6 +146,15 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                                       "l2sp": float(pen.detach())}
 
         return compute
+
+    def _freeze(self, n: int) -> None:
+        linears = [m for m in self.network_.modules() if isinstance(m, torch.nn.Linear)]
+        if n >= len(linears):
+            raise MatdiscoError(f"freeze_layers={n}, but {self.arch!r} has only "
+                                f"{len(linears)} linear layers (at least one must train)")
+        for m in linears[:n]:
+            for p in m.parameters():
+                p.requires_grad_(False)
 
     def _build(self, n_features: int) -> None:
         set_seed(self.seed)
@@ -192,8 +205,12 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         if self.l2sp < 0 or (self.l2sp > 0 and init is None):
             raise MatdiscoError(f"l2sp={self.l2sp}: the L2-SP penalty needs l2sp >= 0 and "
                                 "source weights to fine-tune (init / --init)")
+        if self.freeze_layers < 0 or (self.freeze_layers > 0 and init is None):
+            raise MatdiscoError(f"freeze_layers={self.freeze_layers}: freezing needs a "
+                                "count >= 0 and source weights to fine-tune (init / --init)")
         if init is not None:
             self.load_state_tensors(init, expected_features=X.shape[1])
+            self._freeze(self.freeze_layers)
         else:
             self._build(X.shape[1])
             if self.scale_inputs:
