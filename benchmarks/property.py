@@ -129,12 +129,14 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    reuse: str = "none", suffix: str = "",
                    parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0,
                    tl_dropout_scale: float = 1.0, sc_suffix: str | None = None,
-                   tl_l2sp: float = 0.0, tl_freeze: int = 0) -> None:
+                   tl_l2sp: float = 0.0, tl_freeze: int = 0,
+                   val_fraction: float | None = None) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
     hyper = dict(model=model, features=src_cfg["features"]["name"], epochs=epochs,
-                 batch_size=64, lr=tl_lr, patience=15, report=False)
+                 batch_size=64, lr=tl_lr, patience=15, report=False,
+                 **({} if val_fraction is None else {"val_fraction": val_fraction}))
     res = {}
     sc_tag = f"{model}_scratch{suffix if sc_suffix is None else sc_suffix}"
     tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
@@ -286,6 +288,10 @@ def main() -> None:
                     help="fine-tuning dropout multiplier (0: off, the source's final regime)")
     ap.add_argument("--tl-l2sp", type=float, default=0.0,
                     help="fine-tuning L2-SP penalty toward the source weights (0: off)")
+    ap.add_argument("--val-fraction", type=float, default=None,
+                    help="transfer stage: early-stopping share of each fold's training rows "
+                         "for SC and TL (default 0.1; 0: no early stopping, the whole cosine "
+                         "schedule on all training rows); name the runs with --suffix")
     ap.add_argument("--tl-freeze", type=int, default=0,
                     help="fine-tuning: linear layers (from the input) kept at the source's")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
@@ -323,7 +329,7 @@ def main() -> None:
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
                        a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,
-                       a.tl_freeze)
+                       a.tl_freeze, a.val_fraction)
     elif a.stage == "ensemble":
         stage_ensemble(a.members.split(","), a.name, a.over)
     else:
