@@ -263,6 +263,10 @@ def train_property(
     cleaning = None
     if clean:
         df, cleaning = clean_dataset(df)
+    for key in ("l2sp", "freeze_layers"):  # fine-tuning options: refuse before writing
+        if hyper.get(key) and (init is None or hyper[key] < 0):
+            raise MatdiscoError(f"{key}={hyper[key]} needs a value >= 0 and a source run "
+                                "to fine-tune (--init)")
     init_pred = None
     if init is not None:
         init_pred = load_run(init)
