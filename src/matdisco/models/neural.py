@@ -35,6 +35,17 @@ def _check_xy(X: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | No
     return X, y
 
 
+def check_fine_tuning(options: dict[str, Any], has_source: bool) -> None:
+    """Refuse fine-tuning-only options (``l2sp``, ``freeze_layers``) that are negative, or
+    set without source weights to fine-tune."""
+    what = {"l2sp": "the L2-SP penalty pulls toward them", "freeze_layers": "freezing needs them"}
+    for key, why in what.items():
+        value = options.get(key) or 0
+        if value < 0 or (value > 0 and not has_source):
+            raise MatdiscoError(f"{key}={value} needs a value >= 0 and source weights to "
+                                f"fine-tune (init / --init); {why}")
+
+
 class NeuralRegressor(BaseEstimator, RegressorMixin):
     """Deep regression network (ElemNet, IRNet, plain, SRNet, MLP) with fit/predict.
 
@@ -202,12 +213,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                 raise MatdiscoError(f"extra training rows need targets and {X.shape[1]} "
                                     f"features, got {Xe.shape}")
             X, y = np.concatenate([X, Xe]), np.concatenate([y, ye])
-        if self.l2sp < 0 or (self.l2sp > 0 and init is None):
-            raise MatdiscoError(f"l2sp={self.l2sp}: the L2-SP penalty needs l2sp >= 0 and "
-                                "source weights to fine-tune (init / --init)")
-        if self.freeze_layers < 0 or (self.freeze_layers > 0 and init is None):
-            raise MatdiscoError(f"freeze_layers={self.freeze_layers}: freezing needs a "
-                                "count >= 0 and source weights to fine-tune (init / --init)")
+        check_fine_tuning({"l2sp": self.l2sp, "freeze_layers": self.freeze_layers},
+                          init is not None)
         if init is not None:
             self.load_state_tensors(init, expected_features=X.shape[1])
             self._freeze(self.freeze_layers)

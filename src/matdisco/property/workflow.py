@@ -27,6 +27,7 @@ from matdisco.data import (
 )
 from matdisco.featurize import Featurizer, get_featurizer
 from matdisco.models import ARCHITECTURES, ForestRegressor, NeuralRegressor
+from matdisco.models.neural import check_fine_tuning
 from matdisco.property.evaluation import regression_metrics, write_plots, write_report
 from matdisco.training import RunDir, load_weights
 
@@ -263,10 +264,7 @@ def train_property(
     cleaning = None
     if clean:
         df, cleaning = clean_dataset(df)
-    for key in ("l2sp", "freeze_layers"):  # fine-tuning options: refuse before writing
-        if hyper.get(key) and (init is None or hyper[key] < 0):
-            raise MatdiscoError(f"{key}={hyper[key]} needs a value >= 0 and a source run "
-                                "to fine-tune (--init)")
+    check_fine_tuning(hyper, init is not None)  # refuse before anything is written
     init_pred = None
     if init is not None:
         init_pred = load_run(init)
