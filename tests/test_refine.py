@@ -148,8 +148,10 @@ def test_mask_refiner_only_removes_intensity(fitted: SignalClassifier, tmp_path)
     t = np.arange(L)
     spur = np.exp(-0.5 * ((t - 150) / 3.0) ** 2)
     X1 = (X[y == 0] + 1.2 * spur).astype(np.float32)
-    ref = ImitationRefiner(fitted, lam=1.0, beta=0.1, channels=(4, 8), epochs=20,
-                           batch_size=16, lr=3e-2, output="mask").fit(X1, np.zeros(len(X1), int))
+    # the mask learns slowly (dm/dz = 0.05 at the identity): 20 epochs at lr 3e-2 passed on
+    # one CPU and failed on another; 60 epochs at 1e-2 flip every refiner seed we tried
+    ref = ImitationRefiner(fitted, lam=1.0, beta=0.1, channels=(4, 8), epochs=60,
+                           batch_size=16, lr=1e-2, output="mask").fit(X1, np.zeros(len(X1), int))
     R = ref.transform(X1)
     assert (R >= 0).all() and (R <= 1.05 * X1 + 1e-6).all()  # attenuation only
     assert (fitted.predict(R) == 0).mean() >= 0.75 > (fitted.predict(X1) == 0).mean()
