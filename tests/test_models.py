@@ -325,3 +325,30 @@ def test_freeze_layers_keeps_the_first_layers_at_the_source() -> None:
         NeuralRegressor(epochs=1, freeze_layers=3, **kw).fit(X, y, init=init)
     with pytest.raises(MatdiscoError, match="freezing needs"):
         NeuralRegressor(epochs=1, freeze_layers=1, **kw).fit(X, y)
+
+
+def test_probe_head_refits_the_last_layer_before_fine_tuning() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.random((96, 5)).astype(np.float32)
+    y = X @ rng.normal(size=5)
+    kw = dict(arch="mlp", arch_kwargs={"widths": [12, 8]}, batch_size=16, lr=1e-2,
+              patience=None, device="cpu", val_fraction=0.0)
+    init = NeuralRegressor(epochs=3, **kw).fit(X, y).state_tensors()
+    y2 = 3.0 * y + 2.0  # the same features serve, the output must rescale
+    mae = {}
+    for probe in (False, True):  # no fine-tuning epochs: only the probe (if any) acts
+        est = NeuralRegressor(epochs=0, probe_head=probe, **kw).fit(X, y2, init=init)
+        mae[probe] = float(np.abs(est.predict(X) - y2).mean())
+    new = est.state_tensors()
+    linear = sorted(k for k in init if k.startswith("net.") and k.endswith(".weight")
+                    and init[k].ndim == 2)
+    for k in linear[:-1]:
+        assert torch.equal(new[k], init[k])  # the body is untouched by the probe
+    assert not torch.equal(new[linear[-1]], init[linear[-1]])
+    assert mae[True] < 0.5 * mae[False]
+    assert est.probe_["l1_after"] < est.probe_["l1_before"]
+    # the probe is followed by ordinary fine-tuning of every layer
+    both = NeuralRegressor(epochs=2, probe_head=True, **kw).fit(X, y2, init=init)
+    assert not torch.equal(both.state_tensors()[linear[0]], init[linear[0]])
+    with pytest.raises(MatdiscoError, match="probe_head=True needs"):
+        NeuralRegressor(epochs=1, probe_head=True, **kw).fit(X, y)

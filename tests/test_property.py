@@ -64,14 +64,15 @@ def test_transfer_initialises_from_source(tiny_df: pd.DataFrame, tmp_path) -> No
         train_property(tiny_df, model="elemnet", out=tmp_path / "bad", init=src, **FAST)
     assert not (tmp_path / "bad").exists()
     # fine-tuning options without a source run are refused before anything is written
-    for key in ("l2sp", "freeze_layers"):
+    for key in ("l2sp", "freeze_layers", "probe_head"):
         with pytest.raises(MatdiscoError, match=f"{key}=1 needs"):
             train_property(tiny_df, model="mlp", out=tmp_path / "bad", **{key: 1}, **FAST)
         assert not (tmp_path / "bad").exists()
     tl = train_property(tiny_df.iloc[:30], model="mlp", out=tmp_path / "tl2", init=src,
-                        l2sp=1e-3, freeze_layers=1, **FAST)
+                        l2sp=1e-3, freeze_layers=1, probe_head=True, **FAST)
     cfg = json.loads((tl / "config.json").read_text())
     assert cfg["estimator"]["l2sp"] == 1e-3 and cfg["estimator"]["freeze_layers"] == 1
+    assert cfg["estimator"]["probe_head"] is True
 
 
 def test_fixed_test_file_and_predict_cli(tiny_df: pd.DataFrame, tmp_path) -> None:

@@ -41,6 +41,9 @@ def train(
                                "fine-tuned weights toward the source run's."),
     freeze_layers: int = typer.Option(None, help="With --init: keep the first N linear "
                                       "layers at the source weights."),
+    probe_head: bool = typer.Option(None, "--probe-head/--no-probe-head", help="With "
+                                    "--init: refit the last layer by least squares on the "
+                                    "source features before fine-tuning (LP-FT)."),
     n_estimators: int = typer.Option(100, help="Trees (rf)."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -53,7 +56,8 @@ def train(
     hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
                                    patience=patience, dropout_anneal_epochs=dropout_anneal,
                                    dropout_scale=dropout_scale, l2sp=l2sp,
-                                   freeze_layers=freeze_layers).items()
+                                   freeze_layers=freeze_layers,
+                                   probe_head=probe_head).items()
              if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,

@@ -36,14 +36,15 @@ def _check_xy(X: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | No
 
 
 def check_fine_tuning(options: dict[str, Any], has_source: bool) -> None:
-    """Refuse fine-tuning-only options (``l2sp``, ``freeze_layers``) that are negative, or
-    set without source weights to fine-tune."""
-    what = {"l2sp": "the L2-SP penalty pulls toward them", "freeze_layers": "freezing needs them"}
+    """Refuse fine-tuning-only options (``l2sp``, ``freeze_layers``, ``probe_head``) that
+    are negative, or set without source weights to fine-tune."""
+    what = {"l2sp": "the L2-SP penalty pulls toward them", "freeze_layers": "freezing needs them",
+            "probe_head": "there are no source features to probe"}
     for key, why in what.items():
         value = options.get(key) or 0
         if value < 0 or (value > 0 and not has_source):
-            raise MatdiscoError(f"{key}={value} needs a value >= 0 and source weights to "
-                                f"fine-tune (init / --init); {why}")
+            raise MatdiscoError(f"{key}={value} needs source weights to fine-tune "
+                                f"(init / --init) and a value >= 0; {why}")
 
 
 class NeuralRegressor(BaseEstimator, RegressorMixin):
@@ -82,6 +83,13 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
     freeze_layers : int
         Transfer learning only: keep the first ``freeze_layers`` linear layers (in module
         order, i.e. from the input) at the source weights and fine-tune the rest.
+    probe_head : bool
+        Transfer learning only: before fine-tuning, refit the last linear layer on the new
+        target by ridge least squares on the source network's features (a linear probe),
+        then fine-tune as set by the other options ("LP-FT", Kumar et al. 2022). The probe
+        adapts the output to the new target's offset and scale before the body moves, so
+        the early, large gradients of a mis-fitted head do not distort the source
+        features. With ``l2sp`` the penalty then pulls toward the probed weights.
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -94,7 +102,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
                  ema: float | None = None, dropout_anneal_epochs: int = 0,
                  dropout_scale: float = 1.0, l2sp: float = 0.0, freeze_layers: int = 0,
-                 arch_kwargs: dict | None = None) -> None:
+                 probe_head: bool = False, arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
@@ -117,6 +125,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.dropout_scale = dropout_scale
         self.l2sp = l2sp
         self.freeze_layers = freeze_layers
+        self.probe_head = probe_head
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -167,6 +176,53 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             for p in m.parameters():
                 p.requires_grad_(False)
 
+    @torch.no_grad()
+    def _probe_head(self, train: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        """Refit the last linear layer on the new target in closed form (the LP of LP-FT).
+
+        Ridge least squares of the (scaled) target on the inputs of the last linear layer,
+        computed with the network in eval mode; the ridge weight is 1e-3 of the mean
+        feature variance. Deterministic, so a resumed fine-tuning repeats it exactly
+        before its checkpoint (which holds every weight) is loaded.
+        """
+        head = [m for m in self.network_.modules() if isinstance(m, torch.nn.Linear)][-1]
+        if head.out_features != 1:
+            raise MatdiscoError(f"probe_head needs a single-output last layer, got "
+                                f"{head.out_features} outputs")
+        feats: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+        was_training = self.network_.training
+        self.network_.eval()
+        try:
+            before = torch.cat([self.network_(train[0][i:i + 8192])
+                                for i in range(0, len(train[0]), 8192)]).reshape(-1)
+        finally:
+            hook.remove()
+            self.network_.train(was_training)
+        F_ = torch.cat(feats).double()
+        y = train[1].double().reshape(-1)
+        mu_f, mu_y = F_.mean(0), y.mean()
+        Fc = F_ - mu_f
+        gram = Fc.T @ Fc / len(Fc)
+        ridge = 1e-3 * float(torch.diagonal(gram).mean()) + 1e-12
+        w = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=gram.dtype),
+                               Fc.T @ (y - mu_y) / len(Fc))
+        head.weight.copy_(w.reshape(1, -1).to(head.weight.dtype))
+        b = mu_y - mu_f @ w
+        if head.bias is not None:
+            head.bias.copy_(b.reshape(1).to(head.bias.dtype))
+        after = (F_ @ w + b).float()
+        self.network_.eval()
+        try:
+            check = self.network_(train[0][:256]).reshape(-1)
+        finally:
+            self.network_.train(was_training)
+        if not torch.allclose(check, after[:256], atol=1e-3 * (1 + float(after.abs().max()))):
+            raise MatdiscoError(f"probe_head: the last linear layer of {self.arch!r} is not "
+                                "its output layer; this architecture cannot be probed")
+        return {"l1_before": float((before - train[1].reshape(-1)).abs().mean()),
+                "l1_after": float((after - train[1].reshape(-1)).abs().mean())}
+
     def _build(self, n_features: int) -> None:
         set_seed(self.seed)
         self.network_ = build_network(self.arch, n_features, **(self.arch_kwargs or {}))
@@ -213,11 +269,11 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                 raise MatdiscoError(f"extra training rows need targets and {X.shape[1]} "
                                     f"features, got {Xe.shape}")
             X, y = np.concatenate([X, Xe]), np.concatenate([y, ye])
-        check_fine_tuning({"l2sp": self.l2sp, "freeze_layers": self.freeze_layers},
-                          init is not None)
+        check_fine_tuning({"l2sp": self.l2sp, "freeze_layers": self.freeze_layers,
+                           "probe_head": self.probe_head}, init is not None)
         if init is not None:
             self.load_state_tensors(init, expected_features=X.shape[1])
-            self._freeze(self.freeze_layers)
+            self._freeze(self.freeze_layers)  # checks the layer count before any training
         else:
             self._build(X.shape[1])
             if self.scale_inputs:
@@ -234,6 +290,9 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             Xv, yv = _check_xy(X_val, y_val)
             assert yv is not None
             val = (self._xs(Xv), torch.from_numpy((yv - self.y_mean_) / self.y_std_).float())
+        self.probe_: dict[str, float] = {}
+        if init is not None and self.probe_head:
+            self.probe_ = self._probe_head(train)
         l2sp = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
         trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
                           compute_loss=l2sp, run_dir=run_dir,
