@@ -73,6 +73,11 @@ def test_transfer_initialises_from_source(tiny_df: pd.DataFrame, tmp_path) -> No
     cfg = json.loads((tl / "config.json").read_text())
     assert cfg["estimator"]["l2sp"] == 1e-3 and cfg["estimator"]["freeze_layers"] == 1
     assert cfg["estimator"]["probe_head"] is True
+    # an error that only training reveals leaves no half-written run directory behind
+    with pytest.raises(MatdiscoError, match="at least one must train"):
+        train_property(tiny_df.iloc[:30], model="mlp", out=tmp_path / "bad", init=src,
+                       freeze_layers=50, **FAST)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_fixed_test_file_and_predict_cli(tiny_df: pd.DataFrame, tmp_path) -> None:

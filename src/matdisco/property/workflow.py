@@ -8,6 +8,7 @@ complete run directory. :func:`load_run` turns a run directory back into a predi
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -329,6 +330,7 @@ def train_property(
     est0 = make_estimator(model, feat_name, seed=seed, **hyper)
     config["estimator"] = est0.get_params()
     # every input is validated above: only now is anything written
+    fresh = not Path(out).exists() or not any(Path(out).iterdir())
     run = RunDir(out)
     run.write_config(config)
     if synthetic is not None:
@@ -344,42 +346,51 @@ def train_property(
     train_time = 0.0
     n_seen = 0
     rng = np.random.default_rng(seed + 1)
-    for k, (name, tr, te) in enumerate(splits):
-        wpath = run / f"{name}.safetensors"
-        if train_fraction < 1.0:
-            tr = np.sort(rng.choice(tr, size=max(2, int(round(train_fraction * len(tr)))),
-                                    replace=False))
-        est = make_estimator(model, feat_name, seed=seed + k, **hyper)
-        if resume and wpath.exists():
-            est = _member_from_tensors(model, load_weights(wpath), featurizer.n_features,
-                                       str(wpath), hyper)
-        else:
-            t0 = time.perf_counter()
-            init_t = init_pred.members[0].state_tensors() if init_pred is not None else None
-            if model == "rf":
-                est.fit(X_all[tr], y_all[tr])
+    try:
+        for k, (name, tr, te) in enumerate(splits):
+            wpath = run / f"{name}.safetensors"
+            if train_fraction < 1.0:
+                tr = np.sort(rng.choice(tr, size=max(2, int(round(train_fraction * len(tr)))),
+                                        replace=False))
+            est = make_estimator(model, feat_name, seed=seed + k, **hyper)
+            if resume and wpath.exists():
+                est = _member_from_tensors(model, load_weights(wpath), featurizer.n_features,
+                                           str(wpath), hyper)
             else:
-                est.fit(X_all[tr], y_all[tr], init=init_t, run_dir=run.path,
-                        checkpoint_name=f"checkpoint_{name}", resume=resume,
-                        X_extra=None if synthetic is None else synthetic[0],
-                        y_extra=None if synthetic is None else synthetic[1])
-            train_time += time.perf_counter() - t0
-            hist = getattr(est, "history_", [])
-            # a resumed fit: count the epochs of the interrupted process too, with their
-            # logged times, so that the time and the samples/s cover the whole training
-            train_time += sum(h.get("seconds", 0.0)
-                              for h in hist[:getattr(est, "resumed_epochs_", 0)])
-            n_extra = 0 if synthetic is None else len(synthetic[1])
-            n_seen += (len(tr) + n_extra) * (len(hist) or 1)
-            run.save_weights(name, est.state_tensors())
-            ck = run / f"checkpoint_{name}.safetensors"
-            if ck.exists():
-                ck.unlink()
-        members.append(est)
-        if te is not None:
-            oof[te] = est.predict(X_all[te])
-            fold_of[te] = k
-            fold_metrics.append(regression_metrics(y_all[te], oof[te]))
+                t0 = time.perf_counter()
+                init_t = init_pred.members[0].state_tensors() if init_pred is not None else None
+                if model == "rf":
+                    est.fit(X_all[tr], y_all[tr])
+                else:
+                    est.fit(X_all[tr], y_all[tr], init=init_t, run_dir=run.path,
+                            checkpoint_name=f"checkpoint_{name}", resume=resume,
+                            X_extra=None if synthetic is None else synthetic[0],
+                            y_extra=None if synthetic is None else synthetic[1])
+                train_time += time.perf_counter() - t0
+                hist = getattr(est, "history_", [])
+                # a resumed fit: count the epochs of the interrupted process too, with their
+                # logged times, so that the time and the samples/s cover the whole training
+                train_time += sum(h.get("seconds", 0.0)
+                                  for h in hist[:getattr(est, "resumed_epochs_", 0)])
+                n_extra = 0 if synthetic is None else len(synthetic[1])
+                n_seen += (len(tr) + n_extra) * (len(hist) or 1)
+                run.save_weights(name, est.state_tensors())
+                ck = run / f"checkpoint_{name}.safetensors"
+                if ck.exists():
+                    ck.unlink()
+            members.append(est)
+            if te is not None:
+                oof[te] = est.predict(X_all[te])
+                fold_of[te] = k
+                fold_metrics.append(regression_metrics(y_all[te], oof[te]))
+
+    except MatdiscoError:
+        # a configuration error that only training reveals (e.g. freeze_layers larger
+        # than the network): a run directory this call created holds no finished member,
+        # so it is removed rather than left half-written
+        if fresh and not members:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
     predictor = PropertyPredictor(featurizer, members, config)
     metrics: dict[str, Any] = {"model": model, "features": feat_name,
