@@ -82,13 +82,20 @@ OQMD_MODELS = {
     "elemnet_distill_an40": dict(model="elemnet", epochs=40, batch_size=256, lr=4e-4,
                                  patience=None, dropout_anneal_epochs=6,
                                  teacher="runs/oqmd/roost_e60_lr2", n_synthetic=100_000),
+    # session 15: the same student, taught by the mean of two roost seeds
+    # (``--stage ensemble --members runs/oqmd/roost_e60_lr2,runs/oqmd/roost_e60_lr2_s1
+    # --name roost_e60_lr2_ens2``)
+    "elemnet_distill_an40_t2": dict(model="elemnet", epochs=40, batch_size=256, lr=4e-4,
+                                    patience=None, dropout_anneal_epochs=6,
+                                    teacher="runs/oqmd/roost_e60_lr2_ens2",
+                                    n_synthetic=100_000),
     "rf_comp": dict(model="rf", features="fractions", n_estimators=100),
     "rf_phys": dict(model="rf", features="magpie", n_estimators=100),
 }
 # session 11: the same recipes with other seeds, for seed ensembles (``--stage ensemble``)
 OQMD_MODELS.update({f"{base}_s{seed}": {**OQMD_MODELS[base], "seed": seed}
                     for base in ("elemnet_an120", "irnet17_e80", "roost_e60_lr2",
-                                 "elemnet_distill_an40")
+                                 "elemnet_distill_an40", "elemnet_distill_an40_t2")
                     for seed in (1, 2)})
 
 

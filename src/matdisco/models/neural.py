@@ -185,21 +185,32 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         feature variance. Deterministic, so a resumed fine-tuning repeats it exactly
         before its checkpoint (which holds every weight) is loaded.
         """
-        head = [m for m in self.network_.modules() if isinstance(m, torch.nn.Linear)][-1]
+        name, head = [(n, m) for n, m in self.network_.named_modules()
+                      if isinstance(m, torch.nn.Linear)][-1]
         if head.out_features != 1:
             raise MatdiscoError(f"probe_head needs a single-output last layer, got "
                                 f"{head.out_features} outputs")
-        feats: list[torch.Tensor] = []
-        hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+        parent_name, _, attr = name.rpartition(".")
+        parent = self.network_.get_submodule(parent_name)
+
+        def run() -> torch.Tensor:
+            return torch.cat([self.network_(train[0][i:i + 8192])
+                              for i in range(0, len(train[0]), 8192)])
+
         was_training = self.network_.training
         self.network_.eval()
         try:
-            before = torch.cat([self.network_(train[0][i:i + 8192])
-                                for i in range(0, len(train[0]), 8192)]).reshape(-1)
+            before = run().reshape(-1)
+            # the features are what the network returns with its last layer taken out
+            # (row order kept, even for networks that regroup rows internally)
+            setattr(parent, attr, torch.nn.Identity())
+            F_ = run().double().reshape(len(before), -1)
         finally:
-            hook.remove()
+            setattr(parent, attr, head)
             self.network_.train(was_training)
-        F_ = torch.cat(feats).double()
+        if F_.shape[1] != head.in_features:
+            raise MatdiscoError(f"probe_head: the last linear layer of {self.arch!r} is not "
+                                "its output layer; this architecture cannot be probed")
         y = train[1].double().reshape(-1)
         mu_f, mu_y = F_.mean(0), y.mean()
         Fc = F_ - mu_f
