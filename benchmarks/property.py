@@ -137,20 +137,22 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    parts: tuple[str, ...] = ("sc", "tl"), seed: int = 0,
                    tl_dropout_scale: float = 1.0, sc_suffix: str | None = None,
                    tl_l2sp: float = 0.0, tl_freeze: int = 0,
-                   val_fraction: float | None = None, tl_probe: bool = False) -> None:
+                   val_fraction: float | None = None, tl_probe: bool = False,
+                   ema: float | None = None) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
     hyper = dict(model=model, features=src_cfg["features"]["name"], epochs=epochs,
                  batch_size=64, lr=tl_lr, patience=15, report=False,
-                 **({} if val_fraction is None else {"val_fraction": val_fraction}))
+                 **({} if val_fraction is None else {"val_fraction": val_fraction}),
+                 **({} if ema is None else {"ema": ema}))
     res = {}
     sc_tag = f"{model}_scratch{suffix if sc_suffix is None else sc_suffix}"
     tl_tag = (f"{model}_transfer{suffix}" + ("" if tl_lr == 3e-4 else f"_lr{tl_lr:g}")
               + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}")
               + ("" if not tl_l2sp else f"_l2sp{tl_l2sp:g}")
               + ("" if not tl_freeze else f"_fz{tl_freeze}")
-              + ("_lp" if tl_probe else ""))
+              + ("_lp" if tl_probe else "") + ("" if ema is None else f"_ema{ema:g}"))
     sc_hyper = {**hyper, "lr": 1e-3}
     tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale,
                 **({"l2sp": tl_l2sp} if tl_l2sp else {}),
@@ -301,6 +303,9 @@ def main() -> None:
                     help="transfer stage: early-stopping share of each fold's training rows "
                          "for SC and TL (default 0.1; 0: no early stopping, the whole cosine "
                          "schedule on all training rows); name the runs with --suffix")
+    ap.add_argument("--ema", type=float, default=None,
+                    help="transfer stage: weight EMA decay for SC and TL alike (validation, "
+                         "early stopping and the final weights use the averaged weights)")
     ap.add_argument("--tl-probe", action="store_true",
                     help="LP-FT: refit the source's last layer by least squares before "
                          "fine-tuning (NeuralRegressor(probe_head=True))")
@@ -341,7 +346,7 @@ def main() -> None:
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
                        a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,
-                       a.tl_freeze, a.val_fraction, a.tl_probe)
+                       a.tl_freeze, a.val_fraction, a.tl_probe, a.ema)
     elif a.stage == "ensemble":
         stage_ensemble(a.members.split(","), a.name, a.over)
     else:
