@@ -192,47 +192,44 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                                 f"{head.out_features} outputs")
         parent_name, _, attr = name.rpartition(".")
         parent = self.network_.get_submodule(parent_name)
-
-        def run() -> torch.Tensor:
-            return torch.cat([self.network_(train[0][i:i + 8192])
-                              for i in range(0, len(train[0]), 8192)])
-
+        x, y = train[0], train[1].double().reshape(-1)
         was_training = self.network_.training
         self.network_.eval()
         try:
-            before = run().reshape(-1)
             # the features are what the network returns with its last layer taken out
             # (row order kept, even for networks that regroup rows internally)
             setattr(parent, attr, torch.nn.Identity())
-            F_ = run().double().reshape(len(before), -1)
+            try:
+                F_ = torch.cat([self.network_(x[i:i + 8192]) for i in range(0, len(x), 8192)])
+            finally:
+                setattr(parent, attr, head)
+            F_ = F_.double().reshape(len(x), -1)
+            is_output = F_.shape[1] == head.in_features
+            if is_output:
+                before = F_ @ head.weight.double().reshape(-1) + (
+                    0.0 if head.bias is None else float(head.bias))
+                mu_f, mu_y = F_.mean(0), y.mean()
+                Fc = F_ - mu_f
+                gram = Fc.T @ Fc / len(Fc)
+                ridge = 1e-3 * float(torch.diagonal(gram).mean()) + 1e-12
+                w = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=gram.dtype),
+                                       Fc.T @ (y - mu_y) / len(Fc))
+                b = mu_y - mu_f @ w
+                head.weight.copy_(w.reshape(1, -1).to(head.weight.dtype))
+                if head.bias is not None:
+                    head.bias.copy_(b.reshape(1).to(head.bias.dtype))
+                after = F_ @ w + b
+                # the refitted layer must be what the network's output is computed from
+                check = self.network_(x[:256]).double().reshape(-1)
+                is_output = torch.allclose(check, after[:256],
+                                           atol=1e-3 * (1 + float(after.abs().max())))
         finally:
-            setattr(parent, attr, head)
             self.network_.train(was_training)
-        if F_.shape[1] != head.in_features:
+        if not is_output:
             raise MatdiscoError(f"probe_head: the last linear layer of {self.arch!r} is not "
                                 "its output layer; this architecture cannot be probed")
-        y = train[1].double().reshape(-1)
-        mu_f, mu_y = F_.mean(0), y.mean()
-        Fc = F_ - mu_f
-        gram = Fc.T @ Fc / len(Fc)
-        ridge = 1e-3 * float(torch.diagonal(gram).mean()) + 1e-12
-        w = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=gram.dtype),
-                               Fc.T @ (y - mu_y) / len(Fc))
-        head.weight.copy_(w.reshape(1, -1).to(head.weight.dtype))
-        b = mu_y - mu_f @ w
-        if head.bias is not None:
-            head.bias.copy_(b.reshape(1).to(head.bias.dtype))
-        after = (F_ @ w + b).float()
-        self.network_.eval()
-        try:
-            check = self.network_(train[0][:256]).reshape(-1)
-        finally:
-            self.network_.train(was_training)
-        if not torch.allclose(check, after[:256], atol=1e-3 * (1 + float(after.abs().max()))):
-            raise MatdiscoError(f"probe_head: the last linear layer of {self.arch!r} is not "
-                                "its output layer; this architecture cannot be probed")
-        return {"l1_before": float((before - train[1].reshape(-1)).abs().mean()),
-                "l1_after": float((after - train[1].reshape(-1)).abs().mean())}
+        return {"l1_before": float((before - y).abs().mean()),
+                "l1_after": float((after - y).abs().mean())}
 
     def _build(self, n_features: int) -> None:
         set_seed(self.seed)
