@@ -5,6 +5,8 @@ Stages (run one or several; results merge into benchmarks/results/property.json)
 * ``oqmd``: train on OQMD val.csv (10% held out for early stopping), MAE on test.csv, for
   ElemNet, IRNet-17/48 (145 attributes), RF-Comp and RF-Phys. Every Ti-O and Na-Fe-Mn-O
   compound is removed from training, so the same runs give the holdout MAEs.
+* ``mp``: fine-tune an OQMD source on the Materials Project formation energies (a
+  multi-fidelity source for ``transfer``; 5% of the compositions are the test set).
 * ``transfer``: experimental formation enthalpies (embedded), 10-fold CV, ElemNet from
   scratch (SC) vs fine-tuned from the OQMD ElemNet (TL), and a TL/SC learning curve.
 * ``ensemble``: combine finished runs (seeds of one recipe) into one ensemble run and
@@ -34,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import merge_records  # noqa: E402
 
-from matdisco.data import load_dataset  # noqa: E402
+from matdisco.data import load_dataset, reduced_key  # noqa: E402
 from matdisco.property import train_property  # noqa: E402
 
 HOLDOUT = ["Ti-O", "Na-Fe-Mn-O"]
@@ -98,6 +100,20 @@ OQMD_MODELS.update({f"{base}_s{seed}": {**OQMD_MODELS[base], "seed": seed}
                                  "elemnet_distill_an40", "elemnet_distill_an40_t2")
                     for seed in (1, 2)})
 
+# session 16: a multi-fidelity source. The distilled OQMD ElemNet is fine-tuned on the
+# Materials Project DFT formation energies (Matbench ``mp_e_form``, lowest value per
+# composition), which hold DFT values for 1,712 of the 2,135 experimental compositions
+# (OQMD val.csv + test.csv: 509). No dropout, the whole cosine schedule on 95% of the
+# compositions; the other 5% (a fixed random split) is the test set
+MP_MODELS = {
+    "elemnet_mp_ft_t2": dict(model="elemnet", epochs=20, batch_size=256, lr=4e-4,
+                             patience=None, dropout_scale=0.0, val_fraction=0.0,
+                             init="runs/oqmd/elemnet_distill_an40_t2"),
+    "elemnet_mp_ft_t2_s1": dict(model="elemnet", epochs=20, batch_size=256, lr=4e-4,
+                                patience=None, dropout_scale=0.0, val_fraction=0.0,
+                                init="runs/oqmd/elemnet_distill_an40_t2_s1", seed=1),
+}
+
 
 def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool) -> None:
     train = load_dataset("oqmd_val")
@@ -113,7 +129,7 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
             spec["epochs"] = max(1, int(round(spec["epochs"] * epochs_scale)))
         t0 = time.time()
         out = train_property(train, out=runs / name, test=test, holdout=HOLDOUT,
-                             progress=True, resume=resume, **spec)
+                             progress=True, resume=resume, overwrite=not resume, **spec)
         met = json.loads((out / "metrics.json").read_text())
         print(f"{name}: test MAE {met['test']['mae']:.4f} eV/atom in {time.time() - t0:.0f} s",
               flush=True)
@@ -129,6 +145,30 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
                          "value": m["mae"], "n_test": m["n"],
                          "n_train": met["n_train_rows"], **common})
         merge_records("property", "property", recs)
+
+
+def stage_mp(models: list[str], runs: Path, resume: bool) -> None:
+    """Fine-tune OQMD sources on the Materials Project formation energies (5% test)."""
+    mp = load_dataset("mp_e_form")
+    mp["key"] = [reduced_key(f) for f in mp["formula"]]
+    mp = mp.sort_values("target").drop_duplicates("key").drop(columns="key")
+    mp = mp.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    n_test = int(round(0.05 * len(mp)))
+    test, train = mp.iloc[:n_test], mp.iloc[n_test:]
+    for name in models:
+        spec = dict(MP_MODELS[name])
+        t0 = time.time()
+        out = train_property(train, out=runs / name, test=test, progress=True,
+                             resume=resume, overwrite=not resume, **spec)
+        met = json.loads((out / "metrics.json").read_text())
+        print(f"{name}: MP test MAE {met['test']['mae']:.4f} eV/atom in "
+              f"{time.time() - t0:.0f} s", flush=True)
+        merge_records("property", "property", [{
+            "task": "mp_formation_energy", "model": name, "metric": "mae",
+            "value": met["test"]["mae"], "unit": "eV/atom", "seeds": 1,
+            "n_train": met["n_train_rows"], "n_test": met["test"]["n"],
+            "run_dir": str(out), "train_seconds": met["train_seconds"],
+            "hyper": {k: v for k, v in spec.items() if k != "model"}}])
 
 
 def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
@@ -170,6 +210,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             print(f"{tag}: reusing {runs / tag} (CV MAE {res[tag]['mae']:.4f})", flush=True)
             continue
         out = train_property(exp, out=runs / tag, cv=folds, init=init, seed=seed,
+                             overwrite=True,
                              **(sc_hyper if init is None else tl_hyper))
         met = json.loads((out / "metrics.json").read_text())
         res[tag] = met["cv"]
@@ -195,6 +236,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             out = runs / f"lc_{tag}_{frac:.2f}"
             if not (reuse == "all" and (out / "metrics.json").exists()):
                 out = train_property(exp, out=out, cv=curve_folds, init=init, seed=seed,
+                                     overwrite=True,
                                      train_fraction=frac,
                                      **(sc_hyper if init is None else tl_hyper))
             met = json.loads((out / "metrics.json").read_text())
@@ -285,10 +327,12 @@ def stage_throughput(repeats: int, n_train: int, models: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=["oqmd", "transfer", "ensemble",
-                                                           "throughput"])
-    ap.add_argument("--models", default=",".join(OQMD_MODELS))
-    ap.add_argument("--runs", default="runs/oqmd")
+    ap.add_argument("--stage", required=True, choices=["oqmd", "mp", "transfer",
+                                                           "ensemble", "throughput"])
+    ap.add_argument("--models", default=None,
+                    help="oqmd/mp stage: recipes to train (default: every recipe of the stage)")
+    ap.add_argument("--runs", default=None,
+                    help="run directory root (default runs/oqmd; mp stage runs/mp)")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--resume", action="store_true",
                     help="continue interrupted runs from their checkpoints")
@@ -339,10 +383,15 @@ def main() -> None:
     ap.add_argument("--tp-models", default=",".join(THROUGHPUT_MODELS),
                     help="throughput stage: models to time")
     a = ap.parse_args()
+    runs = Path(a.runs or ("runs/mp" if a.stage == "mp" else "runs/oqmd"))
+    models = a.models.split(",") if a.models else list(MP_MODELS if a.stage == "mp"
+                                                       else OQMD_MODELS)
     if a.stage == "oqmd":
-        stage_oqmd(a.models.split(","), Path(a.runs), a.epochs_scale, a.resume)
+        stage_oqmd(models, runs, a.epochs_scale, a.resume)
+    elif a.stage == "mp":
+        stage_mp(models, runs, a.resume)
     elif a.stage == "transfer":
-        stage_transfer(Path(a.runs), Path(a.source), a.tl_epochs, a.folds,
+        stage_transfer(runs, Path(a.source), a.tl_epochs, a.folds,
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
                        a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,

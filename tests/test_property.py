@@ -80,6 +80,55 @@ def test_transfer_initialises_from_source(tiny_df: pd.DataFrame, tmp_path) -> No
     assert not (tmp_path / "bad").exists()
 
 
+def test_chained_transfer_records_its_sources(tiny_df: pd.DataFrame, tmp_path) -> None:
+    # OQMD -> MP -> experiment, in miniature: each run names its whole lineage
+    src = train_property(tiny_df, model="mlp", out=tmp_path / "src", **FAST)
+    mid = train_property(tiny_df.iloc[:40], model="mlp", out=tmp_path / "mid", init=src, **FAST)
+    end = train_property(tiny_df.iloc[:30], model="mlp", out=tmp_path / "end", init=mid, **FAST)
+    chain = [json.loads((r / "config.json").read_text())["init_chain"] for r in (src, mid, end)]
+    assert chain == [[], [str(src)], [str(mid), str(src)]]
+
+
+def test_bad_trainer_settings_are_refused_before_writing(tiny_df: pd.DataFrame,
+                                                         tmp_path) -> None:
+    for key, value in (("ema", 1.5), ("val_fraction", 1.0), ("val_fraction", -0.1),
+                       ("lr", 0.0), ("batch_size", 0), ("dropout_scale", -1.0)):
+        with pytest.raises(MatdiscoError, match=f"{key}={value!r} must be"):
+            train_property(tiny_df, model="mlp", out=tmp_path / "bad", **{**FAST, key: value})
+        assert not (tmp_path / "bad").exists()
+
+
+def test_existing_run_is_never_silently_replaced(tiny_df: pd.DataFrame, tmp_path) -> None:
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", seed=0, **FAST)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    # a second run into the same directory is refused before anything is written
+    with pytest.raises(MatdiscoError, match="already holds a finished run.*--overwrite"):
+        train_property(tiny_df, model="mlp", out=run, seed=1, **FAST)
+    # resuming with another recipe is refused, naming what differs
+    with pytest.raises(MatdiscoError, match=r"differs in seed, hyper\.epochs\)"):
+        train_property(tiny_df, model="mlp", out=run, seed=1, resume=True,
+                       **{**FAST, "epochs": 3})
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # the same recipe resumes (a finished run: every member is kept)
+    train_property(tiny_df, model="mlp", out=run, seed=0, resume=True, **FAST)
+    assert (run / "model.safetensors").read_bytes() == before["model.safetensors"]
+    # --overwrite replaces it
+    train_property(tiny_df, model="mlp", out=run, seed=1, overwrite=True, **FAST)
+    assert json.loads((run / "config.json").read_text())["seed"] == 1
+    assert (run / "model.safetensors").read_bytes() != before["model.safetensors"]
+    # a folder that is not a run is never deleted, even with --overwrite
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    for kw in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(MatdiscoError, match="not a run directory"):
+            train_property(tiny_df, model="mlp", out=other, **kw, **FAST)
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+    res = CliRunner().invoke(app, ["train", "--data", "exp_formation_enthalpy", "--model",
+                                   "mlp", "--out", str(run), "--epochs", "1"])
+    assert res.exit_code == 2 and "already holds" in res.output
+
+
 def test_fixed_test_file_and_predict_cli(tiny_df: pd.DataFrame, tmp_path) -> None:
     test = tmp_path / "test.csv"
     tiny_df.iloc[:10].to_csv(test, index=False)

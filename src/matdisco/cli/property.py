@@ -37,6 +37,11 @@ def train(
     dropout_scale: float = typer.Option(None, help="Multiply every dropout probability "
                                         "(0: off; e.g. to fine-tune an annealed ElemNet "
                                         "with --init)."),
+    val_fraction: float = typer.Option(None, help="Share of the training rows held out for "
+                                       "early stopping (default 0.1; 0: train the whole "
+                                       "schedule on every row)."),
+    ema: float = typer.Option(None, help="Weight EMA decay (e.g. 0.99); evaluation and the "
+                              "saved weights use the averaged weights."),
     l2sp: float = typer.Option(None, help="With --init: L2-SP penalty weight pulling the "
                                "fine-tuned weights toward the source run's."),
     freeze_layers: int = typer.Option(None, help="With --init: keep the first N linear "
@@ -48,7 +53,9 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     clean: bool = typer.Option(True, help="Apply the ElemNet cleaning."),
-    resume: bool = typer.Option(False, help="Resume an interrupted run."),
+    resume: bool = typer.Option(False, help="Resume an interrupted run (same options)."),
+    overwrite: bool = typer.Option(False, help="Replace the run that --out already holds "
+                                   "(otherwise an existing run is refused, never touched)."),
 ) -> None:
     """Train (and cross-validate / test) a property model; writes a run directory."""
     from matdisco.property import train_property
@@ -56,6 +63,7 @@ def train(
     hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
                                    patience=patience, dropout_anneal_epochs=dropout_anneal,
                                    dropout_scale=dropout_scale, l2sp=l2sp,
+                                   val_fraction=val_fraction, ema=ema,
                                    freeze_layers=freeze_layers,
                                    probe_head=probe_head).items()
              if v is not None}
@@ -63,7 +71,8 @@ def train(
                          holdout=holdout_system or None, init=init, clean=clean,
                          teacher=teacher, n_synthetic=n_synthetic,
                          formula_col=formula, target_col=target, seed=seed, resume=resume,
-                         n_estimators=n_estimators, device=device, progress=True, **hyper)
+                         overwrite=overwrite, n_estimators=n_estimators, device=device,
+                         progress=True, **hyper)
     _summary(run)
 
 
@@ -137,13 +146,15 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
          folds: int = typer.Option(5, help="Cross-validation folds."),
          epochs: int = typer.Option(25, help="Maximum epochs per fold.")) -> None:
     """The main job: cross-validate ElemNet on the embedded experimental formation
-    enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report."""
+    enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report
+    (a demo run already in ``--out`` is replaced)."""
     from matdisco.property import train_property
 
     typer.echo(f"ElemNet, {folds}-fold CV on the embedded experimental formation "
                "enthalpies (pymatgen exp_compounds.json.gz) ...")
     run = train_property("exp_formation_enthalpy", model="elemnet", out=out, cv=folds,
-                         epochs=epochs, batch_size=64, lr=1e-3, patience=10, progress=True)
+                         epochs=epochs, batch_size=64, lr=1e-3, patience=10, progress=True,
+                         overwrite=True)
     _summary(run)
 
 

@@ -130,7 +130,10 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
 
     # ---------------------------------------------------------------- internals
     def trainer_config(self) -> TrainerConfig:
-        """The trainer settings implied by the hyper-parameters."""
+        """The trainer settings implied by the hyper-parameters (validated: a bad value
+        raises :class:`~matdisco.MatdiscoError` naming the setting)."""
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise MatdiscoError(f"val_fraction={self.val_fraction!r} must be in [0, 1)")
         return TrainerConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             weight_decay=self.weight_decay, optimizer=self.optimizer,

@@ -186,6 +186,57 @@ def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None
             fraction_formulas(fr_syn, elements))
 
 
+#: Config entries that may differ when a run is resumed (bookkeeping, not the recipe).
+_RESUME_FREE = {"created", "environment", "estimator"}
+_RESUME_FREE_HYPER = {"progress", "device"}
+
+
+def _prepare_run_dir(out: Path, config: dict[str, Any], resume: bool,
+                     overwrite: bool) -> bool:
+    """Check what ``out`` holds before a run is written there.
+
+    Returns whether the directory is fresh (absent or empty). Refuses to write into a
+    directory holding another run unless ``resume`` (same configuration) or ``overwrite``
+    (the old run is removed first), and never deletes a folder that is not a run.
+    """
+    if out.exists() and not out.is_dir():
+        raise MatdiscoError(f"run directory {out} is a file")
+    if not out.exists() or not any(out.iterdir()):
+        return True
+    cfg_path = out / "config.json"
+    if not cfg_path.exists():
+        raise MatdiscoError(f"{out} is not empty and is not a run directory (no config.json); "
+                            "choose another --out")
+    state = "a finished run" if (out / "metrics.json").exists() else "an unfinished run"
+    if resume:
+        try:
+            old = json.loads(cfg_path.read_text())
+        except ValueError as exc:
+            raise MatdiscoError(f"{cfg_path} is not valid JSON ({exc}); cannot resume") from exc
+        def recipe(c: dict[str, Any]) -> dict[str, Any]:
+            r = {k: v for k, v in c.items() if k not in _RESUME_FREE}
+            r["hyper"] = {k: v for k, v in c.get("hyper", {}).items()
+                          if k not in _RESUME_FREE_HYPER}
+            return json.loads(json.dumps(r, default=str))
+        a, b = recipe(old), recipe(config)
+        # entries a run written by an older matdisco lacks are not compared
+        diff = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+        if "hyper" in diff:
+            ha, hb = a.get("hyper", {}), b.get("hyper", {})
+            diff.remove("hyper")
+            diff += [f"hyper.{k}" for k in sorted(set(ha) | set(hb)) if ha.get(k) != hb.get(k)]
+        if diff:
+            raise MatdiscoError(f"cannot resume {out}: it holds {state} with another "
+                                f"configuration (differs in {', '.join(diff)}); use another "
+                                "--out, or --overwrite to replace it")
+        return False
+    if not overwrite:
+        raise MatdiscoError(f"{out} already holds {state}; pass --resume to continue it or "
+                            "--overwrite to replace it")
+    shutil.rmtree(out)
+    return True
+
+
 def train_property(
     data: str | Path | pd.DataFrame,
     model: str = "elemnet",
@@ -204,6 +255,7 @@ def train_property(
     report: bool = True,
     teacher: str | Path | None = None,
     n_synthetic: int = 0,
+    overwrite: bool = False,
     **hyper: Any,
 ) -> Path:
     """Train a property model and write its run directory.
@@ -236,7 +288,7 @@ def train_property(
         Random seed (splits, initialisation, shuffling).
     resume : bool
         Continue an interrupted run (finished members are kept, the current one resumes
-        from its checkpoint).
+        from its checkpoint). The run directory must hold a run of the same configuration.
     train_fraction : float
         Use only this fraction of each training split (learning curves).
     report : bool
@@ -249,6 +301,9 @@ def train_property(
         folds); the teacher must not have been trained on the ``test`` rows either.
     n_synthetic : int
         Number of teacher-labelled synthetic compositions (with ``teacher``).
+    overwrite : bool
+        Replace a run that ``out`` already holds. Without it (and without ``resume``) an
+        existing run is never touched: the call is refused before anything is written.
     **hyper
         Estimator hyper-parameters (``epochs``, ``batch_size``, ``lr``, ``n_estimators``...).
 
@@ -320,6 +375,11 @@ def train_property(
                   "holdout": holdout, "n_holdout_rows": int(hold_mask.sum()),
                   "train_fraction": train_fraction},
         "init": None if init is None else str(init),
+        # provenance of a chained transfer (e.g. OQMD -> MP -> experiment): this run's
+        # source first, then the source's own sources
+        "init_chain": [] if init_pred is None else [str(init)] + list(
+            init_pred.config.get("init_chain")
+            or ([init_pred.config["init"]] if init_pred.config.get("init") else [])),
         "distillation": None if synthetic is None else {
             "teacher": str(teacher), "n_synthetic_requested": int(n_synthetic),
             "n_synthetic": int(len(synthetic[1])), "file": "synthetic.csv"},
@@ -328,9 +388,11 @@ def train_property(
         "members": [name + ".safetensors" for name, _, _ in splits],
     }
     est0 = make_estimator(model, feat_name, seed=seed, **hyper)
+    if isinstance(est0, NeuralRegressor):
+        est0.trainer_config()  # a bad setting (e.g. ema=1.5) stops here, before any write
     config["estimator"] = est0.get_params()
     # every input is validated above: only now is anything written
-    fresh = not Path(out).exists() or not any(Path(out).iterdir())
+    fresh = _prepare_run_dir(Path(out), config, resume, overwrite)
     run = RunDir(out)
     run.write_config(config)
     if synthetic is not None:

@@ -136,6 +136,24 @@ class TrainerConfig:
     dropout_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 0, ">= 0"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+            ("patience", self.patience is None or self.patience >= 0, ">= 0 or None"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or None"),
+            ("ema", self.ema is None or 0.0 <= self.ema < 1.0, "in [0, 1) or None"),
+            ("dropout_anneal_epochs", self.dropout_anneal_epochs >= 0, ">= 0"),
+            ("dropout_scale", self.dropout_scale >= 0, ">= 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise MatdiscoError(f"trainer setting {name}={getattr(self, name)!r} must be "
+                                    f"{rule}")
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
         return asdict(self)
