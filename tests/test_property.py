@@ -98,6 +98,24 @@ def test_bad_trainer_settings_are_refused_before_writing(tiny_df: pd.DataFrame,
         assert not (tmp_path / "bad").exists()
 
 
+def test_prepare_run_dir_knows_interrupted_runs(tmp_path) -> None:
+    from matdisco.training import holds_run, prepare_run_dir
+
+    run = tmp_path / "run"
+    assert prepare_run_dir(run) is True and not run.exists()  # nothing written
+    run.mkdir()
+    assert prepare_run_dir(run) is True  # an empty folder is fine
+    (run / "history_fold_0.jsonl").write_text("{}\n")  # killed in its first fold
+    assert holds_run(run)
+    with pytest.raises(MatdiscoError, match="already holds an unfinished run"):
+        prepare_run_dir(run)
+    assert prepare_run_dir(run, resume=True) is False and run.exists()
+    assert prepare_run_dir(run, overwrite=True) is True and not run.exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MatdiscoError, match="is a file"):
+        prepare_run_dir(tmp_path / "file", overwrite=True)
+
+
 def test_existing_run_is_never_silently_replaced(tiny_df: pd.DataFrame, tmp_path) -> None:
     run = train_property(tiny_df, model="mlp", out=tmp_path / "r", seed=0, **FAST)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -105,7 +123,7 @@ def test_existing_run_is_never_silently_replaced(tiny_df: pd.DataFrame, tmp_path
     with pytest.raises(MatdiscoError, match="already holds a finished run.*--overwrite"):
         train_property(tiny_df, model="mlp", out=run, seed=1, **FAST)
     # resuming with another recipe is refused, naming what differs
-    with pytest.raises(MatdiscoError, match=r"differs in seed, hyper\.epochs\)"):
+    with pytest.raises(MatdiscoError, match=r"differs in hyper\.epochs, seed\)"):
         train_property(tiny_df, model="mlp", out=run, seed=1, resume=True,
                        **{**FAST, "epochs": 3})
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before

@@ -260,6 +260,13 @@ def test_cli_train_apply_evaluate(tmp_path) -> None:
                                  "--epochs", "1", "--refiner-output", "mask"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "mask" / "config.json").read_text())["output"] == "mask"
+    # the same --out again is refused, the run untouched
+    before = (tmp_path / "mask" / "config.json").read_bytes()
+    r = CliRunner().invoke(app, ["train", "--ideal", str(tmp_path / "ideal.npz"),
+                                 "--imperfect", str(tmp_path / "imp.npz"),
+                                 "--out", str(tmp_path / "mask"), "--epochs", "1"])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert (tmp_path / "mask" / "config.json").read_bytes() == before
     r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "mask"), "--input",
                                  str(tmp_path / "imp.npz"), "--output",
                                  str(tmp_path / "masked.npz")])

@@ -321,6 +321,15 @@ def test_cli_library_background_train_classify(tmp_path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and (run / "padnet.safetensors").exists()
     assert json.loads((run / "config.json").read_text())["params"]["attention"] == "none"
+    # a second training into the same run directory is refused unless --overwrite
+    args = ["train", str(lib), "--out", str(run), "--epochs", "1", "--f", "3", "--device",
+            "cpu"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "already holds a finished run" in r.output
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
     r = runner.invoke(app, ["classify", str(run), str(lib), "--output",
                             str(tmp_path / "pred.csv")])
     assert r.exit_code == 0, r.output

@@ -111,13 +111,16 @@ def train(
     pixel_noise: float = typer.Option(0.0, help="With --augment: largest additive pixel "
                                       "noise (relative std), as real detectors show."),
     init: Path = typer.Option(None, help="Start from this trained OMNet run (fine-tune)."),
+    overwrite: bool = typer.Option(False, help="Replace the run that --run-dir already holds."),
 ) -> None:
     """Train OMNet on simulated patterns with the shared Trainer."""
     import numpy as np
 
     from matdisco.ebsd import DetectorConfig, OMNetIndexer, load_dataset
+    from matdisco.training import prepare_run_dir
 
     x, q, meta = load_dataset(data)
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     det = DetectorConfig.from_dict(meta.get("detector", {"shape": x.shape[1:]}))
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x))

@@ -75,14 +75,17 @@ def train(
     clf_epochs: int = typer.Option(15, help="Classifier epochs."),
     epochs: int = typer.Option(30, help="Refiner epochs."),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a classifier on ideal signals, then a refiner on imperfect signals."""
     from matdisco.refine import ImitationRefiner, SignalClassifier
+    from matdisco.training import prepare_run_dir
 
     idl = load_signals(ideal)
     imp = load_signals(imperfect)
     if "y" not in idl:
         raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
+    prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
     grid = idl.get("two_theta")
     clf = SignalClassifier(arch=arch, prototypical=prototypical, epochs=clf_epochs,
                            seed=seed, two_theta=grid)

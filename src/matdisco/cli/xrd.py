@@ -284,9 +284,10 @@ def train(
     cv: int = typer.Option(0, help="Also report k-fold CV accuracy (k ≥ 2; 0 = skip)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
+    overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train PADNet on a library of detector images and save it to a run directory."""
-    from matdisco.training import RunDir
+    from matdisco.training import RunDir, prepare_run_dir
     from matdisco.xrd.background import remove_background
     from matdisco.xrd.library import ImageLibrary
     from matdisco.xrd.padnet import PADNetClassifier, count_parameters, cross_validate_matrix
@@ -295,6 +296,7 @@ def train(
                   attention=attention, epochs=epochs, batch_size=batch_size, lr=lr,
                   weight_decay=weight_decay, patience=patience, device=device)
     lib = ImageLibrary.load(library)
+    prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
     comp = lib.compositions if use_composition else None
     metrics: dict = {}
     if cv:

@@ -30,7 +30,7 @@ from matdisco.featurize import Featurizer, get_featurizer
 from matdisco.models import ARCHITECTURES, ForestRegressor, NeuralRegressor
 from matdisco.models.neural import check_fine_tuning
 from matdisco.property.evaluation import regression_metrics, write_plots, write_report
-from matdisco.training import RunDir, load_weights
+from matdisco.training import RunDir, load_weights, prepare_run_dir
 
 #: Default input features of each model family.
 DEFAULT_FEATURES = {"elemnet": "fractions", "rf": "fractions", "mlp": "fractions",
@@ -187,54 +187,7 @@ def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None
 
 
 #: Config entries that may differ when a run is resumed (bookkeeping, not the recipe).
-_RESUME_FREE = {"created", "environment", "estimator"}
-_RESUME_FREE_HYPER = {"progress", "device"}
-
-
-def _prepare_run_dir(out: Path, config: dict[str, Any], resume: bool,
-                     overwrite: bool) -> bool:
-    """Check what ``out`` holds before a run is written there.
-
-    Returns whether the directory is fresh (absent or empty). Refuses to write into a
-    directory holding another run unless ``resume`` (same configuration) or ``overwrite``
-    (the old run is removed first), and never deletes a folder that is not a run.
-    """
-    if out.exists() and not out.is_dir():
-        raise MatdiscoError(f"run directory {out} is a file")
-    if not out.exists() or not any(out.iterdir()):
-        return True
-    cfg_path = out / "config.json"
-    if not cfg_path.exists():
-        raise MatdiscoError(f"{out} is not empty and is not a run directory (no config.json); "
-                            "choose another --out")
-    state = "a finished run" if (out / "metrics.json").exists() else "an unfinished run"
-    if resume:
-        try:
-            old = json.loads(cfg_path.read_text())
-        except ValueError as exc:
-            raise MatdiscoError(f"{cfg_path} is not valid JSON ({exc}); cannot resume") from exc
-        def recipe(c: dict[str, Any]) -> dict[str, Any]:
-            r = {k: v for k, v in c.items() if k not in _RESUME_FREE}
-            r["hyper"] = {k: v for k, v in c.get("hyper", {}).items()
-                          if k not in _RESUME_FREE_HYPER}
-            return json.loads(json.dumps(r, default=str))
-        a, b = recipe(old), recipe(config)
-        # entries a run written by an older matdisco lacks are not compared
-        diff = sorted(k for k in set(a) & set(b) if a[k] != b[k])
-        if "hyper" in diff:
-            ha, hb = a.get("hyper", {}), b.get("hyper", {})
-            diff.remove("hyper")
-            diff += [f"hyper.{k}" for k in sorted(set(ha) | set(hb)) if ha.get(k) != hb.get(k)]
-        if diff:
-            raise MatdiscoError(f"cannot resume {out}: it holds {state} with another "
-                                f"configuration (differs in {', '.join(diff)}); use another "
-                                "--out, or --overwrite to replace it")
-        return False
-    if not overwrite:
-        raise MatdiscoError(f"{out} already holds {state}; pass --resume to continue it or "
-                            "--overwrite to replace it")
-    shutil.rmtree(out)
-    return True
+_RESUME_FREE = ("estimator", "hyper.progress", "hyper.device")
 
 
 def train_property(
@@ -392,7 +345,7 @@ def train_property(
         est0.trainer_config()  # a bad setting (e.g. ema=1.5) stops here, before any write
     config["estimator"] = est0.get_params()
     # every input is validated above: only now is anything written
-    fresh = _prepare_run_dir(Path(out), config, resume, overwrite)
+    fresh = prepare_run_dir(out, resume, overwrite, config, free=_RESUME_FREE)
     run = RunDir(out)
     run.write_config(config)
     if synthetic is not None:

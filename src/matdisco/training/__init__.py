@@ -2,9 +2,12 @@
 
 from matdisco.training.rundir import (
     RunDir,
+    config_differences,
     environment,
+    holds_run,
     load_state_checked,
     load_weights,
+    prepare_run_dir,
     save_weights,
 )
 from matdisco.training.trainer import Trainer, TrainerConfig, resolve_device, set_seed
@@ -13,9 +16,12 @@ __all__ = [
     "RunDir",
     "Trainer",
     "TrainerConfig",
+    "config_differences",
     "environment",
+    "holds_run",
     "load_state_checked",
     "load_weights",
+    "prepare_run_dir",
     "resolve_device",
     "save_weights",
     "set_seed",

@@ -17,6 +17,8 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,87 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def holds_run(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a (finished or interrupted) run: a ``config.json``, weights or
+    checkpoints (``*.safetensors``), or a training log (``history*.jsonl``)."""
+    p = Path(path)
+    return p.is_dir() and ((p / "config.json").exists() or any(p.glob("*.safetensors"))
+                           or any(p.glob("history*.jsonl")))
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any],
+                       free: Collection[str] = ()) -> list[str]:
+    """Entries (``key`` or ``key.sub``) in which two run configurations differ.
+
+    ``created``, ``environment`` and the entries named in ``free`` are bookkeeping and are
+    not compared; neither is an entry that only one side has (a run written by an older
+    version lacks the newer entries).
+    """
+    def norm(c: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps(c, default=str))
+
+    a, b = norm(old), norm(new)
+    skip = {"created", "environment", *free}
+    diff = []
+    for key in sorted(set(a) & set(b) - skip):
+        va, vb = a[key], b[key]
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diff += [f"{key}.{sub}" for sub in sorted(set(va) | set(vb))
+                     if f"{key}.{sub}" not in skip and va.get(sub) != vb.get(sub)]
+        elif va != vb:
+            diff.append(key)
+    return diff
+
+
+def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
+                    overwrite: bool = False, config: dict[str, Any] | None = None,
+                    free: Collection[str] = ()) -> bool:
+    """Check what ``path`` holds before a run is written there; call it before any write.
+
+    An absent or empty directory is fine. A directory holding a run is refused unless
+    ``resume`` (continue it; with ``config``, only if :func:`config_differences` finds
+    nothing outside ``free``) or ``overwrite`` (the old run is deleted first). A non-empty
+    folder that is not a run is always refused and never deleted.
+
+    Returns
+    -------
+    bool
+        True if the run starts from an empty directory (absent, empty or overwritten).
+
+    Raises
+    ------
+    MatdiscoError
+        Naming the directory, what it holds and how to proceed.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise MatdiscoError(f"run directory {p} is a file")
+    if not p.exists() or not any(p.iterdir()):
+        return True
+    if not holds_run(p):
+        raise MatdiscoError(f"{p} is not empty and is not a run directory (no config.json, "
+                            "weights or training log); choose another output directory")
+    state = "a finished run" if (p / "metrics.json").exists() else "an unfinished run"
+    if resume:
+        if config is not None and (p / "config.json").exists():
+            try:
+                old = json.loads((p / "config.json").read_text())
+            except ValueError as exc:
+                raise MatdiscoError(f"{p / 'config.json'} is not valid JSON ({exc}); "
+                                    "cannot resume") from exc
+            diff = config_differences(old, config, free)
+            if diff:
+                raise MatdiscoError(f"cannot resume {p}: it holds {state} with another "
+                                    f"configuration (differs in {', '.join(diff)}); use "
+                                    "another output directory, or --overwrite to replace it")
+        return False
+    if not overwrite:
+        raise MatdiscoError(f"{p} already holds {state}; pass --resume to continue it or "
+                            "--overwrite to replace it")
+    shutil.rmtree(p)
+    return True
 
 
 class RunDir:
