@@ -124,19 +124,23 @@ MP_MODELS = {
 
 
 # ``--stage headline``: the record names of ../shared/BENCHMARKS.md, each an alias of the
-# best measured recipe (``alias_of``); the alias keeps that record's command and date.
-_TL = "elemnet_transfer_mp_t2_v0_lr0.001_ds0_l2sp0.001_ema0.99"
+# best measured recipe (``alias_of``). One source record: a copy that keeps its command and
+# date. Several (the seeds of one recipe): their median, with ``seeds``, ``std`` and
+# ``values``, and the command that produced each seed's record in ``commands``.
+_TL = "elemnet_transfer_mp_t2{}_v0_lr0.001_ds0_l2sp0.001_ema0.99"
+_SEEDS = ("", "_s1", "_s2")
 HEADLINE = [
-    ("oqmd_formation_enthalpy", "elemnet", "mae", "elemnet_distill_an40_t2"),
-    ("holdout_Ti-O", "elemnet", "mae", "elemnet_distill_an40_t2"),
-    ("holdout_Na-Fe-Mn-O", "elemnet", "mae", "elemnet_distill_an40_t2"),
-    ("oqmd_formation_enthalpy", "irnet17", "mae", "irnet17_e80"),
-    ("holdout_Ti-O", "irnet17", "mae", "irnet17_e80"),
-    ("holdout_Na-Fe-Mn-O", "irnet17", "mae", "irnet17_e80"),
-    ("exp_formation_enthalpy_cv10", "elemnet_scratch", "mae", "elemnet_scratch_an_v0"),
-    ("exp_formation_enthalpy_cv10", "elemnet_transfer", "mae", _TL),
+    ("oqmd_formation_enthalpy", "elemnet", "mae", ["elemnet_distill_an40_t2"]),
+    ("holdout_Ti-O", "elemnet", "mae", ["elemnet_distill_an40_t2"]),
+    ("holdout_Na-Fe-Mn-O", "elemnet", "mae", ["elemnet_distill_an40_t2"]),
+    ("oqmd_formation_enthalpy", "irnet17", "mae", ["irnet17_e80"]),
+    ("holdout_Ti-O", "irnet17", "mae", ["irnet17_e80"]),
+    ("holdout_Na-Fe-Mn-O", "irnet17", "mae", ["irnet17_e80"]),
+    ("exp_formation_enthalpy_cv10", "elemnet_scratch", "mae",
+     [f"elemnet_scratch_an{s}_v0" for s in _SEEDS]),
+    ("exp_formation_enthalpy_cv10", "elemnet_transfer", "mae", [_TL.format(s) for s in _SEEDS]),
     ("exp_formation_enthalpy_cv10", "transfer_over_scratch", "mae_ratio",
-     f"{_TL}_over_scratch"),
+     [_TL.format(s) + "_over_scratch" for s in _SEEDS]),
 ]
 
 
@@ -147,12 +151,26 @@ def stage_headline() -> None:
     recs = json.loads((RESULTS / "property.json").read_text())["records"]
     index = {(r["task"], r.get("model"), r["metric"]): r for r in recs}
     out = []
-    for task, name, metric, source in HEADLINE:
-        src = index.get((task, source, metric))
-        if src is None:
-            raise SystemExit(f"headline: no record {task}/{source}/{metric}; run its stage first")
-        out.append({**src, "model": name, "alias_of": source})
-        print(f"{task} {name} {metric}: {src['value']:.4f} (= {source})", flush=True)
+    for task, name, metric, sources in HEADLINE:
+        found = [index.get((task, src, metric)) for src in sources]
+        missing = [src for src, r in zip(sources, found, strict=True) if r is None]
+        if missing:
+            raise SystemExit(f"headline: no record {task}/{missing[0]}/{metric}; "
+                             "run its stage first")
+        if len(found) == 1:
+            rec = {**found[0], "model": name, "alias_of": sources[0]}
+        else:
+            values = [r["value"] for r in found]
+            rec = {**{k: v for k, v in found[0].items()
+                      if k not in ("value", "std", "seed", "run_dir", "command", "date",
+                                   "source_run")},
+                   "model": name, "value": statistics.median(values),
+                   "std": float(np.std(values)), "seeds": len(values), "values": values,
+                   "statistic": "median over seeds", "alias_of": sources,
+                   "commands": [r.get("command") for r in found]}
+        out.append(rec)
+        print(f"{task} {name} {metric}: {rec['value']:.4f} (= {', '.join(sources)})",
+              flush=True)
     merge_records("property", "property", out)
 
 
