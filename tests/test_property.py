@@ -203,6 +203,14 @@ def test_combine_runs_seed_ensemble(tiny_df: pd.DataFrame, tmp_path) -> None:
     np.testing.assert_allclose(ce["prediction"], (c0["prediction"] + c1["prediction"]) / 2,
                                atol=1e-6)
     assert len(json.loads((tmp_path / "ecv" / "config.json").read_text())["members"]) == 6
+    # an ensemble is recomputed in place, without stale member files of the old one
+    combine_runs(runs, tmp_path / "ecv")
+    assert sorted(p.name for p in (tmp_path / "ecv").glob("*.safetensors")) == [
+        "r0_model.safetensors", "r1_model.safetensors"]
+    # a training run is never replaced by an ensemble without --overwrite
+    with pytest.raises(MatdiscoError, match="not an ensemble"):
+        combine_runs(runs, cvs[0])
+    assert (cvs[0] / "fold_0.safetensors").exists()
     # runs that cannot be combined: a clear error and no run directory
     for bad, msg in (([runs[0], cvs[0]], "rows differ"), ([runs[0]], "at least two"),
                      ([runs[0], runs[1]], "one of the input runs")):

@@ -117,11 +117,14 @@ def evaluate(run: Path = typer.Argument(..., help="Run directory."),
 @handle_errors
 def ensemble(runs: list[Path] = typer.Argument(..., help="Two or more finished runs of one "
                                                "model (e.g. the same recipe, other seeds)."),
-             out: Path = typer.Option(..., help="Ensemble run directory.")) -> None:
+             out: Path = typer.Option(..., help="Ensemble run directory (an ensemble "
+                                      "already there is recomputed)."),
+             overwrite: bool = typer.Option(False, help="Replace a run in --out that is not "
+                                            "an ensemble.")) -> None:
     """Combine runs into one ensemble run (mean and spread over all their members)."""
     from matdisco.property import combine_runs
 
-    _summary(combine_runs(runs, out))
+    _summary(combine_runs(runs, out, overwrite=overwrite))
 
 
 @handle_errors

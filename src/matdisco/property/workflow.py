@@ -30,7 +30,7 @@ from matdisco.featurize import Featurizer, get_featurizer
 from matdisco.models import ARCHITECTURES, ForestRegressor, NeuralRegressor
 from matdisco.models.neural import check_fine_tuning
 from matdisco.property.evaluation import regression_metrics, write_plots, write_report
-from matdisco.training import RunDir, load_weights, prepare_run_dir
+from matdisco.training import RunDir, holds_run, load_weights, prepare_run_dir
 
 #: Default input features of each model family.
 DEFAULT_FEATURES = {"elemnet": "fractions", "rf": "fractions", "mlp": "fractions",
@@ -493,7 +493,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, formula_col: str = "form
     return out
 
 
-def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
+def combine_runs(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) -> Path:
     """Combine finished runs of one model into an ensemble run directory.
 
     Typical use: the same recipe trained with several seeds (possibly on different
@@ -512,7 +512,11 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     runs : sequence of paths
         Two or more property run directories.
     out : path
-        The ensemble run directory (must not be one of ``runs``).
+        The ensemble run directory (must not be one of ``runs``). An ensemble already
+        there is replaced (it is recomputed from its runs); any other run only with
+        ``overwrite``.
+    overwrite : bool
+        Replace a run in ``out`` that is not an ensemble.
 
     Returns
     -------
@@ -557,6 +561,15 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     config["seed"] = [pr.config.get("seed") for pr in preds]
     for i, pr in enumerate(preds):
         config["members"] += [f"r{i}_{m}" for m in pr.config["members"]]
+    if holds_run(out) and not overwrite:
+        try:
+            old = json.loads((Path(out) / "config.json").read_text())
+        except (OSError, ValueError):
+            old = {}
+        if "ensemble_of" not in old:
+            raise MatdiscoError(f"{out} already holds a run that is not an ensemble; choose "
+                                "another --out, or --overwrite to replace it")
+    prepare_run_dir(out, overwrite=True)  # clears an old ensemble: no stale member files
     run = RunDir(out)
     run.write_config(config)
     for i, pr in enumerate(preds):  # weights already loaded (and checked) by load_run
