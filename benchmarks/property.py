@@ -18,9 +18,16 @@ Stages (run one or several; results merge into benchmarks/results/property.json)
 
 Usage::
 
-    python benchmarks/property.py --stage oqmd --models elemnet,rf_comp
-    python benchmarks/property.py --stage transfer
+    python benchmarks/property.py --stage oqmd --models elemnet_distill_an40_t2,rf_comp
+    python benchmarks/property.py --stage mp --models elemnet_mp_ft_t2
+    python benchmarks/property.py --stage transfer --runs runs/exp_an \
+        --source runs/mp/elemnet_mp_ft_t2 --suffix _mp_t2_v0 --sc-suffix _an_v0 \
+        --tl-lr 1e-3 --tl-dropout-scale 0 --tl-l2sp 1e-3 --ema 0.99 --val-fraction 0 \
+        --parts tl --reuse scratch     # SC: --parts sc without --ema
     python benchmarks/property.py --stage throughput
+    python benchmarks/property.py --stage headline
+
+The full list of commands behind every recorded figure is in notes/issue-7.md.
 """
 
 from __future__ import annotations
