@@ -249,7 +249,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    tl_dropout_scale: float = 1.0, sc_suffix: str | None = None,
                    tl_l2sp: float = 0.0, tl_freeze: int = 0,
                    val_fraction: float | None = None, tl_probe: bool = False,
-                   ema: float | None = None) -> None:
+                   ema: float | None = None, tl_batch_size: int = 64) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -263,9 +263,10 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
               + ("" if tl_dropout_scale == 1.0 else f"_ds{tl_dropout_scale:g}")
               + ("" if not tl_l2sp else f"_l2sp{tl_l2sp:g}")
               + ("" if not tl_freeze else f"_fz{tl_freeze}")
-              + ("_lp" if tl_probe else "") + ("" if ema is None else f"_ema{ema:g}"))
+              + ("_lp" if tl_probe else "") + ("" if ema is None else f"_ema{ema:g}")
+              + ("" if tl_batch_size == 64 else f"_bs{tl_batch_size}"))
     sc_hyper = {**hyper, "lr": 1e-3}
-    tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale,
+    tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale, "batch_size": tl_batch_size,
                 **({"l2sp": tl_l2sp} if tl_l2sp else {}),
                 **({"freeze_layers": tl_freeze} if tl_freeze else {}),
                 **({"probe_head": True} if tl_probe else {})}
@@ -411,6 +412,7 @@ def main() -> None:
     ap.add_argument("--source", default="runs/oqmd/elemnet")
     ap.add_argument("--tl-epochs", type=int, default=60)
     ap.add_argument("--tl-lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    ap.add_argument("--tl-batch-size", type=int, default=64, help="fine-tuning batch size")
     ap.add_argument("--tl-dropout-scale", type=float, default=1.0,
                     help="fine-tuning dropout multiplier (0: off, the source's final regime)")
     ap.add_argument("--tl-l2sp", type=float, default=0.0,
@@ -467,7 +469,7 @@ def main() -> None:
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
                        a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,
-                       a.tl_freeze, a.val_fraction, a.tl_probe, a.ema)
+                       a.tl_freeze, a.val_fraction, a.tl_probe, a.ema, a.tl_batch_size)
     elif a.stage == "headline":
         stage_headline()
     elif a.stage == "ensemble":
