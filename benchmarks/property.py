@@ -129,7 +129,7 @@ MP_MODELS = {f"elemnet_mp_ft_t2{ep}{tag}": {**_MP_RECIPE, "seed": seed, "epochs"
 # best measured recipe (``alias_of``). One source record: a copy that keeps its command and
 # date. Several (the seeds of one recipe): their median, with ``seeds``, ``std`` and
 # ``values``, and the command that produced each seed's record in ``commands``.
-_TL = "elemnet_transfer_mp_t2{}_v0_e30_lr0.0005_ds0_l2sp0.001_ema0.99"
+_TL = "elemnet_transfer_mp_t2{}_v0_e30_lr0.0005_ds0_l2sp0.001_ema0.99_bs32"
 _SEEDS = ("", "_s1", "_s2")
 HEADLINE = [
     ("oqmd_formation_enthalpy", "elemnet", "mae", ["elemnet_distill_an40_t2"]),
@@ -141,7 +141,7 @@ HEADLINE = [
     # SC and TL each at their best measured recipe (best against best): SC improves with
     # a longer schedule (240 epochs: 0.106-0.108, 120: 0.109-0.111, 60: 0.117-0.121), TL
     # does not (lr 1e-3: 120 epochs 0.058-0.065, 60: 0.055-0.056, 30: 0.056); TL's best is
-    # 30 epochs at lr 5e-4 (seed-0 search over lr, L2-SP, EMA, dropout, MP-stage length)
+    # 30 epochs at lr 5e-4, batch 32 (seed-0 search: lr, L2-SP, EMA, dropout, batch, MP stage)
     ("exp_formation_enthalpy_cv10", "elemnet_scratch", "mae",
      [f"elemnet_scratch_an{s}_v0_e240" for s in _SEEDS]),
     ("exp_formation_enthalpy_cv10", "elemnet_transfer", "mae", [_TL.format(s) for s in _SEEDS]),
