@@ -92,3 +92,15 @@ def test_propose_command(tmp_path) -> None:
     assert (tmp_path / "p" / "proposals.csv").read_text().count("\n") == 5
     params = json.loads((tmp_path / "p" / "config.json").read_text())["params"]
     assert params["n_components"] == 3  # the ipage.* parameter is not given to the MDN
+    # a second run into the same --out is refused before any fit, and the run is untouched
+    before = {f.name: f.read_bytes() for f in (tmp_path / "p").iterdir()}
+    again = ["propose", "--task", "sinewave", "--method", "mdn", "--target", "0.5", "--n", "2",
+             "--n-train", "200", "--epochs", "2", "--min-steps", "0", "--out",
+             str(tmp_path / "p")]
+    r = runner.invoke(app, again)
+    assert r.exit_code == 2 and "already holds a finished run" in r.output
+    assert "--overwrite" in r.output and "--resume" not in r.output
+    assert {f.name: f.read_bytes() for f in (tmp_path / "p").iterdir()} == before
+    r = runner.invoke(app, [*again, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "proposals.csv").read_text().count("\n") == 3

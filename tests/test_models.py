@@ -188,6 +188,28 @@ def test_ema_weights_and_resume(tmp_path) -> None:
                                                                         rel=1e-5)
 
 
+def test_ema_with_dropout_on_to_the_end_warns() -> None:
+    import warnings
+
+    x, y = _toy(128)
+
+    def fit(**kw) -> list[warnings.WarningMessage]:
+        set_seed(0)
+        m = build_network("mlp", 8, widths=[16], dropout=0.5)
+        cfg = TrainerConfig(epochs=1, batch_size=64, progress=False, patience=None, **kw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Trainer(m, cfg).fit((x, y))
+        return [w for w in caught if "dropout" in str(w.message)]
+
+    msg = fit(ema=0.9)
+    assert len(msg) == 1 and "ema=0.9" in str(msg[0].message)
+    assert "[0.5]" in str(msg[0].message)
+    assert fit(ema=0.9, dropout_anneal_epochs=1) == []
+    assert fit(ema=0.9, dropout_scale=0.0) == []
+    assert fit() == []
+
+
 def test_dropout_anneal_schedule_patience_and_resume(tmp_path) -> None:
     x, y = _toy()
 

@@ -116,6 +116,31 @@ def test_prepare_run_dir_knows_interrupted_runs(tmp_path) -> None:
         prepare_run_dir(tmp_path / "file", overwrite=True)
 
 
+def test_staged_run_dir_replaces_a_run_as_a_whole(tmp_path) -> None:
+    from matdisco.training import RunDir, publish_run_dir, staged_run_dir
+
+    final = tmp_path / "m" / "seed0"
+    old = RunDir(staged_run_dir(final))
+    old.write_config({"run": "old"})
+    old.write_metrics({"v": 1})
+    old.save_table("extra.csv", pd.DataFrame({"a": [1]}))
+    assert not final.exists()  # nothing visible before publishing
+    assert publish_run_dir(old.path, final) == final and not old.path.exists()
+    new = RunDir(staged_run_dir(final))
+    new.write_config({"run": "new"})
+    # a job killed here leaves the old run whole; the next attempt reuses the stage name
+    assert json.loads((final / "config.json").read_text())["run"] == "old"
+    again = staged_run_dir(final)
+    assert again == new.path and not any(again.iterdir())
+    RunDir(again).write_config({"run": "new"})
+    RunDir(again).write_metrics({"v": 2})
+    publish_run_dir(again, final)
+    assert json.loads((final / "config.json").read_text())["run"] == "new"
+    assert json.loads((final / "metrics.json").read_text())["v"] == 2
+    assert not (final / "extra.csv").exists()  # nothing of the old run is left mixed in
+    assert sorted(x.name for x in final.parent.iterdir()) == ["seed0"]
+
+
 def test_existing_run_is_never_silently_replaced(tiny_df: pd.DataFrame, tmp_path) -> None:
     run = train_property(tiny_df, model="mlp", out=tmp_path / "r", seed=0, **FAST)
     before = {p.name: p.read_bytes() for p in run.iterdir()}

@@ -164,6 +164,16 @@ def test_bad_inputs_write_nothing(model_dir, tmp_path):
     screen(_space(), model_dir, tmp_path / "o4", max_chunks=1)
     with pytest.raises(MatdiscoError, match="different space"):
         screen(_space(chunk_size=7), model_dir, tmp_path / "o4")
+    # a folder that holds something else is never written into
+    other = tmp_path / "o5"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(MatdiscoError, match="not empty and holds no screening output"):
+        screen(_space(), model_dir, other)
+    assert sorted(x.name for x in other.iterdir()) == ["notes.txt"]
+    (tmp_path / "o6").write_text("")
+    with pytest.raises(MatdiscoError, match="is a file"):
+        screen(_space(), model_dir, tmp_path / "o6")
 
 
 def test_sparse_input_path_equals_dense(model_dir, tmp_path):

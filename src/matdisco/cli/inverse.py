@@ -134,6 +134,8 @@ def propose_cmd(
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/inverse/propose"), help="run directory"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help=PARAM_HELP),
+    overwrite: bool = typer.Option(False, help="replace the run that --out already holds "
+                                   "(otherwise an existing run is refused, never touched)"),
 ) -> None:
     """Fit a method on a task's training set and propose inputs for one target."""
     import pandas as pd
@@ -141,7 +143,7 @@ def propose_cmd(
     from matdisco.inverse.bench import build_solver, method_params
     from matdisco.inverse.evaluation import resimulation_errors
     from matdisco.inverse.tasks import get_task
-    from matdisco.training import RunDir
+    from matdisco.training import RunDir, prepare_run_dir
 
     try:
         if n <= 0:
@@ -153,9 +155,12 @@ def propose_cmd(
                                 f"{t.y_dim} output(s)")
         if not np.all(np.isfinite(y_star)):
             raise MatdiscoError(f"--target {target!r} contains NaN/inf")
+        kwargs = method_params(method, _parse_params(param))
+        # before the fit: a refused --out must not cost a training run
+        prepare_run_dir(out, overwrite=overwrite, can_resume=False)
         x, y = t.dataset(n_train, seed=seed)
         solver = build_solver(method, t, seed, {}, epochs=epochs, min_steps=min_steps,
-                              **method_params(method, _parse_params(param))).fit(x, y)
+                              **kwargs).fit(x, y)
         props = solver.propose(y_star, n)
     except MatdiscoError as exc:
         _fail(exc)

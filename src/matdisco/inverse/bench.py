@@ -31,7 +31,7 @@ from matdisco.inverse.evaluation import (
     single_target,
 )
 from matdisco.inverse.tasks import InverseTask
-from matdisco.training import RunDir
+from matdisco.training import RunDir, publish_run_dir, staged_run_dir
 
 _FORWARD_METHODS = ("na", "tandem", "mixture_tandem", "ipage")
 
@@ -138,7 +138,10 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
         metrics["oracle"] = True
         metrics.update(getattr(task, "oracle_holdout", {}))
     if run_dir is not None:
-        rd = RunDir(Path(run_dir) / task.name / method / f"seed{seed}")
+        # written beside, then moved in whole: a killed run never leaves a seed folder
+        # whose config and metrics come from two different runs
+        final = Path(run_dir) / task.name / method / f"seed{seed}"
+        rd = RunDir(staged_run_dir(final))
         rd.write_config({"task": task.describe(), "method": method, "seed": seed,
                          "params": solver.get_params(), "n_train": len(x),
                          "n_targets": len(targets), "ts": list(ts), "n_single": n_single})
@@ -157,7 +160,7 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
             rd.save_plot("cells", plot_cells(xs, task.forward(xs),
                                              float(task.single_target[0]),
                                              title=f"{method}, seed {seed}"))
-        metrics["run_dir"] = str(rd.path)
+        metrics["run_dir"] = str(publish_run_dir(rd.path, final))
     metrics["_curve"] = curve
     return metrics
 

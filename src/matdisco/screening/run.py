@@ -246,7 +246,7 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
         Run directory, several run directories (an ensemble) or a loaded model.
     out : path
         Output folder; an existing one is resumed (its manifest must describe the same
-        space and model).
+        space and model). A non-empty folder without a manifest is refused.
     batch_size : int
         Rows per model call inside a chunk.
     keep_below : float, optional
@@ -297,6 +297,11 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
     identity = {"space": space.to_dict(), "model": describe_model(loaded, model),
                 "keep_below": keep_below}
     mpath = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise MatdiscoError(f"screening output {out} is a file; choose a folder")
+    if not mpath.exists() and out.is_dir() and any(out.iterdir()):
+        raise MatdiscoError(f"{out} is not empty and holds no screening output ({MANIFEST} "
+                            "missing); choose a new or empty output folder")
     if mpath.exists():
         manifest = read_manifest(out)
         for key in ("space", "model", "keep_below"):

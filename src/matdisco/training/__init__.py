@@ -8,7 +8,9 @@ from matdisco.training.rundir import (
     load_state_checked,
     load_weights,
     prepare_run_dir,
+    publish_run_dir,
     save_weights,
+    staged_run_dir,
 )
 from matdisco.training.trainer import Trainer, TrainerConfig, resolve_device, set_seed
 
@@ -22,7 +24,9 @@ __all__ = [
     "load_state_checked",
     "load_weights",
     "prepare_run_dir",
+    "publish_run_dir",
     "resolve_device",
     "save_weights",
     "set_seed",
+    "staged_run_dir",
 ]

@@ -134,13 +134,14 @@ def config_differences(old: dict[str, Any], new: dict[str, Any],
 
 def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
                     overwrite: bool = False, config: dict[str, Any] | None = None,
-                    free: Collection[str] = ()) -> bool:
+                    free: Collection[str] = (), can_resume: bool = True) -> bool:
     """Check what ``path`` holds before a run is written there; call it before any write.
 
     An absent or empty directory is fine. A directory holding a run is refused unless
     ``resume`` (continue it; with ``config``, only if :func:`config_differences` finds
     nothing outside ``free``) or ``overwrite`` (the old run is deleted first). A non-empty
-    folder that is not a run is always refused and never deleted.
+    folder that is not a run is always refused and never deleted. ``can_resume=False``
+    (a command that cannot continue a run) only changes the advice in the error.
 
     Returns
     -------
@@ -175,10 +176,41 @@ def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
                                     "another output directory, or --overwrite to replace it")
         return False
     if not overwrite:
-        raise MatdiscoError(f"{p} already holds {state}; pass --resume to continue it or "
-                            "--overwrite to replace it")
+        advice = ("pass --resume to continue it or --overwrite to replace it" if can_resume
+                  else "pass --overwrite to replace it, or choose another output directory")
+        raise MatdiscoError(f"{p} already holds {state}; {advice}")
     shutil.rmtree(p)
     return True
+
+
+def staged_run_dir(final: str | os.PathLike[str]) -> Path:
+    """A fresh staging directory beside ``final`` for a run written as a whole.
+
+    Write the run there, then call :func:`publish_run_dir`: a reader of ``final`` sees
+    either the old run or the new one, never a mixture of the two (a job killed midway
+    leaves only a hidden ``.NAME.partial-PID`` folder, which the next attempt replaces).
+    """
+    final = Path(final)
+    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish_run_dir(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
+    """Move a finished staging directory to ``final``, replacing the run held there."""
+    staged, final = Path(staged), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+    staged.rename(final)
+    if old is not None:
+        shutil.rmtree(old)
+    return final
 
 
 class RunDir:
