@@ -90,6 +90,7 @@ def test_propose_command(tmp_path) -> None:
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["resim_mse"] >= 0
     assert (tmp_path / "p" / "proposals.csv").read_text().count("\n") == 5
+    assert (tmp_path / "p" / "proposals.png").stat().st_size > 0
     params = json.loads((tmp_path / "p" / "config.json").read_text())["params"]
     assert params["n_components"] == 3  # the ipage.* parameter is not given to the MDN
     # a second run into the same --out is refused before any fit, and the run is untouched

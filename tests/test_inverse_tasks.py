@@ -174,3 +174,18 @@ def test_latent_samplers() -> None:
     assert dm > dl
     with pytest.raises(MatdiscoError):
         latent_samples("sobolx", 5, 2, rng)
+
+
+def test_plot_proposals_for_every_picture(tmp_path) -> None:
+    from matdisco.inverse.evaluation import plot_proposals
+    from matdisco.training import RunDir
+
+    rd = RunDir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name, y_star in (("sinewave", [1.0]), ("robotic_arm", [1.5, 0.3]),
+                         ("ballistics", [2.0])):
+        task = get_task(name)
+        x = task.sample_prior(20, seed=1)
+        err = rng.uniform(0, 1, len(x))
+        fig = plot_proposals(task, x, np.array(y_star), err)
+        assert rd.save_plot(name, fig).stat().st_size > 1000

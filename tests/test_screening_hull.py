@@ -62,9 +62,12 @@ def test_distances_threshold_and_summary(hulls):
     assert out.set_index("formula").loc["Fe1O1", "known"]  # FeO is a reference
     assert not out.set_index("formula").loc["Fe1O2", "known"]
     assert got["Fe1O2"] == pytest.approx(-2.5 + 1.7 * (1 / 3) / 0.4)
+    assert dict(zip(out["formula"], out["reduced_formula"], strict=True)) == {
+        "Fe1O1": "FeO", "Ti1O2": "TiO2", "Fe1O2": "FeO2"}
     per, totals = summarize(out)
     assert totals["binary"] == 3 and totals["ternary"] == 0
     assert set(per["system"]) == {"Fe-O", "O-Ti"}
+    assert per.set_index("system").loc["O-Ti", "examples"] == "TiO2 (-0.300)"
     # without the prefilter the answer is the same
     out2 = hull_distances(cand, hulls, threshold=0.2, prefilter=False)
     assert set(out2["formula"]) == set(out["formula"])

@@ -141,7 +141,7 @@ def propose_cmd(
     import pandas as pd
 
     from matdisco.inverse.bench import build_solver, method_params
-    from matdisco.inverse.evaluation import resimulation_errors
+    from matdisco.inverse.evaluation import plot_proposals, resimulation_errors
     from matdisco.inverse.tasks import get_task
     from matdisco.training import RunDir, prepare_run_dir
 
@@ -173,6 +173,8 @@ def propose_cmd(
     df = pd.DataFrame(props, columns=[f"x{i}" for i in range(t.x_dim)])
     df["resim_error"] = err
     rd.save_table("proposals.csv", df)
+    rd.save_plot("proposals", plot_proposals(t, props, y_star, err,
+                                             title=f"{method}: {t.name}, y* = {target}"))
     rd.write_metrics({"resim_mse": float(err.mean()), "seconds": solver.propose_seconds_,
                       "fit_seconds": solver.fit_seconds_})
     typer.echo(json.dumps({"resim_mse": float(err.mean()),

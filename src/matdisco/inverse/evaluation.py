@@ -234,3 +234,38 @@ def plot_cells(x: np.ndarray, y: np.ndarray, y_star: float, size: int = 32,
     fig.suptitle(title or f"proposed cells for E* = {y_star:.3g}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_proposals(task: Any, x: np.ndarray, y_star: np.ndarray, errors: np.ndarray,
+                   title: str = "") -> Any:
+    """The proposals for one target, in the task's own picture where it has one.
+
+    Sinewave: over the true level set; robotic arm: the arm configurations; architecture:
+    the unit cells. Other tasks: a scatter of the first two inputs (or the input against
+    its index for one input) coloured by each proposal's re-simulation error.
+    """
+    y_star = np.ravel(np.asarray(y_star, dtype=float))
+    name = getattr(task, "name", "")
+    if name == "sinewave":
+        return plot_sinewave_solutions(x, float(y_star[0]), title)
+    if name == "robotic_arm":
+        return plot_arm(task, x, y_star, title=title)
+    if name == "architecture":
+        return plot_cells(x, task.forward(x[:12]), float(y_star[0]), title=title)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(x, dtype=float)
+    err = np.maximum(np.asarray(errors, dtype=float), 1e-12)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    xs, ys = (x[:, 0], x[:, 1]) if x.shape[1] > 1 else (np.arange(len(x)), x[:, 0])
+    sc = ax.scatter(xs, ys, c=np.log10(err), cmap="viridis", s=18)
+    fig.colorbar(sc, ax=ax, label="log10 re-simulation error")
+    ax.set_xlabel("x0" if x.shape[1] > 1 else "proposal")
+    ax.set_ylabel("x1" if x.shape[1] > 1 else "x0")
+    ax.set_title(title or f"{name}: proposals for y* = {np.round(y_star, 3).tolist()}",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -281,7 +281,8 @@ def hull_distances(candidates: pd.DataFrame, hulls: ReferenceHulls,
     -------
     DataFrame sorted by distance with ``formula``, ``system``, ``arity``, ``predicted``,
     ``hull_energy``, ``distance``, ``known`` (composition present in the references),
-    and ``spread`` when given.
+    ``reduced_formula`` (pymatgen's, e.g. ``NiFeO3`` for ``O3Fe1Ni1``) and ``spread``
+    when given.
     """
     for col in ("formula", "predicted"):
         if col not in candidates.columns:
@@ -314,7 +315,15 @@ def hull_distances(candidates: pd.DataFrame, hulls: ReferenceHulls,
     out = df.assign(hull_energy=hull_e, distance=df["predicted"].to_numpy() - hull_e,
                     known=[hulls.is_known(k) for k in keys])
     out = out[out["distance"] <= -threshold] if np.isfinite(threshold) else out
+    out = out.assign(reduced_formula=readable_formulas(out["formula"]))
     return out.sort_values("distance", kind="stable").reset_index(drop=True)
+
+
+def readable_formulas(formulas: Iterable[str]) -> list[str]:
+    """pymatgen's reduced formulas (``NiFeO3``) of the enumerator's ``O3Fe1Ni1`` strings."""
+    from pymatgen.core import Composition
+
+    return [Composition(d).reduced_formula for d in parse_simple_formulas(formulas)]
 
 
 def summarize(stable: pd.DataFrame, top: int = 3) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -334,7 +343,8 @@ def summarize(stable: pd.DataFrame, top: int = 3) -> tuple[pd.DataFrame, dict[st
     rows = []
     for s, g in stable.groupby("system", sort=False):
         g = g.sort_values("distance")
-        ex = ", ".join(f"{f} ({d:.3f})" for f, d in zip(g["formula"][:top], g["distance"][:top],
+        names = g["reduced_formula"] if "reduced_formula" in g else g["formula"]
+        ex = ", ".join(f"{f} ({d:.3f})" for f, d in zip(names[:top], g["distance"][:top],
                                                          strict=True))
         rows.append({"system": s, "arity": int(g["arity"].iloc[0]),
                      "n_candidates": len(g), "best_distance": float(g["distance"].iloc[0]),
@@ -369,7 +379,7 @@ def analyse_screen(out: str | os.PathLike[str], references: pd.DataFrame | str |
             parts.append(hull_distances(batch.to_pandas(), hulls, threshold))
     stable = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["formula", "predicted", "spread", "system", "arity", "hull_energy",
-                 "distance", "known"])
+                 "distance", "known", "reduced_formula"])
     stable = stable.sort_values("distance", kind="stable").reset_index(drop=True)
     per, totals = summarize(stable, top)
     return stable, per, totals
