@@ -374,3 +374,14 @@ def test_probe_head_refits_the_last_layer_before_fine_tuning() -> None:
     assert not torch.equal(both.state_tensors()[linear[0]], init[linear[0]])
     with pytest.raises(MatdiscoError, match="probe_head=True needs"):
         NeuralRegressor(epochs=1, probe_head=True, **kw).fit(X, y)
+
+
+def test_no_validation_rows_runs_the_whole_schedule() -> None:
+    x, y = _toy(200)
+    # a noisy training loss (dropout 0.5, high lr) would exhaust a patience of 1 at once
+    kw = dict(arch="mlp", arch_kwargs={"widths": [32], "dropout": 0.5}, epochs=12,
+              batch_size=32, lr=0.05, patience=1, progress=False, device="cpu")
+    full = NeuralRegressor(val_fraction=0.0, **kw).fit(x.numpy(), y.numpy())
+    assert len(full.history_) == 12
+    held = NeuralRegressor(val_fraction=0.2, **kw).fit(x.numpy(), y.numpy())
+    assert len(held.history_) < 12  # with validation rows, patience still applies

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
     grad_clip, seed, device, progress : see :class:`matdisco.training.TrainerConfig`.
     val_fraction : float
         Fraction of the training rows held out for early stopping when no validation
-        set is given (0 disables early stopping on validation).
+        set is given. 0 (or fewer than 20 rows) disables early stopping: without
+        validation rows the whole schedule runs and ``patience`` has no effect.
     scale_inputs : bool
         Standardize input columns (recommended for physical attributes; off for
         element fractions, as in ElemNet).
@@ -305,7 +308,13 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         if init is not None and self.probe_head:
             self.probe_ = self._probe_head(train)
         l2sp = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
-        trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
+        config = self.trainer_config()
+        if val is None:
+            # no validation rows: the whole schedule runs. Patience on the training loss
+            # would stop a dropout network (whose training loss is noisy) in the middle of
+            # its schedule, at a high learning rate
+            config = dataclasses.replace(config, patience=None)
+        trainer = Trainer(self.network_, config, loss_fn=self._loss_fn(),
                           compute_loss=l2sp, run_dir=run_dir,
                           checkpoint_name=checkpoint_name)
         self.history_ = trainer.fit(train, val, resume=resume)
