@@ -246,6 +246,11 @@ def test_cli_train_apply_evaluate(tmp_path) -> None:
                                  "--out", str(tmp_path / "run"), "--clf-epochs", "2",
                                  "--epochs", "1"])
     assert r.exit_code == 0, r.output
+    met = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(met["raw"]) >= {"accuracy", "l1_median", "ncc_median", "class_fraction"}
+    assert met["mean_abs_change"] >= 0 and 0 <= met["classifier_train_accuracy"] <= 1
+    assert np.load(tmp_path / "run" / "refined.npz")["X"].shape == Xi.shape
+    assert (tmp_path / "run" / "refined_vs_raw.png").stat().st_size > 1000
     r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "run"), "--input",
                                  str(tmp_path / "imp.npz"), "--output",
                                  str(tmp_path / "out.npz")])

@@ -59,7 +59,8 @@ def _read_patterns(path: Path, shape: tuple[int, int] | None = None
 @app.command()
 @handle_errors
 def simulate(
-    output: Path = typer.Option(..., help="Output HDF5 file (patterns, quaternions)."),
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output HDF5 file (patterns, quaternions)."),
     n: int = typer.Option(1000, help="Number of orientations (random sampling)."),
     method: str = typer.Option("random", help="random (uniform SO(3)) or cubochoric."),
     resolution: float = typer.Option(None, help="Cubochoric grid resolution (degrees)."),
@@ -97,7 +98,7 @@ def simulate(
 @handle_errors
 def train(
     data: Path = typer.Argument(..., help="HDF5 training set from `simulate`."),
-    run_dir: Path = typer.Option(..., help="Run directory."),
+    run_dir: Path = typer.Option(..., "--run-dir", "--out", help="Run directory."),
     loss: str = typer.Option("mae_mde", help="mae, mde, mae_mde, quat or 6d."),
     preset: str = typer.Option("compact", help="OMNet preset: full, compact, tiny."),
     epochs: int = typer.Option(30),
@@ -143,7 +144,8 @@ def index(
     patterns: Path = typer.Argument(..., help="HDF5 set from `simulate` or any file "
                                     "kikuchipy reads (h5ebsd, EMsoft, NORDIF, .ebsp)."),
     run_dir: Path = typer.Option(..., help="Trained OMNet run directory."),
-    output: Path = typer.Option(..., help="Output orix CrystalMap (.ang or .h5)."),
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output orix CrystalMap (.ang or .h5)."),
     map_shape: str = typer.Option(None, help="Map shape 'rows,cols' (default: file's)."),
     refine: bool = typer.Option(False, help="Refine OMNet's orientations against the "
                                 "master pattern (kikuchipy; dictionary-free, slower)."),
@@ -174,7 +176,8 @@ def index(
 def evaluate(
     test: Path = typer.Argument(..., help="HDF5 test set with true orientations."),
     run_dir: list[Path] = typer.Option(..., help="OMNet run directories (repeatable)."),
-    output: Path = typer.Option(..., help="Output directory (metrics.json, PNGs)."),
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output directory (metrics.json, PNGs)."),
     dictionary: Path = typer.Option(None, help="HDF5 dictionary set: also run "
                                     "dictionary indexing."),
     refine: bool = typer.Option(False, help="Also refine the dictionary and the OMNet "

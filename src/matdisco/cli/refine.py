@@ -78,8 +78,9 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a classifier on ideal signals, then a refiner on imperfect signals."""
-    from matdisco.refine import ImitationRefiner, SignalClassifier
-    from matdisco.training import prepare_run_dir
+    from matdisco.refine import ImitationRefiner, SignalClassifier, plot_refinement
+    from matdisco.refine.metrics import compare_refinement
+    from matdisco.training import RunDir, prepare_run_dir
 
     idl = load_signals(ideal)
     imp = load_signals(imperfect)
@@ -99,6 +100,18 @@ def train(
                            psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed)
     ref.fit(imp["X"], y, run_dir=out, two_theta=imp.get("two_theta"))
     ref.save(out)
+    # the run's own record of what it did to its training signals
+    xr = ref.transform(imp["X"], two_theta=imp.get("two_theta"))
+    rd = RunDir(out)
+    metrics = compare_refinement(clf, imp["X"], xr, imp.get("y"), imp.get("true"))
+    metrics["mean_abs_change"] = float(np.abs(xr - np.asarray(imp["X"], float)).mean())
+    metrics["classifier_train_accuracy"] = float(
+        (clf.predict(idl["X"]) == np.asarray(idl["y"])).mean())
+    rd.write_metrics(metrics)
+    _save_signals(rd / "refined.npz", xr, imp)
+    side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
+    rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
+                                                   imp.get("two_theta"), image_side=side))
     typer.echo(f"trained refiner ({'targeted' if y is not None else 'non-targeted'}) -> {out}")
 
 
@@ -107,18 +120,27 @@ def train(
 def apply(
     run: Path = typer.Option(..., help="Run directory of a trained refiner."),
     input: Path = typer.Option(..., help="Signals to refine."),
-    output: Path = typer.Option(..., help="Refined signals (.npz, .npy or .csv)."),
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Refined signals (.npz, .npy or .csv)."),
     classifier: Path | None = typer.Option(None, help="Classifier run dir (default: the "
                                            "refiner's own; must be the one it was trained with)."),
 ) -> None:
     """Refine signals with a trained refiner."""
-    from matdisco._io import atomic_path, write_table
     from matdisco.refine import ImitationRefiner, SignalClassifier
 
     clf = SignalClassifier.load(classifier) if classifier is not None else None
     ref = ImitationRefiner.load(run, classifier=clf)
     data = load_signals(input)
     xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
+    _save_signals(output, xr, data)
+    typer.echo(f"refined {len(xr)} signals -> {output}")
+
+
+def _save_signals(output: Path, xr: np.ndarray, data: dict[str, Any]) -> None:
+    """Write refined signals (.npz keeps the input's other arrays; .npy; .csv/.parquet),
+    atomically."""
+    from matdisco._io import atomic_path, write_table
+
     suf = output.suffix.lower()
     if suf == ".npz":
         with atomic_path(output) as tmp, open(tmp, "wb") as fh:
@@ -133,7 +155,6 @@ def apply(
         write_table(output, pd.DataFrame(xr, columns=[f"x{i}" for i in range(xr.shape[1])]))
     else:
         raise MatdiscoError(f"{output}: unsupported output format {suf!r}")
-    typer.echo(f"refined {len(xr)} signals -> {output}")
 
 
 @app.command()
@@ -142,29 +163,20 @@ def evaluate(
     run: Path = typer.Option(..., help="Run directory of a trained refiner."),
     input: Path = typer.Option(..., help="Imperfect signals (X; optional y labels and 'true' "
                                "clean signals)."),
-    output: Path | None = typer.Option(None, help="Write the metrics as JSON here."),
+    output: Path | None = typer.Option(None, "--output", "--out", "-o",
+        help="Write the metrics as JSON here."),
 ) -> None:
     """Compare raw and refined signals: classifier accuracy, class fractions and distances
     to the true signals (when given)."""
     import json
 
     from matdisco._io import write_json
-    from matdisco.refine import ImitationRefiner, signal_distances, summarize_distances
+    from matdisco.refine import ImitationRefiner, compare_refinement
 
     ref = ImitationRefiner.load(run)
     data = load_signals(input)
-    clf = ref.classifier
     xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    res: dict[str, Any] = {}
-    for name, X in (("raw", data["X"]), ("refined", xr)):
-        pred = clf.predict(X)
-        m: dict[str, Any] = {"class_fraction": {
-            c: float((pred == i).mean()) for i, c in enumerate(clf.class_names_)}}
-        if "y" in data:
-            m["accuracy"] = float((pred == np.asarray(data["y"])).mean())
-        if "true" in data:
-            m.update(summarize_distances(signal_distances(X, data["true"])))
-        res[name] = m
+    res = compare_refinement(ref.classifier, data["X"], xr, data.get("y"), data.get("true"))
     if output is not None:
         write_json(output, res)
     typer.echo(json.dumps(res, indent=2))

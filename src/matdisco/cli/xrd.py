@@ -27,7 +27,8 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 @handle_errors
 def simulate(
     cif: list[Path] = typer.Argument(..., help="CIF files."),
-    output: Path = typer.Option(..., help="Output .npz (X, two_theta, names) or .csv."),
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output .npz (X, two_theta, names) or .csv."),
     n_points: int = typer.Option(2000, help="Grid length."),
     two_theta_min: float = typer.Option(10.0),
     two_theta_max: float = typer.Option(80.0),
@@ -108,7 +109,8 @@ def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
 @app.command()
 @handle_errors
 def library(
-    output: Path = typer.Option(..., help="Output .npz (X, two_theta, compositions, "
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output .npz (X, two_theta, compositions, "
                                 "fractions, true_phases, ...)."),
     n_phases: int = typer.Option(4, help="Number of phases in the library."),
     n_samples: int = typer.Option(60, help="Number of compositions."),
@@ -232,7 +234,8 @@ def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, lis
 def background(
     inputs: list[Path] = typer.Argument(..., help="Library .npz or image files "
                                         "(TIFF/EDF/CBF/...)."),
-    output: Path = typer.Option(..., help="Output: .npz (all images) or a directory (one "
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output: .npz (all images) or a directory (one "
                                 ".tif per image)."),
     method: str = typer.Option("cs", help="mf (minimum filter) or cs (MF + mean)."),
     window: int = typer.Option(None, help="Window f in pixels (default 200 on 2048², "
@@ -325,7 +328,8 @@ def train(
 def classify(
     model: Path = typer.Argument(..., help="Run directory written by `train`."),
     inputs: list[Path] = typer.Argument(..., help="Library .npz or image files."),
-    output: Path = typer.Option(..., help="Predictions .csv or .parquet."),
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Predictions .csv or .parquet."),
 ) -> None:
     """Classify detector images into phase regions with a trained PADNet."""
     import pandas as pd

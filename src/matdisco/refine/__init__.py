@@ -19,7 +19,12 @@ from matdisco.refine.losses import (
     prototype_loss,
     regularization_loss,
 )
-from matdisco.refine.metrics import signal_distances, summarize_distances
+from matdisco.refine.metrics import (
+    compare_refinement,
+    plot_refinement,
+    signal_distances,
+    summarize_distances,
+)
 from matdisco.refine.nets import (
     CLASSIFIERS,
     CNN1DClassifier,
@@ -47,6 +52,8 @@ __all__ = [
     "prediction_loss",
     "prototype_loss",
     "regularization_loss",
+    "compare_refinement",
+    "plot_refinement",
     "signal_distances",
     "summarize_distances",
     "wavelet_denoise",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from matdisco import MatdiscoError
@@ -52,3 +54,62 @@ def summarize_distances(d: dict[str, np.ndarray]) -> dict[str, float]:
         out[f"{k}_sum"] = float(np.sum(v))
         out[f"{k}_median"] = float(np.median(v))
     return out
+
+
+def compare_refinement(classifier: Any, raw: np.ndarray, refined: np.ndarray,
+                       y: np.ndarray | None = None, true: np.ndarray | None = None
+                       ) -> dict[str, dict[str, Any]]:
+    """Raw against refined signals: the classifier's class fractions, its accuracy (with
+    labels ``y``) and the distances to the true signals (with ``true``)."""
+    res: dict[str, dict[str, Any]] = {}
+    for name, X in (("raw", raw), ("refined", refined)):
+        pred = classifier.predict(X)
+        m: dict[str, Any] = {"class_fraction": {
+            str(c): float((pred == i).mean()) for i, c in enumerate(classifier.class_names_)}}
+        if y is not None:
+            m["accuracy"] = float((pred == np.asarray(y)).mean())
+        if true is not None:
+            m.update(summarize_distances(signal_distances(X, true)))
+        res[name] = m
+    return res
+
+
+def plot_refinement(raw: np.ndarray, refined: np.ndarray, true: np.ndarray | None = None,
+                    two_theta: np.ndarray | None = None, n: int = 6,
+                    image_side: int | None = None) -> Any:
+    """Raw, refined (and true) signals of the first ``n`` samples.
+
+    1D signals: one panel per sample with the curves overlaid. Images (``image_side``):
+    rows of raw, refined (and true) images.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [("raw", raw), ("refined", refined)] + ([("true", true)] if true is not None
+                                                    else [])
+    n = min(n, len(raw))
+    if image_side:
+        fig, axes = plt.subplots(len(sets), n, figsize=(n * 0.9, 1.0 * len(sets) + 0.3),
+                                 squeeze=False)
+        for r, (name, X) in enumerate(sets):
+            for i in range(n):
+                axes[r, i].imshow(np.asarray(X[i]).reshape(image_side, image_side),
+                                  cmap="gray_r")
+                axes[r, i].axis("off")
+            axes[r, 0].set_title(name, fontsize=8, loc="left")
+        return fig
+    x = np.arange(raw.shape[1]) if two_theta is None else np.asarray(two_theta)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.5 * n + 0.4), sharex=True, squeeze=False)
+    styles = {"raw": dict(color="0.6", lw=0.8), "refined": dict(color="tab:red", lw=0.9),
+              "true": dict(color="k", lw=0.7, ls="--")}
+    for i in range(n):
+        ax = axes[i, 0]
+        for name, X in sets:
+            ax.plot(x, np.asarray(X[i]), label=name, **styles[name])
+        ax.set_yticks([])
+    axes[0, 0].legend(fontsize=7, ncol=len(sets), loc="upper right")
+    axes[-1, 0].set_xlabel("2θ (°)" if two_theta is not None else "index")
+    fig.tight_layout()
+    return fig
