@@ -327,9 +327,17 @@ def test_cli_library_background_train_classify(tmp_path) -> None:
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "already holds a finished run" in r.output
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
-    r = runner.invoke(app, [*args, "--overwrite"])
+    r = runner.invoke(app, [*args, "--overwrite", "--cv", "2"])
     assert r.exit_code == 0, r.output
-    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and "predictions" not in metrics["cv"]
+    oof = pd.read_csv(run / "cv_predictions.csv")
+    assert len(oof) == 16 and (oof["predicted"] >= 0).all()  # every sample tested once
+    # the CSV's accuracy is the CV accuracy of the metrics
+    assert (oof["predicted"] == oof["label"]).mean() == pytest.approx(
+        np.mean(metrics["cv"]["train-I_test-I"]["folds"]), abs=0.07)
+    for png in ("training_curve.png", "confusion_cv.png"):
+        assert (run / png).stat().st_size > 1000
     r = runner.invoke(app, ["classify", str(run), str(lib), "--output",
                             str(tmp_path / "pred.csv")])
     assert r.exit_code == 0, r.output

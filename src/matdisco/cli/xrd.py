@@ -290,7 +290,10 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train PADNet on a library of detector images and save it to a run directory."""
+    import pandas as pd
+
     from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training.plots import plot_confusion, plot_history
     from matdisco.xrd.background import remove_background
     from matdisco.xrd.library import ImageLibrary
     from matdisco.xrd.padnet import PADNetClassifier, count_parameters, cross_validate_matrix
@@ -302,10 +305,12 @@ def train(
     prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
     comp = lib.compositions if use_composition else None
     metrics: dict = {}
+    oof = None
     if cv:
         res = cross_validate_matrix(lib.images, lib.labels, comp, train_on=(preprocess,),
                                     test_on=(preprocess,), n_splits=cv, seed=seed,
-                                    **params)
+                                    return_predictions=True, **params)
+        oof = next(iter(res.pop("predictions").values()))
         metrics["cv"] = res
     x = remove_background(lib.images, preprocess)
     clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=out)
@@ -315,7 +320,16 @@ def train(
                     "epochs_run": len(clf.history_),
                     "n_parameters": count_parameters(clf.model_),
                     "seconds_per_image": clf.seconds_per_image(x, comp)})
-    RunDir(out).write_metrics(metrics)
+    rd = RunDir(out)
+    rd.write_metrics(metrics)
+    names = list(lib.region_names)
+    rd.save_plot("training_curve", plot_history(clf.history_, "PADNet"))
+    if oof is not None:
+        y = np.asarray(lib.labels)
+        rd.save_table("cv_predictions.csv", pd.DataFrame({
+            "sample": np.arange(len(y)), "label": y, "region": [names[i] for i in y],
+            "predicted": oof, "predicted_region": [names[i] for i in oof]}))
+        rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
     msg = f"PADNet trained ({metrics['epochs_run']} epochs)"
     if cv:
         key = next(k for k in metrics["cv"] if k.startswith("train-"))

@@ -410,6 +410,7 @@ def cross_validate_matrix(images: np.ndarray, y: np.ndarray,
                           test_on: Sequence[str] = ("none", "mf", "cs"),
                           f_background: int | None = None, n_splits: int = 10,
                           max_folds: int | None = None, seed: int = 0,
+                          return_predictions: bool = False,
                           **params: Any) -> dict[str, Any]:
     """k-fold accuracy for every (train preprocessing, test preprocessing) pair.
 
@@ -421,7 +422,8 @@ def cross_validate_matrix(images: np.ndarray, y: np.ndarray,
     -------
     dict
         ``{"train-X_test-Y": {"mean": .., "std": .., "folds": [..]}, ...,
-        "seconds_per_image": ..}``.
+        "seconds_per_image": ..}``; with ``return_predictions``, also ``"predictions"``:
+        ``{"train-X_test-Y": out-of-fold predicted labels (-1 where not tested)}``.
     """
     from matdisco.xrd.background import remove_background
 
@@ -430,6 +432,7 @@ def cross_validate_matrix(images: np.ndarray, y: np.ndarray,
     views = {m: remove_background(x, m, f_background) for m in set(train_on) | set(test_on)}
     folds = kfold_indices(y, n_splits, seed)[:max_folds]
     scores: dict[str, list[float]] = {}
+    oof: dict[str, np.ndarray] = {}
     times: list[float] = []
     for tr, te in folds:
         for a in train_on:
@@ -438,14 +441,18 @@ def cross_validate_matrix(images: np.ndarray, y: np.ndarray,
             cte = None if compositions is None else compositions[te]
             clf.fit(views[a][tr], y[tr], ctr)
             for b in test_on:
-                acc = clf.score(views[b][te], y[te], cte)
-                scores.setdefault(f"train-{_tag(a)}_test-{_tag(b)}", []).append(acc)
+                key = f"train-{_tag(a)}_test-{_tag(b)}"
+                pred = clf.predict(views[b][te], cte)
+                scores.setdefault(key, []).append(float((pred == y[te]).mean()))
+                oof.setdefault(key, np.full(len(y), -1, dtype=np.int64))[te] = pred
             times.append(clf.seconds_per_image(views[a][te],
                                                None if cte is None else cte))
     out: dict[str, Any] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)),
                                "folds": [float(s) for s in v]} for k, v in scores.items()}
     out["seconds_per_image"] = float(np.median(times)) if times else float("nan")
     out["n_folds"] = len(folds)
+    if return_predictions:
+        out["predictions"] = oof
     return out
 
 
