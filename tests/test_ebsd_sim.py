@@ -177,6 +177,11 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
                          "--epochs", "2", "--batch-size", "4"])
     assert res.exit_code == 0, res.output
     assert (run / "model.safetensors").exists() and (run / "config.json").exists()
+    import json
+
+    met = json.loads((run / "metrics.json").read_text())
+    assert met["epochs_run"] == 2 and met["n_train"] + met["n_val"] == 12
+    assert (run / "training_curve.png").stat().st_size > 1000
     for suffix in (".ang", ".h5"):
         out = tmp_path / f"map{suffix}"
         res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "--output", str(out),
@@ -184,6 +189,7 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         xmap = oio.load(out)
         assert xmap.size == 12 and xmap.shape == (3, 4)
+        assert (tmp_path / "map_ipf_z.png").stat().st_size > 500
     res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "--output",
                          str(tmp_path / "refined.ang"), "--refine"])
     assert res.exit_code == 0, res.output
@@ -193,8 +199,6 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
                          "--refine"])
     assert res.exit_code == 0, res.output
     assert (ev / "metrics.json").exists() and (ev / "disorientation_hist.png").exists()
-    import json
-
     assert "omnet_mae_mde_refined" in json.loads((ev / "metrics.json").read_text())["results"]
     res = r.invoke(app, ["simulate", "--output", str(tmp_path / "b.h5"), "--level", "bad"])
     assert res.exit_code == 2 and "unknown degradation level" in res.output

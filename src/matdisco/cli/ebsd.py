@@ -118,7 +118,8 @@ def train(
     import numpy as np
 
     from matdisco.ebsd import DetectorConfig, OMNetIndexer, load_dataset
-    from matdisco.training import prepare_run_dir
+    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training.plots import plot_history
 
     x, q, meta = load_dataset(data)
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -130,9 +131,17 @@ def train(
     est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir,
                        augment=augment, pixel_noise=pixel_noise, init=init)
+    t0 = time.perf_counter()
     est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
     est.save(run_dir)
     last = est.history_[-1] if est.history_ else {}
+    rd = RunDir(run_dir)
+    rd.write_metrics({"epochs_run": len(est.history_), "n_parameters": est.n_parameters,
+                      "n_train": len(ti), "n_val": int(nv),
+                      "seconds_this_run": time.perf_counter() - t0,
+                      "last_epoch": {k: v for k, v in last.items()
+                                     if isinstance(v, int | float)}})
+    rd.save_plot("training_curve", plot_history(est.history_, f"OMNet ({loss} loss)"))
     typer.echo(f"trained OMNet ({est.n_parameters} parameters) for {len(est.history_)} "
                f"epochs; last train MDE {last.get('train_mde_deg', float('nan')):.3f} deg "
                f"-> {run_dir}")
@@ -153,8 +162,9 @@ def index(
                                        "angle around OMNet's orientation."),
 ) -> None:
     """Index patterns with a trained OMNet and write an orix CrystalMap."""
+    from matdisco._io import save_figure
     from matdisco.ebsd import OMNetIndexer
-    from matdisco.ebsd.evaluation import write_crystal_map
+    from matdisco.ebsd.evaluation import plot_ipf_map, write_crystal_map
 
     est = OMNetIndexer.load(run_dir)
     x, _, nav = _read_patterns(patterns)
@@ -167,8 +177,13 @@ def index(
     elif nav is not None and len(nav) == 2:
         shape = nav
     write_crystal_map(output, qp, shape)  # type: ignore[arg-type]
+    extra = ""
+    if shape is not None and len(shape) == 2 and shape[0] * shape[1] == len(qp):
+        png = output.with_name(output.stem + "_ipf_z.png")
+        save_figure(png, plot_ipf_map(qp, shape, "z", title=f"OMNet IPF-Z ({output.name})"))
+        extra = f" and {png}"
     typer.echo(f"indexed {len(qp)} patterns ({len(qp) / max(dt, 1e-9):.0f} patterns/s) "
-               f"-> {output}")
+               f"-> {output}{extra}")
 
 
 @app.command()
