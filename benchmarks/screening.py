@@ -75,7 +75,8 @@ def stage_distill(args: argparse.Namespace) -> list[dict[str, Any]]:
     widths = [int(w) for w in args.widths.split(",")]
     t0 = time.perf_counter()
     distill(teacher, STUDENT, real_fractions=real, n_synthetic=args.n_synthetic,
-            widths=widths, epochs=args.epochs, seed=0, patience=6, progress=False)
+            widths=widths, epochs=args.epochs, seed=0, patience=6, progress=False,
+            overwrite=True)
     return [{"task": "distillation", "model": "screening_model", "metric": "train_seconds",
              "value": time.perf_counter() - t0, "unit": "s", "teacher": str(teacher),
              "widths": widths, "n_real": len(real), "n_synthetic": args.n_synthetic,

@@ -76,3 +76,25 @@ def test_run_hull_holdout(tmp_path):
     assert r.exit_code == 2 and "missing column" in r.output
     assert not (tmp_path / "h2").exists()
     assert np.isfinite(cands["predicted"]).all()
+
+
+def test_distill_cli_holds_out_and_refuses_an_existing_run(tmp_path):
+    sp = CompositionSpace(elements=["Ti", "O", "Fe"], arities=3, max_atoms=6)
+    X = sp.fractions(0, len(sp))
+    m = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [8]}, epochs=2, device="cpu").fit(
+        X, X[:, ELEMNET_ELEMENTS.index("O")])
+    teacher = save_screening_model(tmp_path / "t", [m], ELEMNET_ELEMENTS, [8])
+    args = ["distill", "--teacher", str(teacher), "--out", str(tmp_path / "s"),
+            "--n-synthetic", "400", "--widths", "16", "--epochs", "2"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    met = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert met["n_heldout"] == 20 and met["n_train"] == 380
+    assert met["mae_vs_teacher_heldout"] >= 0
+    assert (tmp_path / "s" / "parity.png").stat().st_size > 1000
+    before = (tmp_path / "s" / "metrics.json").read_bytes()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "already holds a finished run" in r.output
+    assert (tmp_path / "s" / "metrics.json").read_bytes() == before
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output

@@ -209,6 +209,7 @@ def distill(
     widths: str = typer.Option("256,128,64", help="Hidden widths of the student MLP."),
     epochs: int = typer.Option(30),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a small fast MLP to reproduce a model (the fast screening path)."""
     import pandas as pd
@@ -227,7 +228,8 @@ def distill(
             real = encode_fractions(df["formula"], t.elements, source=str(train))
         w = [int(x) for x in widths.replace(",", " ").split()]
         _distill([str(p) for p in teacher], out, real_fractions=real,
-                 n_synthetic=n_synthetic, widths=w, epochs=epochs, seed=seed, progress=True)
+                 n_synthetic=n_synthetic, widths=w, epochs=epochs, seed=seed, progress=True,
+                 overwrite=overwrite)
     except (MatdiscoError, ValueError) as exc:
         _fail(exc if isinstance(exc, MatdiscoError) else MatdiscoError(str(exc)))
     typer.echo(f"wrote {out}")

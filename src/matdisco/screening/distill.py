@@ -60,7 +60,8 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
             space: CompositionSpace | None = None, real_fractions: np.ndarray | None = None,
             n_synthetic: int = 100_000, widths: Sequence[int] = (256, 128, 64),
             epochs: int = 30, batch_size: int = 512, lr: float = 2e-3, seed: int = 0,
-            patience: int | None = 8, progress: bool = False) -> Predictor:
+            patience: int | None = 8, progress: bool = False,
+            overwrite: bool = False) -> Predictor:
     """Train a small MLP to match ``teacher`` and save it as a run directory.
 
     Parameters
@@ -79,16 +80,25 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
     widths : sequence of int
         Hidden widths of the student.
     epochs, batch_size, lr, seed, patience, progress
-        Training settings (shared Trainer).
+        Training settings (shared Trainer). 5 % of the compositions (at random) are held
+        out: early stopping, ``mae_vs_teacher_heldout`` and the parity plot use them.
+    overwrite : bool
+        Replace a run that ``out`` already holds (otherwise it is refused before any
+        work).
 
     Returns
     -------
     Predictor
         The loaded student.
     """
+    import pandas as pd
+
     from matdisco.models import NeuralRegressor
+    from matdisco.property.evaluation import write_plots
+    from matdisco.training import RunDir, prepare_run_dir
 
     t0 = time.perf_counter()
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False)
     tmodel = load_model(teacher)
     cols = tuple(tmodel.elements)
     space = space or CompositionSpace(universe=cols)
@@ -107,18 +117,32 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
     X = np.concatenate(parts)
     y = np.concatenate([tmodel.predict_fractions(X[i:i + 65536])[0]
                         for i in range(0, len(X), 65536)])
+    perm = np.random.default_rng(seed).permutation(len(X))
+    n_val = max(1, int(round(0.05 * len(X)))) if len(X) >= 20 else 0
+    vi, ti = perm[:n_val], perm[n_val:]
     student = NeuralRegressor(arch="mlp", arch_kwargs={"widths": list(widths)},
                               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                               patience=patience, scale_inputs=False, loss="l1",
-                              device="cpu", progress=progress, val_fraction=0.05)
-    student.fit(X, y)
-    fit_mae = float(np.mean(np.abs(student.predict(X) - y)))
+                              device="cpu", progress=progress, val_fraction=0.0)
+    if n_val:
+        student.fit(X[ti], y[ti], X[vi], y[vi])
+    else:
+        student.fit(X, y)
+    fit_mae = float(np.mean(np.abs(student.predict(X[ti]) - y[ti])))
+    metrics: dict[str, Any] = {"mae_vs_teacher_train": fit_mae, "n_train": len(ti)}
+    preds = None
+    if n_val:
+        pv = student.predict(X[vi])
+        metrics.update(mae_vs_teacher_heldout=float(np.mean(np.abs(pv - y[vi]))),
+                       n_heldout=int(n_val))
+        preds = pd.DataFrame({"target": y[vi], "prediction": pv, "split": "held-out"})
     save_screening_model(out, [student], cols, widths,
                          extra={"distilled_from": str(teacher) if not hasattr(
                              teacher, "predict_fractions") else type(teacher).__name__,
                              "n_real": 0 if real_fractions is None else len(real_fractions),
                              "n_synthetic": int(n_synthetic), "epochs": epochs,
                              "seed": seed},
-                         metrics={"mae_vs_teacher_train": fit_mae,
-                                  "seconds": time.perf_counter() - t0})
+                         metrics={**metrics, "seconds": time.perf_counter() - t0})
+    if preds is not None:  # teacher ("true") against student ("predicted")
+        write_plots(RunDir(out), preds)
     return load_model(out)
