@@ -90,7 +90,7 @@ def test_load_table_errors(tmp_path) -> None:
     with pytest.raises(MatdiscoError, match="missing column"):
         load_table(p)
     p.write_text("formula,target\nFe2O3,1\nNaCl,nan\n")
-    with pytest.raises(MatdiscoError, match="row 1"):
+    with pytest.raises(MatdiscoError, match="row 1: target 'target' is 'nan', not a finite"):
         load_table(p)
     p.write_text("formula,target\nFe2O3,1\nNaCl,inf\n")
     with pytest.raises(MatdiscoError, match="not a finite"):

@@ -41,6 +41,8 @@ def _read_patterns(path: Path, shape: tuple[int, int] | None = None
     from matdisco.ebsd import load_dataset
     from matdisco.ebsd.io import load_patterns
 
+    if not path.exists():
+        raise MatdiscoError(f"{path}: pattern file not found")
     if path.suffix == ".h5":
         import h5py
 

@@ -54,8 +54,8 @@ def _validate(df: pd.DataFrame, formula_col: str, target_col: str | None, source
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise MatdiscoError(
-                f"{source}: row {i}: target {target_col!r} is {df[target_col].iloc[i]!r}, "
-                f"not a finite number ({int(bad.sum())} such rows)"
+                f"{source}: row {i}: target {target_col!r} is {str(df[target_col].iloc[i])!r}, "
+                f"not a finite number ({int(bad.sum())} such row{'s' if bad.sum() != 1 else ''})"
             )
         out["target"] = y.to_numpy(dtype=float)
     for c in df.columns:

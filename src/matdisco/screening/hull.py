@@ -70,7 +70,7 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
     bad = ~np.isfinite(y)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{source}: row {i}: {target_col} {df[target_col].iloc[i]!r} is "
+        raise MatdiscoError(f"{source}: row {i}: {target_col} {str(df[target_col].iloc[i])!r} is "
                             "not a finite number")
     from pymatgen.core.periodic_table import Element
 
