@@ -95,7 +95,9 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
                                     f_background=f_bg, f=args.f,
                                     trainable_filters=(filters == "trainable"),
                                     epochs=args.epochs, patience=args.patience,
-                                    attention=args.attention, device="cpu")
+                                    attention=args.attention, device="cpu",
+                                    train_on=tuple(args.train_on),
+                                    test_on=tuple(args.test_on))
         dt = time.perf_counter() - t0
         suffix = ("" if filters == "frozen" else "_trainable") + \
             ("" if args.attention == "softmax" else f"_attn-{args.attention}")
@@ -135,6 +137,11 @@ def main() -> None:
     ap.add_argument("--filters", nargs="+", default=["frozen"],
                     choices=["frozen", "trainable"])
     ap.add_argument("--baselines", nargs="+", default=["adaboost", "logreg", "rf"])
+    ap.add_argument("--train-on", nargs="+", default=["none", "mf", "cs"],
+                    choices=["none", "mf", "cs"],
+                    help="PADNet training images (none = raw I); fewer = a cheaper grid")
+    ap.add_argument("--test-on", nargs="+", default=["none", "mf", "cs"],
+                    choices=["none", "mf", "cs"], help="PADNet test images")
     ap.add_argument("--attention", default="softmax", choices=["softmax", "none"],
                     help="PAD layer: the study's spatial softmax or none (records of 'none' "
                          "are named padnet_..._attn-none)")
