@@ -328,7 +328,8 @@ def train(
         y = np.asarray(lib.labels)
         rd.save_table("cv_predictions.csv", pd.DataFrame({
             "sample": np.arange(len(y)), "label": y, "region": [names[i] for i in y],
-            "predicted": oof, "predicted_region": [names[i] for i in oof]}))
+            "predicted": oof,
+            "predicted_region": [names[i] if i >= 0 else "" for i in oof]}))
         rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
     msg = f"PADNet trained ({metrics['epochs_run']} epochs)"
     if cv:
