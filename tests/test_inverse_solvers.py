@@ -265,3 +265,11 @@ def test_farthest_point_subset_spreads_over_modes() -> None:
     assert ip.selection == "diverse"
     with pytest.raises(MatdiscoError, match="selection"):
         IPage(selection="random")
+
+
+def test_too_few_rows_for_validation_run_the_whole_schedule(data) -> None:
+    # 15 rows: no validation split, so a patience of 1 must not stop training early
+    x, y = data[0][:15], data[1][:15]
+    m = MDN(bounds=BOUNDS, **{**SMALL, "epochs": 6, "patience": 1, "min_steps": 0,
+                              "lr": 0.5}).fit(x, y)
+    assert m.training_["mdn"]["epochs"] == 6
