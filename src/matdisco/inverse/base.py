@@ -238,8 +238,6 @@ class InverseSolver:
         asked = int(epochs or self.epochs)
         ep = max(asked, math.ceil(max(0, self.min_steps) / per_epoch))
         cfg = self._trainer_config(ep, lr, scheduled_loss)
-        if val is None:
-            cfg.patience = None  # no validation rows: the whole schedule runs
         if cfg.patience is not None and ep > asked:
             # patience counts in units of the requested budget, not of tiny epochs
             cfg.patience = math.ceil(cfg.patience * ep / asked)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -307,13 +306,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         if init is not None and self.probe_head:
             self.probe_ = self._probe_head(train)
         l2sp = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
-        config = self.trainer_config()
-        if val is None:
-            # no validation rows: the whole schedule runs. Patience on the training loss
-            # would stop a dropout network (whose training loss is noisy) in the middle of
-            # its schedule, at a high learning rate
-            config = dataclasses.replace(config, patience=None)
-        trainer = Trainer(self.network_, config, loss_fn=self._loss_fn(),
+        trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
                           compute_loss=l2sp, run_dir=run_dir,
                           checkpoint_name=checkpoint_name)
         self.history_ = trainer.fit(train, val, resume=resume)

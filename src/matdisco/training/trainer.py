@@ -78,7 +78,9 @@ class TrainerConfig:
     min_lr_ratio : float
         Final learning rate of ``cosine`` as a fraction of ``lr``.
     patience : int or None
-        Early-stopping patience in epochs on the monitored metric; None disables.
+        Early-stopping patience in epochs on the validation loss; None disables. Without
+        validation data the whole schedule runs (the training loss is still monitored
+        for restoring the best weights).
     min_delta : float
         Minimum improvement that resets the patience counter.
     grad_clip : float or None
@@ -642,7 +644,11 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
                                      if k in ("train_loss", "val_loss")})
-                stop = cfg.patience is not None and self._bad_epochs >= cfg.patience
+                # patience applies to a validation loss only: without validation rows
+                # the whole schedule runs (a noisy training loss, e.g. with dropout,
+                # would stop it mid-schedule at a high learning rate)
+                stop = (cfg.patience is not None and val is not None
+                        and self._bad_epochs >= cfg.patience)
                 k = cfg.dropout_anneal_epochs
                 if (stop and k and dropouts and cfg.dropout_scale > 0
                         and self.epoch < self._final_epoch - k):
