@@ -78,8 +78,12 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a classifier on ideal signals, then a refiner on imperfect signals."""
-    from matdisco.refine import ImitationRefiner, SignalClassifier, plot_refinement
-    from matdisco.refine.metrics import compare_refinement
+    from matdisco.refine import (
+        ImitationRefiner,
+        SignalClassifier,
+        compare_refinement,
+        plot_refinement,
+    )
     from matdisco.training import RunDir, prepare_run_dir
 
     idl = load_signals(ideal)

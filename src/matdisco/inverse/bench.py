@@ -23,10 +23,8 @@ from matdisco.inverse import METHODS, get_solver, get_task
 from matdisco.inverse.base import InverseSolver
 from matdisco.inverse.evaluation import (
     mode_coverage,
-    plot_arm,
-    plot_cells,
+    plot_proposals,
     plot_r_t,
-    plot_sinewave_solutions,
     r_t_curve,
     single_target,
 )
@@ -85,6 +83,11 @@ def _remember(method: str, solver: InverseSolver, shared: dict[str, Any]) -> Non
         shared.setdefault("inn", solver)
     if method.startswith("ipage"):
         shared.setdefault("inn", solver.inn_)  # type: ignore[attr-defined]
+
+
+# the tasks with their own picture of the proposals, and its file name in a seed folder
+_PICTURES = {"sinewave": "solutions", "robotic_arm": "arm_configurations",
+             "architecture": "cells"}
 
 
 def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
@@ -149,17 +152,10 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
         cols = [f"x{i}" for i in range(task.x_dim)] if task.x_dim <= 16 else None
         if cols is not None:
             rd.save_table("proposals_single_target.csv", pd.DataFrame(single["x"], columns=cols))
-        if task.name == "sinewave":
-            rd.save_plot("solutions", plot_sinewave_solutions(
-                single["x"][:500], float(task.single_target[0]), f"{method}, seed {seed}"))
-        if task.name == "robotic_arm":
-            rd.save_plot("arm_configurations", plot_arm(task, single["x"], task.single_target,
-                                                        title=f"{method}, seed {seed}"))
-        if task.name == "architecture":
-            xs = single["x"][:12]
-            rd.save_plot("cells", plot_cells(xs, task.forward(xs),
-                                             float(task.single_target[0]),
-                                             title=f"{method}, seed {seed}"))
+        picture = _PICTURES.get(task.name)
+        if picture is not None:
+            rd.save_plot(picture, plot_proposals(task, single["x"][:500], task.single_target,
+                                                 title=f"{method}, seed {seed}"))
         metrics["run_dir"] = str(publish_run_dir(rd.path, final))
     metrics["_curve"] = curve
     return metrics

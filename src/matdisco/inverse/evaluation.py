@@ -236,8 +236,8 @@ def plot_cells(x: np.ndarray, y: np.ndarray, y_star: float, size: int = 32,
     return fig
 
 
-def plot_proposals(task: Any, x: np.ndarray, y_star: np.ndarray, errors: np.ndarray,
-                   title: str = "") -> Any:
+def plot_proposals(task: Any, x: np.ndarray, y_star: np.ndarray,
+                   errors: np.ndarray | None = None, title: str = "") -> Any:
     """The proposals for one target, in the task's own picture where it has one.
 
     Sinewave: over the true level set; robotic arm: the arm configurations; architecture:
@@ -258,6 +258,8 @@ def plot_proposals(task: Any, x: np.ndarray, y_star: np.ndarray, errors: np.ndar
     import matplotlib.pyplot as plt
 
     x = np.asarray(x, dtype=float)
+    if errors is None:
+        errors = np.ones(len(x))
     err = np.maximum(np.asarray(errors, dtype=float), 1e-12)
     fig, ax = plt.subplots(figsize=(5, 4))
     xs, ys = (x[:, 0], x[:, 1]) if x.shape[1] > 1 else (np.arange(len(x)), x[:, 0])
