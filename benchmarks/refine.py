@@ -47,6 +47,7 @@ from matdisco.xrd import (
     prototype_phases,
     save_phases,
 )
+from matdisco.xrd.baselines import envelope_background
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "refine.json"
@@ -111,31 +112,49 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
              "nmf_k": a.nmf_k or a.k, "spread": a.spread, "max_strain": a.max_strain,
              "max_phases_per_sample": a.max_phases_per_sample}
     log(f"NMF phases: train {len(tr.nmf)}, test {len(te.nmf)} ({time.time() - t0:.0f}s)")
-    refiners = {}
-    for output in a.ref_outputs:  # additive correction and/or attenuation mask
-        r = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0,
-                             channels=(8, 16, 32), output=output, epochs=a.ref_epochs,
-                             batch_size=16, lr=1e-3, seed=0)
-        r.fit(tr.nmf, np.zeros(len(tr.nmf), np.int64))  # targeted: every phase is pure
+    refiners: dict[str, list] = {}
+    for output in a.ref_outputs:  # additive correction, attenuation mask, background
+        psi = a.psi if a.psi != "auto" else ("highpass" if output == "background"
+                                              else "identity")
         tag = "" if output == "residual" else f"_{output}"
-        r.save(out / f"purity_refiner{tag}")
-        refiners[tag] = r
-    sets = {"raw": te.raw, "nmf": te.nmf, "dwt": wavelet_denoise(te.nmf), "nmf_gibbs": te_g.nmf}
-    for tag, r in refiners.items():
-        sets[f"refined{tag}"] = r.transform(te.nmf)
-        sets[f"refined{tag}_gibbs"] = r.transform(te_g.nmf)
-    first = sets[f"refined{next(iter(refiners))}"]
-    for name, X in sets.items():
+        refiners[tag] = []
+        for seed in a.ref_seeds:
+            r = ImitationRefiner(clf, lam=a.lam, beta=a.beta, gamma=0.0, p=1.0, psi=psi,
+                                 psi_window=a.psi_window, floor_window=a.floor_window,
+                                 channels=(8, 16, 32), output=output, epochs=a.ref_epochs,
+                                 batch_size=16, lr=1e-3, seed=seed)
+            r.fit(tr.nmf, np.zeros(len(tr.nmf), np.int64))  # targeted: every phase is pure
+            r.save(out / (f"purity_refiner{tag}" + (f"_s{seed}" if seed else "")))
+            refiners[tag].append(r)
+    # classical baselines: wavelet denoising (the spec's) and the 1D chain's envelope
+    # background subtraction (a reference for what background removal alone achieves)
+    sets = {"raw": [te.raw], "nmf": [te.nmf], "dwt": [wavelet_denoise(te.nmf)],
+            "nmf_envelope": [np.clip(te.nmf - envelope_background(te.nmf), 0, None)],
+            "nmf_gibbs": [te_g.nmf]}
+    for tag, rs in refiners.items():
+        sets[f"refined{tag}"] = [r.transform(te.nmf) for r in rs]
+        sets[f"refined{tag}_gibbs"] = [r.transform(te_g.nmf) for r in rs]
+    shown = "_background" if "_background" in refiners else next(iter(refiners))
+    first = sets[f"refined{shown}"][0]  # the refiner drawn in the overlay and scatter
+    for name, Xs in sets.items():
         true = te_g.true if name.endswith("gibbs") else te.true
-        d = signal_distances(X, true)
+        ds = [signal_distances(X, true) for X in Xs]
+        pures = [float((clf.predict(X) == 0).mean()) for X in Xs]
+        seeds = {} if len(Xs) == 1 else {"seeds": list(a.ref_seeds)}
         for m in ("l1", "l2", "kl", "ncc"):
-            records.append(rec(a.xrd_task, name, m, float(np.median(d[m])),
-                               statistic="median", sum=float(np.sum(d[m])),
-                               n_test=len(X)))
-        pure = float((clf.predict(X) == 0).mean())
-        records.append(rec(a.xrd_task, name, "pure_fraction", pure, n_test=len(X), **setup))
-        log(f"{name:14s} " + " ".join(f"{m}={np.median(d[m]):.4f}/{np.sum(d[m]):.2f}"
-                                     for m in ("l1", "l2", "kl", "ncc")) + f" pure={pure:.3f}")
+            per = [float(np.median(d[m])) for d in ds]
+            extra = {} if len(Xs) == 1 else {**seeds, "per_seed": per}
+            records.append(rec(a.xrd_task, name, m, float(np.median(per)),
+                               statistic="median", sum=float(np.median([np.sum(d[m])
+                                                                        for d in ds])),
+                               n_test=len(Xs[0]), **extra))
+        extra = {} if len(Xs) == 1 else {**seeds, "per_seed": pures}
+        records.append(rec(a.xrd_task, name, "pure_fraction", float(np.median(pures)),
+                           n_test=len(Xs[0]), **setup, **extra))
+        log(f"{name:22s} " + " ".join(
+            f"{m}={np.median([np.median(d[m]) for d in ds]):.4f}" for m in
+            ("l1", "l2", "kl", "ncc")) + f" pure={np.median(pures):.3f}"
+            + (f" (median of {len(Xs)} seeds)" if len(Xs) > 1 else ""))
     flush(records)
     _overlay_plot(out, te.raw, te.nmf, first, te.true, grid)
     _purity_scatter(out, clf.predict_proba(te.nmf)[:, 0], clf.predict_proba(first)[:, 0])
@@ -271,10 +290,22 @@ def main() -> None:
     p.add_argument("--cs-seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="seeds of the crystal-system part (classifier, refiners, degraded "
                         "patterns); records are means, per-seed values in 'per_seed'")
-    p.add_argument("--ref-outputs", nargs="+", choices=["residual", "mask"],
-                   default=["residual", "mask"],
-                   help="purity refiners to train: additive correction ('refined' records) "
-                        "and/or attenuation mask ('refined_mask' records)")
+    p.add_argument("--ref-outputs", nargs="+", choices=["residual", "mask", "background"],
+                   default=["residual", "mask", "background"],
+                   help="purity refiners to train: additive correction ('refined' records), "
+                        "attenuation mask ('refined_mask') and/or learned background "
+                        "subtraction ('refined_background')")
+    p.add_argument("--ref-seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the purity refiners; with several, records are medians "
+                        "over seeds with the values in 'per_seed'")
+    p.add_argument("--psi", choices=["auto", "identity", "features", "highpass"],
+                   default="auto",
+                   help="space of the purity refiners' regulariser (auto: highpass for the "
+                        "background refiner, identity for the others)")
+    p.add_argument("--psi-window", type=int, default=101,
+                   help="moving-average window of psi=highpass (points)")
+    p.add_argument("--floor-window", type=int, default=9,
+                   help="running-minimum window bounding the background refiner (points)")
     p.add_argument("--n-lib-train", type=int, default=30)
     p.add_argument("--n-lib-test", type=int, default=15)
     p.add_argument("--k", type=int, default=4, help="phases per library")

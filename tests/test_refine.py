@@ -15,6 +15,7 @@ from matdisco.refine import (
     SignalClassifier,
     UNet,
     build_classifier,
+    highpass,
     kl_discrepancy,
     prediction_loss,
     prototype_loss,
@@ -55,8 +56,29 @@ def test_unet_starts_as_identity() -> None:
     img = torch.rand(2, 784)
     assert torch.allclose(UNet(2, (4, 8))(img), img)
     assert torch.allclose(UNet(1, (4, 8), output="mask")(x), x)
+    assert torch.allclose(UNet(1, (4, 8), output="background", smooth_window=11)(x), x)
     with pytest.raises(MatdiscoError, match="output"):
         UNet(1, (4, 8), output="gain")
+    with pytest.raises(MatdiscoError, match="floor_window"):
+        UNet(1, (4, 8), output="background", floor_window=4)
+
+
+def test_background_unet_stays_between_zero_and_the_signal() -> None:
+    torch.manual_seed(0)
+    net = UNet(1, (4, 8), output="background", smooth_window=21, floor_window=9)
+    torch.nn.init.normal_(net.out.weight, std=3.0)  # a large, arbitrary correction
+    torch.nn.init.constant_(net.out.bias, -1.0)
+    t = torch.arange(L, dtype=torch.float32)
+    x = 0.2 + 0.001 * t + torch.exp(-0.5 * ((t - 100) / 1.0) ** 2)
+    x = torch.stack([x, 0.5 * x])
+    with torch.no_grad():
+        r = net(x)
+    assert (r >= 0).all() and (r <= x + 1e-6).all()
+    assert (r < x - 1e-3).any()  # it did subtract something
+    # even at its bound, the subtracted part never cuts into a peak narrower than
+    # floor_window
+    removed = (x - r)[0]
+    assert removed[95:106].max() - removed[95:106].min() < 0.1
 
 
 def test_losses() -> None:
@@ -70,6 +92,15 @@ def test_losses() -> None:
                                                                         torch.tensor([1]))
     x = torch.ones(2, 5)
     assert regularization_loss(x, x) == 0
+    # high-pass Ψ: a constant or slow change costs nothing, a peak does
+    sig = torch.rand(3, 60)
+    assert regularization_loss(sig, sig - 0.3, psi=lambda v: highpass(v, 11)) < 1e-6
+    bump = sig.clone()
+    bump[:, 30] += 1.0
+    assert regularization_loss(sig, bump, psi=lambda v: highpass(v, 11)) > 1e-2
+    assert highpass(torch.rand(2, 8, 8), 3)[0].shape == (2, 8, 8)
+    with pytest.raises(ValueError, match="odd"):
+        highpass(sig, 10)
     assert regularization_loss(x, x + 1, p=2) == pytest.approx(1.0)
     prior = torch.tensor([0.5, 0.5])
     assert kl_discrepancy(torch.tensor([[5.0, -5.0]] * 4), prior) > \
@@ -163,6 +194,49 @@ def test_mask_refiner_only_removes_intensity(fitted: SignalClassifier, tmp_path)
     loaded = ImitationRefiner.load(tmp_path / "ref")
     assert loaded.output == "mask"
     assert np.allclose(loaded.transform(X1), R, atol=1e-5)
+
+
+def test_background_refiner_learns_to_remove_a_background(tmp_path) -> None:
+    """A classifier that tells a clean peak (class 0) from the same peak on a broad
+    background (class 1): the background refiner, guided by it alone, removes the
+    background and leaves the peak."""
+    rng = np.random.default_rng(0)
+    t = np.arange(L)
+
+    def peaks(n: int) -> np.ndarray:
+        c = rng.integers(30, 170, n)
+        return np.exp(-0.5 * ((t[None] - c[:, None]) / 2.0) ** 2)
+
+    def background(n: int) -> np.ndarray:
+        lvl = rng.uniform(0.2, 0.4, (n, 1))
+        return lvl * (1 + 0.5 * np.sin(t[None] / 40.0 + rng.uniform(0, 6, (n, 1))))
+
+    clean = peaks(200)
+    X = np.concatenate([clean[:100], clean[100:] + background(100)]).astype(np.float32)
+    y = np.repeat([0, 1], 100)
+    clf = SignalClassifier(arch="cnn1d", epochs=6, batch_size=32, lr=3e-3, seed=0,
+                           arch_kwargs={"channels": (4, 8)}).fit(X, y)
+    true = peaks(48)
+    X1 = (true + background(48)).astype(np.float32)
+    assert (clf.predict(X1) == 1).mean() > 0.9
+    ref = ImitationRefiner(clf, lam=1.0, beta=10.0, psi="highpass", psi_window=21,
+                           output="background", smooth_window=21, floor_window=5,
+                           channels=(4, 8), epochs=30, batch_size=16, lr=1e-2)
+    ref.fit(X1, np.zeros(len(X1), np.int64))
+    R = ref.transform(X1)
+    assert (R >= 0).all() and (R <= X1 + 1e-6).all()
+    assert (clf.predict(R) == 0).mean() >= 0.75
+    d_before, d_after = signal_distances(X1, true), signal_distances(R, true)
+    assert np.median(d_after["l1"]) < 0.5 * np.median(d_before["l1"])
+    # the peak itself is kept: its height above the refined baseline barely changes
+    top = R.max(1) - np.median(R, 1)
+    assert np.median(top) > 0.8
+    ref.save(tmp_path / "ref")
+    loaded = ImitationRefiner.load(tmp_path / "ref")
+    assert (loaded.output, loaded.psi, loaded.floor_window) == ("background", "highpass", 5)
+    assert np.allclose(loaded.transform(X1), R, atol=1e-5)
+    with pytest.raises(MatdiscoError, match="psi_window"):
+        ImitationRefiner(clf, psi="highpass", psi_window=20).fit(X1)
 
 
 def test_adversarial_training_option() -> None:

@@ -62,7 +62,8 @@ def train(
     arch: str = typer.Option("cnn1d", help="Classifier: cnn1d, lstm, densenet1d, lenet."),
     refiner: str = typer.Option("unet1d", help="Refiner: unet1d or unet2d."),
     refiner_output: str = typer.Option("residual", help="What the refiner predicts: residual "
-                                       "(additive correction) or mask (attenuation only)."),
+                                       "(additive correction), mask (attenuation only) or "
+                                       "background (a smooth background to subtract)."),
     lr: float = typer.Option(1e-3, help="Refiner learning rate."),
     prototypical: bool = typer.Option(False, help="Prototypical classifier."),
     targeted: bool = typer.Option(True, help="Use the imperfect file's y as targets."),
@@ -71,7 +72,11 @@ def train(
     alpha: float = typer.Option(0.0, help="Weight of the prototype loss."),
     beta: float = typer.Option(10.0, help="Weight of the regulariser."),
     gamma: float = typer.Option(0.0, help="Weight of the KL discrepancy."),
-    psi: str = typer.Option("identity", help="Regulariser space: identity or features."),
+    psi: str = typer.Option("identity", help="Regulariser space: identity, features or "
+                            "highpass (slow changes such as a background cost nothing)."),
+    psi_window: int = typer.Option(101, help="Moving-average window of --psi highpass."),
+    floor_window: int = typer.Option(9, help="Running-minimum window that bounds the "
+                                     "background refiner (points)."),
     clf_epochs: int = typer.Option(15, help="Classifier epochs."),
     epochs: int = typer.Option(30, help="Refiner epochs."),
     seed: int = typer.Option(0),
@@ -101,7 +106,8 @@ def train(
     elif targeted and "y" in imp:
         y = np.asarray(imp["y"]).astype(np.int64)
     ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
-                           psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed)
+                           psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed,
+                           psi_window=psi_window, floor_window=floor_window)
     ref.fit(imp["X"], y, run_dir=out, two_theta=imp.get("two_theta"))
     ref.save(out)
     # the run's own record of what it did to its training signals

@@ -14,6 +14,7 @@ from matdisco.refine.denoise import wavelet_denoise
 from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
 from matdisco.refine.losses import (
     entropy,
+    highpass,
     kl_discrepancy,
     prediction_loss,
     prototype_loss,
@@ -48,6 +49,7 @@ __all__ = [
     "UNet",
     "build_classifier",
     "entropy",
+    "highpass",
     "kl_discrepancy",
     "prediction_loss",
     "prototype_loss",

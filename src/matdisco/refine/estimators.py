@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 
 from matdisco import MatdiscoError
 from matdisco.refine.losses import (
+    highpass,
     kl_discrepancy,
     prediction_loss,
     prototype_loss,
@@ -302,14 +304,22 @@ class ImitationRefiner:
         ``alpha > 0`` requires a prototypical classifier.
     p : float
         Norm of the regulariser.
-    psi : {"identity", "features"}
-        Space of the regulariser: the signal itself or the classifier's feature maps.
+    psi : {"identity", "features", "highpass"}
+        Space of the regulariser: the signal itself, the classifier's feature maps, or the
+        signal minus its moving average over ``psi_window`` points (slowly varying
+        changes, such as removing a background, then cost nothing; peaks stay guarded).
+    psi_window : int
+        Width of the moving average of ``psi="highpass"`` (points, or pixels per side).
     channels : tuple of int
         U-Net widths.
-    output : {"residual", "mask"}
-        What the U-Net predicts: an additive correction, or a multiplicative attenuation
-        in ``(0, 1.05)`` (the refiner may only remove intensity; see
-        :class:`~matdisco.refine.nets.UNet`).
+    output : {"residual", "mask", "background"}
+        What the U-Net predicts: an additive correction, a multiplicative attenuation
+        in ``(0, 1.05)`` (the refiner may only remove intensity), or a background to
+        subtract (slowly varying, non-negative, never more than the signal's running
+        minimum). See :class:`~matdisco.refine.nets.UNet`.
+    smooth_window, floor_window : int
+        Windows of ``output="background"``: the moving average that makes the
+        background smooth, and the running minimum that bounds it (points).
     epochs, batch_size, lr : training hyper-parameters
     seed, device, progress : as for :class:`SignalClassifier`
     prior : array, optional
@@ -321,12 +331,14 @@ class ImitationRefiner:
                  psi: str = "identity", channels: tuple[int, ...] = (16, 32, 64),
                  output: str = "residual", epochs: int = 30, batch_size: int = 32,
                  lr: float = 1e-3, seed: int = 0, device: str = "auto", progress: bool = False,
-                 prior: np.ndarray | None = None) -> None:
+                 prior: np.ndarray | None = None, psi_window: int = 101,
+                 smooth_window: int = 101, floor_window: int = 9) -> None:
         self.classifier = classifier
         self.prior = None if prior is None else np.asarray(prior, float)
         self.arch = arch
         self.lam, self.alpha, self.beta, self.gamma, self.p = lam, alpha, beta, gamma, p
-        self.psi = psi
+        self.psi, self.psi_window = psi, psi_window
+        self.smooth_window, self.floor_window = smooth_window, floor_window
         self.channels = tuple(channels)
         self.output = output
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
@@ -337,7 +349,8 @@ class ImitationRefiner:
             raise MatdiscoError(f"unknown refiner {self.arch!r} (unet1d, unet2d)")
         set_seed(self.seed)
         return UNet(dim=1 if self.arch == "unet1d" else 2, channels=self.channels,
-                    nonneg=not self.classifier.allow_negative, output=self.output)
+                    nonneg=not self.classifier.allow_negative, output=self.output,
+                    smooth_window=self.smooth_window, floor_window=self.floor_window)
 
     def fit(self, X: Any, y: Any = None, run_dir: str | os.PathLike[str] | None = None,
             two_theta: Any = None) -> ImitationRefiner:
@@ -350,8 +363,12 @@ class ImitationRefiner:
         cmod = clf._fitted()
         if self.alpha > 0 and not clf.prototypical:
             raise MatdiscoError("alpha > 0 (prototype loss) needs a prototypical classifier")
-        if self.psi not in ("identity", "features"):
-            raise MatdiscoError(f"psi must be 'identity' or 'features', got {self.psi!r}")
+        if self.psi not in ("identity", "features", "highpass"):
+            raise MatdiscoError(
+                f"psi must be 'identity', 'features' or 'highpass', got {self.psi!r}")
+        if self.psi == "highpass" and (int(self.psi_window) != self.psi_window
+                                       or self.psi_window < 3 or self.psi_window % 2 == 0):
+            raise MatdiscoError(f"psi_window must be an odd integer >= 3, got {self.psi_window!r}")
         xt = clf._check(X, "imperfect signals", two_theta)
         tensors: tuple[torch.Tensor, ...] = (xt,)
         self.targeted_ = y is not None
@@ -372,7 +389,8 @@ class ImitationRefiner:
             prm.requires_grad_(False)
         pr = clf.class_prior_ if self.prior is None else self.prior / self.prior.sum()
         prior = torch.as_tensor(pr, dtype=torch.float32, device=dev)
-        psi_fn = cmod.features if self.psi == "features" else None
+        psi_fn = {"features": cmod.features,
+                  "highpass": partial(highpass, window=int(self.psi_window))}.get(self.psi)
 
         def compute_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
             x = batch[0]
@@ -426,7 +444,9 @@ class ImitationRefiner:
         """Everything needed to rebuild the refiner."""
         return {"kind": "imitation_refiner", "arch": self.arch, "lam": self.lam,
                 "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "p": self.p,
-                "psi": self.psi, "channels": list(self.channels), "output": self.output,
+                "psi": self.psi, "psi_window": self.psi_window,
+                "channels": list(self.channels), "output": self.output,
+                "smooth_window": self.smooth_window, "floor_window": self.floor_window,
                 "targeted": getattr(self, "targeted_", None),
                 "training": {"epochs": self.epochs, "batch_size": self.batch_size,
                              "lr": self.lr, "seed": self.seed},
@@ -469,6 +489,9 @@ class ImitationRefiner:
         tr = cfg.get("training", {})
         obj = cls(classifier, arch=cfg["arch"], lam=cfg["lam"], alpha=cfg["alpha"],
                   beta=cfg["beta"], gamma=cfg["gamma"], p=cfg["p"], psi=cfg["psi"],
+                  psi_window=cfg.get("psi_window", 101),
+                  smooth_window=cfg.get("smooth_window", 101),
+                  floor_window=cfg.get("floor_window", 9),
                   channels=tuple(cfg["channels"]), output=cfg.get("output", "residual"),
                   epochs=tr.get("epochs", 30),
                   batch_size=tr.get("batch_size", 32), lr=tr.get("lr", 1e-3),

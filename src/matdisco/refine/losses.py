@@ -8,8 +8,10 @@ The refiner ``R`` is trained with the classifier ``C`` frozen, on
   else its entropy (non-targeted: make the classifier confident).
 * ``ℓ_proto``: negative log-likelihood of the target class under the prototype softmax
   ``softmax(−‖e(R(x)) − p_c‖²)`` (or its entropy without labels).
-* ``ℓ_reg``: ``‖Ψ(R(x)) − Ψ(x)‖_p`` with Ψ the identity or the classifier's feature maps
-  (keeps the refinement small).
+* ``ℓ_reg``: ``‖Ψ(R(x)) − Ψ(x)‖_p`` with Ψ the identity, the classifier's feature maps,
+  or a high-pass filter (:func:`highpass`: the signal minus its moving average, so that
+  slowly varying edits such as removing a background are free) (keeps the refinement
+  small).
 * ``ℓ_kl``: KL divergence between the batch-averaged class distribution of ``C(R(x))`` and
   a class prior (the ideal set's class frequencies by default); a discrepancy term that
   stops the non-targeted refiner from pushing every signal into a single class.
@@ -54,6 +56,19 @@ def regularization_loss(x: torch.Tensor, rx: torch.Tensor, p: float = 1.0,
             a = [t.detach() for t in psi(x)]
         b = psi(rx)
     return sum((bb - aa).abs().pow(p).mean() for aa, bb in zip(a, b, strict=True))  # type: ignore[return-value]
+
+
+def highpass(x: torch.Tensor, window: int = 101) -> list[torch.Tensor]:
+    """``[x − moving_average(x)]`` over ``window`` points (signals ``(N, L)``) or
+    ``window × window`` pixels (images ``(N, H, W)``), edges reflected."""
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"window must be an odd integer >= 3, got {window}")
+    h = window // 2
+    if x.dim() == 2:
+        xp = F.pad(x.unsqueeze(1), (h, h), mode="reflect")
+        return [x - F.avg_pool1d(xp, window, stride=1).squeeze(1)]
+    xp = F.pad(x.unsqueeze(1), (h, h, h, h), mode="reflect")
+    return [x - F.avg_pool2d(xp, window, stride=1).squeeze(1)]
 
 
 def kl_discrepancy(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:

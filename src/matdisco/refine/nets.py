@@ -237,6 +237,26 @@ def _cbr(dim: int, c_in: int, c_out: int) -> nn.Sequential:
                          conv(c_out, c_out, k, padding=k // 2), bn(c_out), nn.ReLU())
 
 
+def _moving_average(h: torch.Tensor, window: int) -> torch.Tensor:
+    """Moving average over ``window`` points (pixels per side), edges reflected (the
+    window is shrunk to fit signals shorter than it)."""
+    w = min(window, 2 * ((min(h.shape[2:]) - 1) // 2) + 1)
+    if w < 3:
+        return h
+    p = w // 2
+    if h.dim() == 3:
+        return F.avg_pool1d(F.pad(h, (p, p), mode="reflect"), w, stride=1)
+    return F.avg_pool2d(F.pad(h, (p, p, p, p), mode="reflect"), w, stride=1)
+
+
+def _local_min(h: torch.Tensor, window: int) -> torch.Tensor:
+    """Running minimum over ``window`` points (pixels per side), edges replicated."""
+    p = window // 2
+    if h.dim() == 3:
+        return -F.max_pool1d(F.pad(-h, (p, p), mode="replicate"), window, stride=1)
+    return -F.max_pool2d(F.pad(-h, (p, p, p, p), mode="replicate"), window, stride=1)
+
+
 _MASK_OFFSET = 3.0
 _MASK_ONE = float(torch.sigmoid(torch.tensor(_MASK_OFFSET)))
 
@@ -250,19 +270,30 @@ class UNet(nn.Module):
     refiner that can remove intensity (spurious peaks, noise, background) but can neither
     add peaks nor paint adversarial patterns on empty regions. It starts less sensitive
     than the residual mode (``dm/dz = 1 − σ(3) ≈ 0.05``) and usually wants a larger
-    learning rate. The last layer is zero-initialised so that an untrained
+    learning rate. ``output="background"`` learns a background subtraction: the
+    predicted ``Δ(x)`` passes twice through a moving average of ``smooth_window`` points
+    (pixels per side) and is kept ≤ 0, and, for non-negative signals, ≥ minus the running
+    minimum of ``x`` over ``floor_window`` points, so ``R(x) = x + Δ(x)`` stays between 0
+    and ``x``. The refiner can lower a slowly varying background but cannot draw a peak
+    or cut into one narrower than ``floor_window`` (choose it wider than the peaks), and
+    it cannot clip the signal to zero where the true pattern has weak tails. The last layer is zero-initialised so that an untrained
     refiner is the identity map in both modes.
     """
 
     def __init__(self, dim: int = 1, channels: tuple[int, ...] = (16, 32, 64),
-                 nonneg: bool = True, side: int | None = None, output: str = "residual"
-                 ) -> None:
+                 nonneg: bool = True, side: int | None = None, output: str = "residual",
+                 smooth_window: int = 101, floor_window: int = 9) -> None:
         super().__init__()
         if dim not in (1, 2):
             raise MatdiscoError(f"UNet dim must be 1 or 2, got {dim}")
-        if output not in ("residual", "mask"):
-            raise MatdiscoError(f"UNet output must be 'residual' or 'mask', got {output!r}")
+        if output not in ("residual", "mask", "background"):
+            raise MatdiscoError(
+                f"UNet output must be 'residual', 'mask' or 'background', got {output!r}")
+        for name, w in (("smooth_window", smooth_window), ("floor_window", floor_window)):
+            if output == "background" and (int(w) != w or w < 1 or w % 2 == 0):
+                raise MatdiscoError(f"{name} must be an odd positive integer, got {w!r}")
         self.dim, self.nonneg, self.side, self.output = dim, nonneg, side, output
+        self.smooth_window, self.floor_window = int(smooth_window), int(floor_window)
         self.down = nn.ModuleList()
         c_in = 1
         for c in channels:
@@ -303,7 +334,13 @@ class UNet(nn.Module):
         if self.output == "mask":  # σ(z + 3) / σ(3): identity at z = 0, never saturated
             m = torch.sigmoid(self.out(h) + _MASK_OFFSET) / _MASK_ONE
             return (inp * m).reshape(shape)
-        y = inp + self.out(h)
+        delta = self.out(h)
+        if self.output == "background":  # remove a slowly varying background
+            delta = _moving_average(_moving_average(delta, self.smooth_window),
+                                    self.smooth_window).clamp(max=0.0)
+            if self.nonneg:  # never below the signal's running minimum
+                delta = torch.maximum(delta, -_local_min(inp, self.floor_window))
+        y = inp + delta
         if self.nonneg:
             y = F.relu(y)
         return y.reshape(shape)
