@@ -154,3 +154,46 @@ def test_cli_phasemap(tmp_path) -> None:
     r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / "bad.npy"),
                                  "--n-phases", "2", "--out", str(tmp_path / "pm2")])
     assert r.exit_code == 2 and "NaN" in r.output
+
+
+def test_cli_ideal_feeds_refine_train(al: Structure, tmp_path) -> None:
+    """`xrd ideal` writes a labelled ideal set that `refine train` reads, class names
+    included; the background refiner runs from the CLI."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from matdisco.cli.refine import app as refine_app
+    from matdisco.cli.xrd import app
+
+    al.to(filename=str(tmp_path / "al.cif"))
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl.to(filename=str(tmp_path / "nacl.cif"))
+    cifs = ["--cif", str(tmp_path / "al.cif"), "--cif", str(tmp_path / "nacl.cif")]
+    r = CliRunner().invoke(app, ["ideal", "--out", str(tmp_path / "ideal.npz"), "--n", "40",
+                                 "--length", "400", "--decorations", "1", *cifs])
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "ideal.npz") as z:
+        assert z["X"].shape == (40, 400) and set(z["y"]) == {0, 1}
+        assert list(z["class_names"]) == ["pure", "mixture"]
+        assert z["two_theta"].shape == (400,)
+        grid = z["two_theta"]
+    r = CliRunner().invoke(app, ["ideal", "--out", str(tmp_path / "x.npz"), "--task", "bogus"])
+    assert r.exit_code == 2 and "--task" in r.output and not (tmp_path / "x.npz").exists()
+    # imperfect: the ideal patterns on a background
+    with np.load(tmp_path / "ideal.npz") as z:
+        imp = z["X"][:8] + 0.2
+    np.savez(tmp_path / "imp.npz", X=imp.astype(np.float32), two_theta=grid)
+    r = CliRunner().invoke(refine_app, [
+        "train", "--ideal", str(tmp_path / "ideal.npz"), "--imperfect",
+        str(tmp_path / "imp.npz"), "--out", str(tmp_path / "ref"), "--clf-epochs", "1",
+        "--epochs", "1", "--refiner-output", "background", "--psi", "highpass",
+        "--psi-window", "21", "--target-class", "0"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "ref" / "config.json").read_text())
+    assert (cfg["output"], cfg["psi"], cfg["psi_window"]) == ("background", "highpass", 21)
+    met = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    assert set(met["refined"]["class_fraction"]) == {"pure", "mixture"}
+    refined = np.load(tmp_path / "ref" / "refined.npz")["X"]
+    assert (refined <= imp + 1e-6).all() and (refined >= 0).all()

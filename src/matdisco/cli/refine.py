@@ -97,8 +97,9 @@ def train(
         raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
     prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
     grid = idl.get("two_theta")
+    names = [str(c) for c in idl["class_names"]] if "class_names" in idl else None
     clf = SignalClassifier(arch=arch, prototypical=prototypical, epochs=clf_epochs,
-                           seed=seed, two_theta=grid)
+                           seed=seed, two_theta=grid, class_names=names)
     clf.fit(idl["X"], np.asarray(idl["y"]).astype(np.int64), two_theta=grid)
     y = None
     if target_class is not None:

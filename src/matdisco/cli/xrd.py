@@ -151,6 +151,47 @@ def library(
 
 @app.command()
 @handle_errors
+def ideal(
+    output: Path = typer.Option(..., "--output", "--out", "-o",
+        help="Output .npz (X, y, two_theta, class_names), the ideal training set of "
+             "`matdisco refine train`."),
+    task: str = typer.Option("purity", help="Labels: purity (pure vs 2-3-phase mixture) or "
+                             "crystal_system (7 classes)."),
+    n: int = typer.Option(3000, help="Number of patterns."),
+    cif: list[Path] = typer.Option(None, help="Phase structures (default: the 288 AFLOW "
+                                   "prototypes shipped with pymatgen)."),
+    decorations: int = typer.Option(1, help="Element-decorated variants per structure."),
+    length: int = typer.Option(2000, help="Points of the 2θ grid (10-80°)."),
+    noise: tuple[float, float] = typer.Option((0.01, 0.01), help="Noise level (relative to "
+                                              "the maximum), drawn per pattern from LO HI."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Simulate an ideal, labelled pattern set (pure phases and mixtures, or crystal
+    systems) from the AFLOW prototypes or CIF structures."""
+    from matdisco.xrd import (
+        CRYSTAL_SYSTEMS,
+        PURITY_CLASSES,
+        default_two_theta,
+        ideal_dataset,
+        load_cif,
+        prototype_phases,
+    )
+
+    if task not in ("purity", "crystal_system"):
+        raise MatdiscoError(f"--task must be purity or crystal_system, got {task!r}")
+    if n < 1 or length < 10 or decorations < 0:
+        raise MatdiscoError("--n must be ≥ 1, --length ≥ 10 and --decorations ≥ 0")
+    structs = [(p.stem, load_cif(p)) for p in cif] if cif else None
+    phases = prototype_phases(n_decorations=decorations, structures=structs, seed=seed)
+    grid = default_two_theta(length)
+    X, y = ideal_dataset(phases, n, grid, task=task, seed=seed, noise=tuple(noise))
+    names = PURITY_CLASSES if task == "purity" else CRYSTAL_SYSTEMS
+    _save_npz(output, X=X, y=y, two_theta=grid, class_names=np.array(names))
+    typer.echo(f"{n} ideal patterns ({task}, {len(phases)} phases) -> {output}")
+
+
+@app.command()
+@handle_errors
 def phasemap(
     input: Path = typer.Option(..., help="Library .npz (X, optional two_theta, true_phases) "
                                "or .npy/.csv of patterns."),

@@ -276,8 +276,9 @@ class UNet(nn.Module):
     minimum of ``x`` over ``floor_window`` points, so ``R(x) = x + Δ(x)`` stays between 0
     and ``x``. The refiner can lower a slowly varying background but cannot draw a peak
     or cut into one narrower than ``floor_window`` (choose it wider than the peaks), and
-    it cannot clip the signal to zero where the true pattern has weak tails. The last layer is zero-initialised so that an untrained
-    refiner is the identity map in both modes.
+    it cannot clip the signal to zero where the true pattern has weak tails. The last
+    layer is zero-initialised so that an untrained refiner is the identity map in every
+    mode.
     """
 
     def __init__(self, dim: int = 1, channels: tuple[int, ...] = (16, 32, 64),
