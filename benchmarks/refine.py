@@ -33,7 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matdisco._io import read_json, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import _locked  # noqa: E402
+
+from matdisco._io import read_json, write_json  # noqa: E402
 from matdisco.refine import ImitationRefiner, SignalClassifier, signal_distances, wavelet_denoise
 from matdisco.refine.xrd_tasks import nmf_phase_set
 from matdisco.training import RunDir, environment
@@ -165,7 +168,7 @@ def xrd_phases(a: argparse.Namespace, out: RunDir) -> list[dict]:
     # one run per seed (classifier, refiners, degraded patterns); records are means with the
     # per-seed values beside them
     test_cs = ideal_dataset(phases, 400, grid, task="crystal_system", seed=4, noise=0.01)
-    runs = [_crystal_system_part(a, phases, grid, tr, te, sets["dwt"], test_cs, s, t0)
+    runs = [_crystal_system_part(a, phases, grid, tr, te, sets["dwt"][0], test_cs, s, t0)
             for s in a.cs_seeds]
     for key, extra in runs[0].items():
         vals = [r[key][0] for r in runs]
@@ -378,6 +381,11 @@ def main() -> None:
 
 def write_results(records: list[dict], tasks: list[str], complete: bool) -> None:
     """Merge ``records`` into ``benchmarks/results/refine.json``."""
+    with _locked(RESULTS):  # benchmarks running side by side never lose records
+        _write_results(records, tasks, complete)
+
+
+def _write_results(records: list[dict], tasks: list[str], complete: bool) -> None:
     old = read_json(RESULTS) if RESULTS.exists() else {"records": [], "runs": []}
     new_tasks = {r2["task"] for r2 in records}
     kept: list[dict] = []

