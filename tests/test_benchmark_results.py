@@ -38,3 +38,27 @@ def test_concurrent_merges_keep_every_record(tmp_path: Path) -> None:
     # a second merge of the same keys replaces, not duplicates
     _merge_many(str(tmp_path), 0, 15)
     assert len(json.loads((tmp_path / "t.json").read_text())["records"]) == 60
+
+
+def test_refine_benchmark_quick_runs_every_part(tmp_path: Path) -> None:
+    """A smoke run of benchmarks/refine.py (tiny sizes) goes through the purity and the
+    crystal-system parts and leaves the committed results file alone."""
+    import os
+    import subprocess
+
+    results = BENCH / "results" / "refine.json"
+    before = results.read_bytes() if results.exists() else None
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MATDISCO_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, str(BENCH / "refine.py"), "--task", "xrd_phases",
+                        "--quick", "--length", "400", "--ref-seeds", "0",
+                        "--run-dir", str(tmp_path / "run")],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = json.loads((tmp_path / "run" / "quick_records.json").read_text())
+    keys = {(x["task"], x["method"], x["metric"]) for x in recs}
+    for method in ("raw", "nmf", "dwt", "refined", "refined_background"):
+        for metric in ("l1", "l2", "kl", "ncc", "pure_fraction"):
+            assert ("xrd_phases", method, metric) in keys
+    assert ("xrd_phases", "refined", "accuracy") in keys
+    assert ("xrd_degraded", "refined_pred+proto+reg", "accuracy") in keys
+    assert (results.read_bytes() if results.exists() else None) == before
