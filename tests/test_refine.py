@@ -390,6 +390,16 @@ def test_cli_digits_demo(tmp_path, monkeypatch) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
     r = CliRunner().invoke(app, args)  # an existing run is never silently replaced
     assert r.exit_code != 0 and "already holds" in r.output
+    (tmp_path / "notarun").mkdir()
+    (tmp_path / "notarun" / "keep.txt").write_text("x")
+    r = CliRunner().invoke(app, [*args[:1], "--out", str(tmp_path / "notarun"), *args[3:],
+                                 "--overwrite"])
+    assert r.exit_code != 0 and "not a run directory" in r.output
+    assert (tmp_path / "notarun" / "keep.txt").exists()
+    (out / "metrics.json").write_text("{}")
+    r = CliRunner().invoke(app, [*args, "--overwrite"])  # replaced whole, once finished
+    assert r.exit_code == 0, r.output
+    assert set(json.loads((out / "metrics.json").read_text())) == set(m)
     r = CliRunner().invoke(app, ["digits", "--out", str(tmp_path / "bad"), "--render", "x"])
     assert r.exit_code != 0 and "render" in r.output and not (tmp_path / "bad").exists()
     r = CliRunner().invoke(app, ["digits", "--out", str(tmp_path / "bad"),

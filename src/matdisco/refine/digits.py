@@ -476,7 +476,7 @@ def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: i
     from types import SimpleNamespace
 
     from matdisco.training import RunDir, prepare_run_dir
-    from matdisco.training.rundir import publish_run_dir, staged_run_dir
+    from matdisco.training.rundir import holds_run, publish_run_dir, staged_run_dir
 
     if render not in ("distorted", "plain"):
         raise MatdiscoError(f"render must be 'distorted' or 'plain', got {render!r}")
@@ -487,7 +487,12 @@ def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: i
     if train_per_class > 499:
         raise MatdiscoError("train_per_class must leave test digits: at most 499 of the 500 "
                             f"MNIST digits per class, got {train_per_class}")
-    prepare_run_dir(out, overwrite=overwrite, can_resume=False)
+    outp = Path(out)
+    if not overwrite:
+        prepare_run_dir(outp, can_resume=False)
+    elif outp.exists() and (not outp.is_dir() or (any(outp.iterdir()) and not holds_run(outp))):
+        prepare_run_dir(outp, overwrite=True)  # refuses a file or a folder that is no run
+    # an overwritten run stays in place until the new one is published whole
     log = log or (lambda *_: None)
     fonts = digit_fonts()
     if not fonts:
