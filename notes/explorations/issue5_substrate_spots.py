@@ -1,15 +1,19 @@
 """Exploration (not in the package): does a substrate-spot background (single-crystal
 Bragg spots at sample-dependent positions, from wafer bow) separate 2D PADNet from the 1D
 integrate -> envelope -> AdaBoost chain?  64x64, 177 samples, first 3 of 10 folds."""
-import sys, time, json
+import json
+import sys
+import time
+
 import numpy as np
 import torch
-torch.set_num_threads(1)
+
 import matdisco.xrd.library as L
+from matdisco.xrd.background import default_window
 from matdisco.xrd.baselines import cross_validate_baseline, integrate_images
 from matdisco.xrd.padnet import cross_validate_matrix
-from matdisco.xrd.background import default_window
 
+torch.set_num_threads(1)
 mode = sys.argv[1]  # "spots" or "control"
 n_spots_mean = float(sys.argv[2]) if len(sys.argv) > 2 else 4.0
 orig = L.render_image
@@ -23,7 +27,8 @@ def render_with_spots(pattern, two_theta, geometry=None, *, rng=None, counts=500
         s = max(1.0, 0.012 * max(h, w))
         for _ in range(rng.poisson(n_spots_mean)):
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-            img = img + rng.uniform(0.5, 3.0) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+            r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+            img = img + rng.uniform(0.5, 3.0) * np.exp(-r2 / (2 * s * s))
     if counts is not None:
         img = rng.poisson(np.clip(img, 0, None) * counts).astype(np.float64)
     return img.astype(np.float32)
