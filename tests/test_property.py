@@ -110,6 +110,7 @@ def test_prepare_run_dir_knows_interrupted_runs(tmp_path) -> None:
     with pytest.raises(MatdiscoError, match="already holds an unfinished run"):
         prepare_run_dir(run)
     assert prepare_run_dir(run, resume=True) is False and run.exists()
+    assert prepare_run_dir(run, overwrite=True, staged=True) is True and run.exists()
     assert prepare_run_dir(run, overwrite=True) is True and not run.exists()
     (tmp_path / "file").write_text("x")
     with pytest.raises(MatdiscoError, match="is a file"):

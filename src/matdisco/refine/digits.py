@@ -475,8 +475,7 @@ def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: i
     """
     from types import SimpleNamespace
 
-    from matdisco.training import RunDir, prepare_run_dir
-    from matdisco.training.rundir import holds_run, publish_run_dir, staged_run_dir
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
 
     if render not in ("distorted", "plain"):
         raise MatdiscoError(f"render must be 'distorted' or 'plain', got {render!r}")
@@ -487,12 +486,8 @@ def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: i
     if train_per_class > 499:
         raise MatdiscoError("train_per_class must leave test digits: at most 499 of the 500 "
                             f"MNIST digits per class, got {train_per_class}")
-    outp = Path(out)
-    if not overwrite:
-        prepare_run_dir(outp, can_resume=False)
-    elif outp.exists() and (not outp.is_dir() or (any(outp.iterdir()) and not holds_run(outp))):
-        prepare_run_dir(outp, overwrite=True)  # refuses a file or a folder that is no run
     # an overwritten run stays in place until the new one is published whole
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     log = log or (lambda *_: None)
     fonts = digit_fonts()
     if not fonts:
@@ -524,11 +519,12 @@ def _digits_one_seed(a: Any, out: Any, log: Callable[..., None], fonts: list[str
     """One seed of :func:`run_digits`: ``{method: (metrics, extra fields)}``. With
     ``examples`` (default: the distorted set's seed 0) the raw-vs-refined grids and the
     targeted refiner are written to ``out``."""
-    if examples is None:
-        examples = style == "distorted" and seed == 0
     import time
 
     from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
+
+    if examples is None:
+        examples = style == "distorted" and seed == 0
 
     n_pc = int(getattr(a, "digits_train_per_class", 300))
     if getattr(a, "quick", False):

@@ -134,14 +134,17 @@ def config_differences(old: dict[str, Any], new: dict[str, Any],
 
 def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
                     overwrite: bool = False, config: dict[str, Any] | None = None,
-                    free: Collection[str] = (), can_resume: bool = True) -> bool:
+                    free: Collection[str] = (), can_resume: bool = True,
+                    staged: bool = False) -> bool:
     """Check what ``path`` holds before a run is written there; call it before any write.
 
     An absent or empty directory is fine. A directory holding a run is refused unless
     ``resume`` (continue it; with ``config``, only if :func:`config_differences` finds
-    nothing outside ``free``) or ``overwrite`` (the old run is deleted first). A non-empty
-    folder that is not a run is always refused and never deleted. ``can_resume=False``
-    (a command that cannot continue a run) only changes the advice in the error.
+    nothing outside ``free``) or ``overwrite`` (the old run is deleted first, or, with
+    ``staged``, left in place until :func:`publish_run_dir` replaces it with the new run
+    written in :func:`staged_run_dir`). A non-empty folder that is not a run is always
+    refused and never deleted. ``can_resume=False`` (a command that cannot continue a
+    run) only changes the advice in the error.
 
     Returns
     -------
@@ -179,7 +182,8 @@ def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
         advice = ("pass --resume to continue it or --overwrite to replace it" if can_resume
                   else "pass --overwrite to replace it, or choose another output directory")
         raise MatdiscoError(f"{p} already holds {state}; {advice}")
-    shutil.rmtree(p)
+    if not staged:
+        shutil.rmtree(p)
     return True
 
 
