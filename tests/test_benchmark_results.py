@@ -62,3 +62,33 @@ def test_refine_benchmark_quick_runs_every_part(tmp_path: Path) -> None:
     assert ("xrd_phases", "refined", "accuracy") in keys
     assert ("xrd_degraded", "refined_pred+proto+reg", "accuracy") in keys
     assert (results.read_bytes() if results.exists() else None) == before
+
+
+def test_refine_headline_aliases_the_lstm_task(tmp_path: Path, monkeypatch) -> None:
+    """``--task headline`` copies the source task's purity/distance records to the
+    BENCHMARKS.md names, keeps the records it displaces (renamed) and can run twice."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("refine_bench", BENCH / "refine.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = tmp_path / "refine.json"
+    monkeypatch.setattr(mod, "RESULTS", path)
+    src = [{"task": "xrd_phases_lstm", "method": m, "metric": k, "value": i + 0.5}
+           for i, m in enumerate(mod.HEADLINE_METHODS.values()) for k in mod.HEADLINE_METRICS]
+    own = [{"task": "xrd_phases", "method": "refined", "metric": "l1", "value": 9.0},
+           {"task": "xrd_phases", "method": "refined", "metric": "accuracy", "value": 0.7}]
+    path.write_text(json.dumps({"commands": [{"task": "xrd_phases_lstm", "command": "C"}],
+                                "records": src + own}))
+    for _ in range(2):
+        mod.headline("xrd_phases_lstm")
+        recs = json.loads(path.read_text())["records"]
+        by = {(r["task"], r["method"], r["metric"]): r for r in recs}
+        assert len(by) == len(recs) == len(src) + len(src) + len(own)
+        h = by[("xrd_phases", "refined", "l1")]
+        assert h["value"] == 3.5 and h["alias_of"] == "xrd_phases_lstm/refined_background"
+        assert h["command"] == "C"
+        assert by[("xrd_phases", "refined_cnn1d_judge", "l1")]["value"] == 9.0
+        assert by[("xrd_phases", "refined", "accuracy")]["value"] == 0.7  # not a purity name
+    with pytest.raises(SystemExit, match="run it first"):
+        mod.headline("xrd_phases_missing")
