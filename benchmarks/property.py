@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -126,6 +127,10 @@ MP_MODELS = {f"elemnet_mp_ft_t2{tag}": {**_MP_RECIPE, "seed": seed,
              for tag, src, seed in (("", "", 0), ("_s1", "_s1", 1), ("_s2", "", 2))}
 # a longer MP stage (seed 0 only): MP test 0.0856 instead of 0.088, no gain after transfer
 MP_MODELS["elemnet_mp_ft_t2_e40"] = {**MP_MODELS["elemnet_mp_ft_t2"], "epochs": 40}
+# session 22: the same MP stage from the single-teacher OQMD source (roost_e60_lr2 ->
+# elemnet_distill_an40), a chain one session can rebuild on a fresh 2-core host (~80 min)
+MP_MODELS["elemnet_mp_ft"] = {**_MP_RECIPE, "seed": 0,
+                              "init": "runs/oqmd/elemnet_distill_an40"}
 
 
 # ``--stage headline``: the record names of ../shared/BENCHMARKS.md, each an alias of the
@@ -223,14 +228,20 @@ def stage_oqmd(models: list[str], runs: Path, epochs_scale: float, resume: bool)
         merge_records("property", "property", recs)
 
 
-def stage_mp(models: list[str], runs: Path, resume: bool) -> None:
-    """Fine-tune OQMD sources on the Materials Project formation energies (5% test)."""
+def mp_split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Materials Project formation energies (lowest value per composition) as
+    ``(train, test)``: a fixed random 5 % of the compositions is the test set."""
     mp = load_dataset("mp_e_form")
     mp["key"] = [reduced_key(f) for f in mp["formula"]]
     mp = mp.sort_values("target").drop_duplicates("key").drop(columns="key")
     mp = mp.sample(frac=1.0, random_state=0).reset_index(drop=True)
     n_test = int(round(0.05 * len(mp)))
-    test, train = mp.iloc[:n_test], mp.iloc[n_test:]
+    return mp.iloc[n_test:], mp.iloc[:n_test]
+
+
+def stage_mp(models: list[str], runs: Path, resume: bool) -> None:
+    """Fine-tune OQMD sources on the Materials Project formation energies (5% test)."""
+    train, test = mp_split()
     for name in models:
         spec = dict(MP_MODELS[name])
         t0 = time.time()
@@ -254,7 +265,8 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    tl_dropout_scale: float = 1.0, sc_suffix: str | None = None,
                    tl_l2sp: float = 0.0, tl_freeze: int = 0,
                    val_fraction: float | None = None, tl_probe: bool = False,
-                   ema: float | None = None, tl_batch_size: int = 64) -> None:
+                   ema: float | None = None, tl_batch_size: int = 64,
+                   tl_aux_rows: int | None = None, tl_aux_weight: float = 1.0) -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -269,12 +281,16 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
               + ("" if not tl_l2sp else f"_l2sp{tl_l2sp:g}")
               + ("" if not tl_freeze else f"_fz{tl_freeze}")
               + ("_lp" if tl_probe else "") + ("" if ema is None else f"_ema{ema:g}")
-              + ("" if tl_batch_size == 64 else f"_bs{tl_batch_size}"))
+              + ("" if tl_batch_size == 64 else f"_bs{tl_batch_size}")
+              + ("" if tl_aux_rows is None else f"_aux{tl_aux_rows}_aw{tl_aux_weight:g}"))
     sc_hyper = {**hyper, "lr": 1e-3}
     tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale, "batch_size": tl_batch_size,
                 **({"l2sp": tl_l2sp} if tl_l2sp else {}),
                 **({"freeze_layers": tl_freeze} if tl_freeze else {}),
                 **({"probe_head": True} if tl_probe else {})}
+    if tl_aux_rows is not None:  # multi-fidelity fine-tuning: MP rows beside the exp rows
+        tl_hyper.update(aux_data=mp_split()[0], aux_rows=tl_aux_rows,
+                        aux_weight=tl_aux_weight)
     for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -298,7 +314,9 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
             "value": met["cv"]["mae"], "std": met["cv"]["mae_fold_std"], "unit": "eV/atom",
             "n_train": met["n_train_rows"], "folds": folds, "seeds": 1, "seed": seed,
             "source_run": str(source) if init else None, "run_dir": str(out),
-            "hyper": {k: v for k, v in (tl_hyper if init else sc_hyper).items()
+            "hyper": {k: (f"mp_e_form train split ({len(v)} rows)" if k == "aux_data"
+                          else v)
+                      for k, v in (tl_hyper if init else sc_hyper).items()
                       if k != "report"}}])
     if sc_tag not in res or tl_tag not in res:
         return  # the other half runs in another process (--parts); rerun with --reuse all
@@ -434,6 +452,12 @@ def main() -> None:
     ap.add_argument("--tl-probe", action="store_true",
                     help="LP-FT: refit the source's last layer by least squares before "
                          "fine-tuning (NeuralRegressor(probe_head=True))")
+    ap.add_argument("--tl-aux-rows", type=int, default=None,
+                    help="multi-fidelity fine-tuning: also train on this many Materials "
+                         "Project rows per fold (0: all; the MP train split, without the "
+                         "fold's own compositions) through a second output head")
+    ap.add_argument("--tl-aux-weight", type=float, default=1.0,
+                    help="with --tl-aux-rows: loss weight of an MP row")
     ap.add_argument("--tl-freeze", type=int, default=0,
                     help="fine-tuning: linear layers (from the input) kept at the source's")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
@@ -476,7 +500,8 @@ def main() -> None:
                        [float(f) for f in a.fractions.split(",") if f], a.curve_folds,
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
                        a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,
-                       a.tl_freeze, a.val_fraction, a.tl_probe, a.ema, a.tl_batch_size)
+                       a.tl_freeze, a.val_fraction, a.tl_probe, a.ema, a.tl_batch_size,
+                       a.tl_aux_rows, a.tl_aux_weight)
     elif a.stage == "headline":
         stage_headline()
     elif a.stage == "ensemble":

@@ -385,3 +385,39 @@ def test_no_validation_rows_runs_the_whole_schedule() -> None:
     assert len(full.history_) == 12
     held = NeuralRegressor(val_fraction=0.2, **kw).fit(x.numpy(), y.numpy())
     assert len(held.history_) < 12  # with validation rows, patience still applies
+
+
+def test_auxiliary_fidelity_rows_train_a_second_head_that_is_dropped() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=6)
+    X = rng.random((48, 6)).astype(np.float32)  # few target rows ...
+    Xa = rng.random((400, 6)).astype(np.float32)  # ... many rows of the other fidelity
+    y_lo = lambda a: a @ w  # noqa: E731  the cheap fidelity
+    y, ya = y_lo(X) + 0.5 * X[:, 0] + 0.3, y_lo(Xa)  # the target: a smooth correction
+    kw = dict(arch="mlp", arch_kwargs={"widths": [16, 16]}, batch_size=16, lr=1e-2,
+              patience=None, device="cpu", val_fraction=0.0, progress=False)
+    init = NeuralRegressor(epochs=20, **kw).fit(Xa, ya).state_tensors()
+    plain = NeuralRegressor(epochs=4, **kw).fit(X, y, init=init)
+    multi = NeuralRegressor(epochs=4, aux_weight=1.0, **kw).fit(X, y, init=init, X_aux=Xa,
+                                                               y_aux=ya)
+    # the fitted network is the original architecture: the auxiliary head is gone
+    assert set(multi.state_tensors()) == set(plain.state_tensors())
+    assert [type(m) for m in multi.network_.modules()] == \
+        [type(m) for m in plain.network_.modules()]
+    assert multi.predict(X).shape == (48,)
+    h = multi.history_
+    # every epoch sees both fidelities, and each head's loss is logged apart
+    assert all("train_target_loss" in e and "train_aux_loss" in e for e in h)
+    assert h[-1]["train_target_loss"] < h[0]["train_target_loss"]
+    # the target head fits the target, not the auxiliary fidelity
+    assert np.abs(multi.predict(X) - y).mean() < np.abs(multi.predict(X) - y_lo(X)).mean()
+    # with zero weight the auxiliary rows do not change the target head's training data
+    zero = NeuralRegressor(epochs=2, aux_weight=0.0, **kw).fit(X, y, init=init, X_aux=Xa,
+                                                              y_aux=ya)
+    assert zero.history_[-1]["train_fit_loss"] < zero.history_[-1]["train_target_loss"]
+    with pytest.raises(MatdiscoError, match="aux_weight"):
+        NeuralRegressor(epochs=1, aux_weight=-1.0, **kw).fit(X, y, X_aux=Xa, y_aux=ya)
+    with pytest.raises(MatdiscoError, match="auxiliary-fidelity rows need"):
+        NeuralRegressor(epochs=1, **kw).fit(X, y, X_aux=Xa[:, :3], y_aux=ya)
+    with pytest.raises(MatdiscoError, match="auxiliary-fidelity rows need"):
+        NeuralRegressor(epochs=1, **kw).fit(X, y, X_aux=Xa, y_aux=None)

@@ -322,3 +322,69 @@ def test_interrupted_run_resumes_with_whole_training_time(tiny_df: pd.DataFrame,
     assert met["train_seconds"] >= sum(h["seconds"] for h in hist)
     n = met["n_train_rows"]
     assert met["train_samples_per_s"] == pytest.approx(5 * n / met["train_seconds"], rel=0.2)
+
+
+def test_auxiliary_fidelity_rows_skip_evaluated_compositions(tiny_df: pd.DataFrame, tmp_path,
+                                                             monkeypatch) -> None:
+    from matdisco.models import NeuralRegressor
+
+    # DFT-like rows: the same compositions shifted, plus compositions of their own
+    aux = pd.concat([tiny_df.assign(target=tiny_df["target"] - 0.1),
+                     pd.DataFrame({"formula": ["LiF", "KCl", "CaO"],
+                                   "target": [-3.0, -2.2, -3.3]})], ignore_index=True)
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    fit = NeuralRegressor.fit
+
+    def spy(self, X, y, *args, X_aux=None, y_aux=None, **kw):
+        seen.append((np.asarray(X), np.asarray(X_aux), np.asarray(y_aux)))
+        return fit(self, X, y, *args, X_aux=X_aux, y_aux=y_aux, **kw)
+
+    monkeypatch.setattr(NeuralRegressor, "fit", spy)
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "mf", cv=3, aux_data=aux,
+                         aux_weight=0.5, **FAST)
+    preds = pd.read_csv(run / "predictions.csv")
+    feat = load_run(run).featurizer
+    for k, (X, Xa, ya) in enumerate(seen):
+        fold = feat.transform(preds.loc[preds["fold"] == k, "formula"].tolist())
+        # no auxiliary row of a composition this member is scored on; all the others
+        assert not (np.abs(Xa[:, None, :] - fold[None]).sum(-1) < 1e-6).any(), k
+        assert len(Xa) == len(aux) - len(fold)
+        # the DFT-like values of the member's own training compositions are kept
+        assert (np.abs(Xa[:, None, :] - X[None]).sum(-1) < 1e-6).any(1).sum() == len(X)
+        assert len(ya) == len(Xa)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["aux"]["rows"] == len(aux) and cfg["estimator"]["aux_weight"] == 0.5
+    # the run is an ordinary one: same members, loadable, predicts
+    assert np.isfinite(load_run(run).predict(["LiF"])[0]).all()
+    # a per-member sample of the auxiliary rows
+    seen.clear()
+    train_property(tiny_df, model="mlp", out=tmp_path / "mf2", cv=2, aux_data=aux,
+                   aux_rows=5, **FAST)
+    assert [len(Xa) for _, Xa, _ in seen] == [5, 5]
+    for bad, match in ((dict(model="rf", aux_data=aux), "needs a neural model"),
+                       (dict(model="mlp", aux_rows=5), "aux_rows needs auxiliary data"),
+                       (dict(model="mlp", aux_weight=2.0), "aux_weight needs auxiliary"),
+                       (dict(model="mlp", aux_data=aux, aux_rows=-1), "aux_rows=-1"),
+                       (dict(model="mlp", aux_data=aux, aux_weight=-1.0), "aux_weight=-1.0")):
+        with pytest.raises(MatdiscoError, match=match):
+            train_property(tiny_df, out=tmp_path / "bad", cv=2,
+                           **{**FAST, **bad})
+        assert not (tmp_path / "bad").exists()
+
+
+def test_cli_multi_fidelity_flags(tiny_df: pd.DataFrame, tmp_path) -> None:
+    data, aux = tmp_path / "exp.csv", tmp_path / "dft.csv"
+    tiny_df.to_csv(data, index=False)
+    tiny_df.assign(target=tiny_df["target"] - 0.1).to_csv(aux, index=False)
+    args = ["train", "--data", str(data), "--model", "mlp", "--cv", "2", "--epochs", "1",
+            "--device", "cpu", "--aux-data", str(aux), "--aux-rows", "7",
+            "--aux-weight", "0.5", "--out", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["aux"]["source"] == str(aux) and cfg["aux"]["rows_per_member"] == 7
+    assert cfg["estimator"]["aux_weight"] == 0.5
+    res = CliRunner().invoke(app, args[:-8] + ["--aux-rows", "7", "--out",
+                                               str(tmp_path / "bad")])
+    assert res.exit_code != 0 and "aux_rows needs auxiliary data" in res.output
+    assert not (tmp_path / "bad").exists()

@@ -27,6 +27,15 @@ def train(
                                 "--n-synthetic teacher-labelled composition analogues to "
                                 "the training rows."),
     n_synthetic: int = typer.Option(0, help="Synthetic compositions for --teacher."),
+    aux_data: str = typer.Option(None, help="Multi-fidelity co-training: a dataset name or "
+                                 "CSV/Parquet of the same property at another fidelity "
+                                 "(e.g. DFT energies, same columns and units), trained "
+                                 "alongside the data through a second output head that is "
+                                 "dropped afterwards; rows of evaluated compositions are "
+                                 "left out."),
+    aux_rows: int = typer.Option(0, help="With --aux-data: rows sampled per member (0: all)."),
+    aux_weight: float = typer.Option(None, help="With --aux-data: loss weight of an "
+                                     "auxiliary row (default 1)."),
     out: Path = typer.Option(Path("runs/property"), help="Run directory."),
     epochs: int = typer.Option(None, help="Maximum epochs."),
     batch_size: int = typer.Option(None, help="Batch size."),
@@ -65,11 +74,12 @@ def train(
                                    dropout_scale=dropout_scale, l2sp=l2sp,
                                    val_fraction=val_fraction, ema=ema,
                                    freeze_layers=freeze_layers,
-                                   probe_head=probe_head).items()
+                                   probe_head=probe_head, aux_weight=aux_weight).items()
              if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
-                         teacher=teacher, n_synthetic=n_synthetic,
+                         teacher=teacher, n_synthetic=n_synthetic, aux_data=aux_data,
+                         aux_rows=aux_rows,
                          formula_col=formula, target_col=target, seed=seed, resume=resume,
                          overwrite=overwrite, n_estimators=n_estimators, device=device,
                          progress=True, **hyper)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from matdisco import MatdiscoError
@@ -45,6 +47,42 @@ def check_fine_tuning(options: dict[str, Any], has_source: bool) -> None:
         if value < 0 or (value > 0 and not has_source):
             raise MatdiscoError(f"{key}={value} needs source weights to fine-tune "
                                 f"(init / --init) and a value >= 0; {why}")
+
+
+def _output_layer(net: torch.nn.Module) -> tuple[str, torch.nn.Linear]:
+    """Name and module of the last linear layer (the output layer of every regressor)."""
+    name, head = [(n, m) for n, m in net.named_modules()
+                  if isinstance(m, torch.nn.Linear)][-1]
+    if head.out_features != 1:
+        raise MatdiscoError(f"expected a single-output last layer, got {head.out_features} "
+                            "outputs")
+    return name, head
+
+
+class _FidelityHeads(torch.nn.Module):
+    """A regressor whose output layer is duplicated, for multi-fidelity training.
+
+    Both heads read the same features (the network with its output layer taken out):
+    column 0 of the output predicts the target fidelity, column 1 the auxiliary one
+    (e.g. DFT energies beside experimental enthalpies). :meth:`unwrap` puts head 0 back,
+    so the trained network is the original architecture.
+    """
+
+    def __init__(self, net: torch.nn.Module, aux_head: torch.nn.Linear) -> None:
+        super().__init__()
+        name, head = _output_layer(net)
+        self._parent_name, _, self._attr = name.rpartition(".")
+        setattr(net.get_submodule(self._parent_name), self._attr, torch.nn.Identity())
+        self.net = net
+        self.heads = torch.nn.ModuleList([head, aux_head])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.net(x)
+        return torch.stack([h(f).reshape(-1) for h in self.heads], dim=1)
+
+    def unwrap(self) -> torch.nn.Module:
+        setattr(self.net.get_submodule(self._parent_name), self._attr, self.heads[0])
+        return self.net
 
 
 class NeuralRegressor(BaseEstimator, RegressorMixin):
@@ -91,6 +129,10 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         adapts the output to the new target's offset and scale before the body moves, so
         the early, large gradients of a mis-fitted head do not distort the source
         features. With ``l2sp`` the penalty then pulls toward the probed weights.
+    aux_weight : float
+        Multi-fidelity training only (``fit(X_aux=..., y_aux=...)``): weight of the
+        auxiliary-fidelity rows in the training loss (1: each row counts as much as a
+        target row).
     arch_kwargs : dict, optional
         Extra arguments for ``mlp``.
     """
@@ -103,7 +145,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                  scale_inputs: bool = False, scale_target: bool = True, loss: str = "l1",
                  ema: float | None = None, dropout_anneal_epochs: int = 0,
                  dropout_scale: float = 1.0, l2sp: float = 0.0, freeze_layers: int = 0,
-                 probe_head: bool = False, arch_kwargs: dict | None = None) -> None:
+                 probe_head: bool = False, aux_weight: float = 1.0,
+                 arch_kwargs: dict | None = None) -> None:
         self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
@@ -127,6 +170,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         self.l2sp = l2sp
         self.freeze_layers = freeze_layers
         self.probe_head = probe_head
+        self.aux_weight = aux_weight
         self.arch_kwargs = arch_kwargs
 
     # ---------------------------------------------------------------- internals
@@ -151,23 +195,68 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             raise MatdiscoError(f"unknown loss {self.loss!r}; choose from {sorted(losses)}")
         return losses[self.loss]
 
+    @staticmethod
+    def _l2sp_penalty(module: torch.nn.Module) -> Any:
+        """A function returning ``Σ (θ − θ_now)²`` over the trainable weights of
+        ``module``, anchored at their current (source) values."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        anchors = [p.detach().clone() for p in params]
+
+        def penalty() -> torch.Tensor:
+            if anchors and anchors[0].device != params[0].device:
+                anchors[:] = [a.to(params[0].device) for a in anchors]
+            return torch.stack([((p - a) ** 2).sum() for p, a in zip(params, anchors,
+                                                                       strict=True)]).sum()
+
+        return penalty
+
     def _l2sp_loss(self) -> Any:
         """``compute_loss`` for the trainer: the loss plus the L2-SP penalty toward the
         current (source) weights while training; the plain loss in eval mode."""
         loss_fn, lam = self._loss_fn(), float(self.l2sp)
-        params = [p for p in self.network_.parameters() if p.requires_grad]
-        anchors = [p.detach().clone() for p in params]
+        penalty = self._l2sp_penalty(self.network_)
 
         def compute(model: torch.nn.Module, batch: Any) -> Any:
             fit = loss_fn(model(batch[0]), batch[1])
             if not model.training:
                 return fit
-            if anchors and anchors[0].device != params[0].device:
-                anchors[:] = [a.to(params[0].device) for a in anchors]
-            pen = torch.stack([((p - a) ** 2).sum() for p, a in zip(params, anchors,
-                                                                      strict=True)]).sum()
+            pen = penalty()
             return fit + lam * pen, {"fit_loss": float(fit.detach()),
                                       "l2sp": float(pen.detach())}
+
+        return compute
+
+    def _fidelity_loss(self, model: _FidelityHeads, l2sp: bool) -> Any:
+        """``compute_loss`` of multi-fidelity training: batches are ``(x, y, fidelity)``
+        (0: target rows, 1: auxiliary rows, weighted by ``aux_weight``); each row's
+        error is taken on its fidelity's head. Validation batches ``(x, y)`` are target
+        rows. With ``l2sp`` the penalty covers both heads."""
+        self._loss_fn()  # validates the name
+        per_row = {"l1": F.l1_loss, "mse": F.mse_loss,
+                   "huber": lambda a, b, reduction: F.smooth_l1_loss(
+                       a, b, reduction=reduction, beta=0.1)}[self.loss]
+        w_aux, lam = float(self.aux_weight), float(self.l2sp)
+        penalty = self._l2sp_penalty(model) if l2sp else None
+
+        def compute(model: torch.nn.Module, batch: Any) -> Any:
+            out = model(batch[0])
+            if len(batch) < 3:
+                return per_row(out[:, 0], batch[1], reduction="mean")
+            is_aux = batch[2] > 0
+            pred = torch.where(is_aux, out[:, 1], out[:, 0])
+            err = per_row(pred, batch[1], reduction="none")
+            weight = torch.where(is_aux, torch.full_like(err, w_aux), torch.ones_like(err))
+            fit = (weight * err).sum() / len(err)
+            logs = {"fit_loss": float(fit.detach())}
+            if (~is_aux).any():
+                logs["target_loss"] = float(err[~is_aux].mean().detach())
+            if is_aux.any():
+                logs["aux_loss"] = float(err[is_aux].mean().detach())
+            if penalty is not None and model.training:
+                pen = penalty()
+                logs["l2sp"] = float(pen.detach())
+                return fit + lam * pen, logs
+            return fit, logs
 
         return compute
 
@@ -247,7 +336,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
     def fit(self, X: Any, y: Any, X_val: Any | None = None, y_val: Any | None = None,
             init: dict[str, torch.Tensor] | None = None, run_dir: str | Path | None = None,
             checkpoint_name: str = "checkpoint", resume: bool = False,
-            X_extra: Any | None = None, y_extra: Any | None = None) -> NeuralRegressor:
+            X_extra: Any | None = None, y_extra: Any | None = None,
+            X_aux: Any | None = None, y_aux: Any | None = None) -> NeuralRegressor:
         """Train the network.
 
         Parameters
@@ -266,6 +356,14 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         X_extra, y_extra : array-like, optional
             More training rows that never go into the early-stopping split (e.g. synthetic
             compositions labelled by a teacher model, :mod:`matdisco.property.distill`).
+        X_aux, y_aux : array-like, optional
+            Rows of another fidelity of the same property (e.g. DFT formation energies
+            beside experimental enthalpies), trained alongside ``X`` (multi-fidelity
+            co-training; never in the early-stopping split). The output layer is
+            duplicated for them; the second head starts as a copy of the initial output
+            layer (with ``init``: the source's, which was trained on that fidelity) and
+            is dropped after training, so the fitted network keeps its architecture.
+            Targets are in the same units as ``y`` (and share its scaling).
         """
         X, y = _check_xy(X, y)
         assert y is not None
@@ -281,6 +379,14 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                 raise MatdiscoError(f"extra training rows need targets and {X.shape[1]} "
                                     f"features, got {Xe.shape}")
             X, y = np.concatenate([X, Xe]), np.concatenate([y, ye])
+        Xa = ya = None
+        if X_aux is not None:
+            Xa, ya = _check_xy(X_aux, y_aux)
+            if ya is None or Xa.shape[1] != X.shape[1] or len(Xa) == 0:
+                raise MatdiscoError(f"auxiliary-fidelity rows need targets and {X.shape[1]} "
+                                    f"features, got {Xa.shape}")
+        if not np.isfinite(self.aux_weight) or self.aux_weight < 0:
+            raise MatdiscoError(f"aux_weight={self.aux_weight!r} must be >= 0")
         check_fine_tuning({"l2sp": self.l2sp, "freeze_layers": self.freeze_layers,
                            "probe_head": self.probe_head}, init is not None)
         if init is not None:
@@ -303,13 +409,43 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             assert yv is not None
             val = (self._xs(Xv), torch.from_numpy((yv - self.y_mean_) / self.y_std_).float())
         self.probe_: dict[str, float] = {}
+        # the auxiliary head starts as the initial (source) output layer, before any probe
+        aux_head = copy.deepcopy(_output_layer(self.network_)[1]) if Xa is not None else None
         if init is not None and self.probe_head:
             self.probe_ = self._probe_head(train)
-        l2sp = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
-        trainer = Trainer(self.network_, self.trainer_config(), loss_fn=self._loss_fn(),
-                          compute_loss=l2sp, run_dir=run_dir,
+        model: torch.nn.Module = self.network_
+        if aux_head is not None and Xa is not None and ya is not None:
+            wrapped = _FidelityHeads(self.network_, aux_head)
+            try:
+                with torch.no_grad():
+                    was = wrapped.training
+                    probe_out = wrapped.eval().net(train[0][:2])
+                    wrapped.train(was)
+            except RuntimeError as exc:
+                wrapped.unwrap()
+                raise MatdiscoError(f"multi-fidelity training: {self.arch!r} cannot be "
+                                    f"given a second output head ({exc})") from exc
+            if probe_out.ndim != 2 or probe_out.shape[1] != aux_head.in_features:
+                wrapped.unwrap()
+                raise MatdiscoError(f"multi-fidelity training: the last linear layer of "
+                                    f"{self.arch!r} is not its output layer")
+            model = wrapped
+            fid = torch.cat([torch.zeros(len(train[0]), dtype=torch.long),
+                             torch.ones(len(Xa), dtype=torch.long)])
+            train = (torch.cat([train[0], self._xs(Xa)]),
+                     torch.cat([train[1], torch.from_numpy(
+                         (ya - self.y_mean_) / self.y_std_).float()]), fid)
+            objective = self._fidelity_loss(wrapped, init is not None and self.l2sp > 0)
+        else:
+            objective = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
+        trainer = Trainer(model, self.trainer_config(), loss_fn=self._loss_fn(),
+                          compute_loss=objective, run_dir=run_dir,
                           checkpoint_name=checkpoint_name)
-        self.history_ = trainer.fit(train, val, resume=resume)
+        try:
+            self.history_ = trainer.fit(train, val, resume=resume)
+        finally:
+            if isinstance(model, _FidelityHeads):
+                self.network_ = model.unwrap()
         self.resumed_epochs_ = trainer.resumed_epochs  # epochs read from a checkpoint
         self.network_.cpu()
         return self

@@ -190,6 +190,24 @@ def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None
 _RESUME_FREE = ("estimator", "hyper.progress", "hyper.device")
 
 
+def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, te: np.ndarray | None,
+                     n_rows: int, seed: int) -> np.ndarray:
+    """Indices of the auxiliary-fidelity rows one member co-trains on: every row whose
+    composition this member does not evaluate (its fold ``te``, the test file, holdout
+    systems), then a seeded sample of ``n_rows`` of them (0: all)."""
+    never = set(aux["never"])
+    if te is not None:
+        never |= set(df["formula"].iloc[te].map(reduced_key))
+    allowed = np.flatnonzero(~np.isin(aux["keys"], list(never)))
+    if len(allowed) == 0:
+        raise MatdiscoError("multi-fidelity training: every auxiliary row is a composition "
+                            "that is evaluated; nothing is left to co-train on")
+    if 0 < n_rows < len(allowed):
+        rng = np.random.default_rng(seed + 104729)
+        allowed = np.sort(rng.choice(allowed, size=n_rows, replace=False))
+    return allowed
+
+
 def train_property(
     data: str | Path | pd.DataFrame,
     model: str = "elemnet",
@@ -209,6 +227,8 @@ def train_property(
     teacher: str | Path | None = None,
     n_synthetic: int = 0,
     overwrite: bool = False,
+    aux_data: str | Path | pd.DataFrame | None = None,
+    aux_rows: int = 0,
     **hyper: Any,
 ) -> Path:
     """Train a property model and write its run directory.
@@ -257,6 +277,16 @@ def train_property(
     overwrite : bool
         Replace a run that ``out`` already holds. Without it (and without ``resume``) an
         existing run is never touched: the call is refused before anything is written.
+    aux_data : str, Path or DataFrame, optional
+        Multi-fidelity co-training: rows of the same property at another fidelity (e.g.
+        DFT formation energies, ``mp_e_form``, beside the experimental enthalpies), with
+        the same ``formula_col`` / ``target_col`` and units. Each neural member trains
+        on its rows plus a sample of these through a second output head
+        (:meth:`NeuralRegressor.fit` ``X_aux``), weighted by the hyper-parameter
+        ``aux_weight``. Auxiliary rows whose composition is evaluated by that member (its
+        CV fold, the test file, holdout systems) are left out. Cleaned like ``data``.
+    aux_rows : int
+        Auxiliary rows sampled per member (0: all of them).
     **hyper
         Estimator hyper-parameters (``epochs``, ``batch_size``, ``lr``, ``n_estimators``...).
 
@@ -302,8 +332,33 @@ def train_property(
     ):
         raise MatdiscoError(f"no compound of holdout systems {holdout} in the data")
 
+    aux = None
+    if aux_data is not None:
+        if model == "rf":
+            raise MatdiscoError("multi-fidelity training (--aux-data) needs a neural model, "
+                                "not rf")
+        if aux_rows < 0:
+            raise MatdiscoError(f"aux_rows={aux_rows} must be >= 0 (0: all rows)")
+        aux_df, aux_source = _as_frame(aux_data, formula_col, target_col)
+        aux_cleaning = None
+        if clean:
+            aux_df, aux_cleaning = clean_dataset(aux_df)
+        aux = {"df": aux_df, "source": aux_source, "cleaning": aux_cleaning,
+               "keys": aux_df["formula"].map(reduced_key).to_numpy()}
+    elif aux_rows or "aux_weight" in hyper:
+        raise MatdiscoError(f"{'aux_rows' if aux_rows else 'aux_weight'} needs auxiliary "
+                            "data (--aux-data)")
+
     X_all = featurizer.transform(df["formula"].tolist())
     y_all = df["target"].to_numpy(dtype=np.float32)
+    if aux is not None:
+        aux["X"] = featurizer.transform(aux["df"]["formula"].tolist())
+        aux["y"] = aux["df"]["target"].to_numpy(dtype=np.float32)
+        # compositions no member may co-train on: holdout systems and the test file
+        never = set(df["formula"][hold_mask].map(reduced_key))
+        if test_df is not None:
+            never |= set(test_df["formula"].map(reduced_key))
+        aux["never"] = never
     train_pool = np.flatnonzero(~hold_mask)
     synthetic = _synthetic_rows(teacher, n_synthetic, cv, model, featurizer, df, X_all,
                                 train_pool, holdout, seed)
@@ -336,6 +391,9 @@ def train_property(
         "distillation": None if synthetic is None else {
             "teacher": str(teacher), "n_synthetic_requested": int(n_synthetic),
             "n_synthetic": int(len(synthetic[1])), "file": "synthetic.csv"},
+        "aux": None if aux is None else {
+            "source": aux["source"], "rows": int(len(aux["df"])),
+            "cleaning": aux["cleaning"], "rows_per_member": int(aux_rows)},
         "seed": seed,
         "hyper": {k: v for k, v in hyper.items()},
         "members": [name + ".safetensors" for name, _, _ in splits],
@@ -368,6 +426,9 @@ def train_property(
                 tr = np.sort(rng.choice(tr, size=max(2, int(round(train_fraction * len(tr)))),
                                         replace=False))
             est = make_estimator(model, feat_name, seed=seed + k, **hyper)
+            aux_idx = None
+            if aux is not None:
+                aux_idx = _aux_member_rows(aux, df, te, aux_rows, seed + k)
             if resume and wpath.exists():
                 est = _member_from_tensors(model, load_weights(wpath), featurizer.n_features,
                                            str(wpath), hyper)
@@ -380,14 +441,17 @@ def train_property(
                     est.fit(X_all[tr], y_all[tr], init=init_t, run_dir=run.path,
                             checkpoint_name=f"checkpoint_{name}", resume=resume,
                             X_extra=None if synthetic is None else synthetic[0],
-                            y_extra=None if synthetic is None else synthetic[1])
+                            y_extra=None if synthetic is None else synthetic[1],
+                            X_aux=None if aux_idx is None else aux["X"][aux_idx],
+                            y_aux=None if aux_idx is None else aux["y"][aux_idx])
                 train_time += time.perf_counter() - t0
                 hist = getattr(est, "history_", [])
                 # a resumed fit: count the epochs of the interrupted process too, with their
                 # logged times, so that the time and the samples/s cover the whole training
                 train_time += sum(h.get("seconds", 0.0)
                                   for h in hist[:getattr(est, "resumed_epochs_", 0)])
-                n_extra = 0 if synthetic is None else len(synthetic[1])
+                n_extra = (0 if synthetic is None else len(synthetic[1])) + (
+                    0 if aux_idx is None else len(aux_idx))
                 n_seen += (len(tr) + n_extra) * (len(hist) or 1)
                 run.save_weights(name, est.state_tensors())
                 ck = run / f"checkpoint_{name}.safetensors"
