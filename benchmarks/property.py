@@ -266,7 +266,8 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                    tl_l2sp: float = 0.0, tl_freeze: int = 0,
                    val_fraction: float | None = None, tl_probe: bool = False,
                    ema: float | None = None, tl_batch_size: int = 64,
-                   tl_aux_rows: int | None = None, tl_aux_weight: float = 1.0) -> None:
+                   tl_aux_rows: int | None = None, tl_aux_weight: float = 1.0,
+                   tl_aux_select: str = "random") -> None:
     exp = "exp_formation_enthalpy"
     src_cfg = json.loads((source / "config.json").read_text())
     model = src_cfg["model"]  # SC and TL use the source's architecture and features
@@ -282,7 +283,8 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
               + ("" if not tl_freeze else f"_fz{tl_freeze}")
               + ("_lp" if tl_probe else "") + ("" if ema is None else f"_ema{ema:g}")
               + ("" if tl_batch_size == 64 else f"_bs{tl_batch_size}")
-              + ("" if tl_aux_rows is None else f"_aux{tl_aux_rows}_aw{tl_aux_weight:g}"))
+              + ("" if tl_aux_rows is None else f"_aux{tl_aux_rows}_aw{tl_aux_weight:g}"
+                 + ("" if tl_aux_select == "random" else "_own")))
     sc_hyper = {**hyper, "lr": 1e-3}
     tl_hyper = {**hyper, "dropout_scale": tl_dropout_scale, "batch_size": tl_batch_size,
                 **({"l2sp": tl_l2sp} if tl_l2sp else {}),
@@ -290,7 +292,7 @@ def stage_transfer(runs: Path, source: Path, epochs: int, folds: int,
                 **({"probe_head": True} if tl_probe else {})}
     if tl_aux_rows is not None:  # multi-fidelity fine-tuning: MP rows beside the exp rows
         tl_hyper.update(aux_data=mp_split()[0], aux_rows=tl_aux_rows,
-                        aux_weight=tl_aux_weight)
+                        aux_weight=tl_aux_weight, aux_select=tl_aux_select)
     for part, tag, init in (("sc", sc_tag, None), ("tl", tl_tag, source)):
         t0 = time.time()
         done = (runs / tag / "metrics.json").exists()
@@ -458,6 +460,9 @@ def main() -> None:
                          "fold's own compositions) through a second output head")
     ap.add_argument("--tl-aux-weight", type=float, default=1.0,
                     help="with --tl-aux-rows: loss weight of an MP row")
+    ap.add_argument("--tl-aux-select", choices=["random", "train-first"], default="random",
+                    help="with --tl-aux-rows: which MP rows (train-first: those of the "
+                         "fold's training compositions first)")
     ap.add_argument("--tl-freeze", type=int, default=0,
                     help="fine-tuning: linear layers (from the input) kept at the source's")
     ap.add_argument("--reuse", choices=["none", "scratch", "all"], default="none",
@@ -501,7 +506,7 @@ def main() -> None:
                        a.tl_lr, a.reuse, a.suffix, tuple(a.parts.split(",")), a.seed,
                        a.tl_dropout_scale, a.sc_suffix, a.tl_l2sp,
                        a.tl_freeze, a.val_fraction, a.tl_probe, a.ema, a.tl_batch_size,
-                       a.tl_aux_rows, a.tl_aux_weight)
+                       a.tl_aux_rows, a.tl_aux_weight, a.tl_aux_select)
     elif a.stage == "headline":
         stage_headline()
     elif a.stage == "ensemble":

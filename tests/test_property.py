@@ -361,10 +361,17 @@ def test_auxiliary_fidelity_rows_skip_evaluated_compositions(tiny_df: pd.DataFra
     train_property(tiny_df, model="mlp", out=tmp_path / "mf2", cv=2, aux_data=aux,
                    aux_rows=5, **FAST)
     assert [len(Xa) for _, Xa, _ in seen] == [5, 5]
+    # train-first: the member's own training compositions before any other row
+    seen.clear()
+    train_property(tiny_df, model="mlp", out=tmp_path / "mf3", cv=2, aux_data=aux,
+                   aux_rows=20, aux_select="train-first", **FAST)
+    for X, Xa, _ in seen:
+        assert (np.abs(Xa[:, None, :] - X[None]).sum(-1) < 1e-6).any(1).all()
     for bad, match in ((dict(model="rf", aux_data=aux), "needs a neural model"),
                        (dict(model="mlp", aux_rows=5), "aux_rows needs auxiliary data"),
                        (dict(model="mlp", aux_weight=2.0), "aux_weight needs auxiliary"),
                        (dict(model="mlp", aux_data=aux, aux_rows=-1), "aux_rows=-1"),
+                       (dict(model="mlp", aux_data=aux, aux_select="near"), "aux_select"),
                        (dict(model="mlp", aux_data=aux, aux_weight=-1.0), "aux_weight=-1.0")):
         with pytest.raises(MatdiscoError, match=match):
             train_property(tiny_df, out=tmp_path / "bad", cv=2,

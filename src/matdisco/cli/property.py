@@ -34,6 +34,9 @@ def train(
                                  "dropped afterwards; rows of evaluated compositions are "
                                  "left out."),
     aux_rows: int = typer.Option(0, help="With --aux-data: rows sampled per member (0: all)."),
+    aux_select: str = typer.Option("random", help="With --aux-rows: random, or "
+                                   "train-first (the auxiliary rows of each member's own "
+                                   "training compositions first)."),
     aux_weight: float = typer.Option(None, help="With --aux-data: loss weight of an "
                                      "auxiliary row (default 1)."),
     out: Path = typer.Option(Path("runs/property"), help="Run directory."),
@@ -79,7 +82,7 @@ def train(
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
                          teacher=teacher, n_synthetic=n_synthetic, aux_data=aux_data,
-                         aux_rows=aux_rows,
+                         aux_rows=aux_rows, aux_select=aux_select,
                          formula_col=formula, target_col=target, seed=seed, resume=resume,
                          overwrite=overwrite, n_estimators=n_estimators, device=device,
                          progress=True, **hyper)

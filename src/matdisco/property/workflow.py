@@ -190,11 +190,17 @@ def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None
 _RESUME_FREE = ("estimator", "hyper.progress", "hyper.device")
 
 
-def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, te: np.ndarray | None,
-                     n_rows: int, seed: int) -> np.ndarray:
-    """Indices of the auxiliary-fidelity rows one member co-trains on: every row whose
-    composition this member does not evaluate (its fold ``te``, the test file, holdout
-    systems), then a seeded sample of ``n_rows`` of them (0: all)."""
+def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, tr: np.ndarray,
+                     te: np.ndarray | None, n_rows: int, select: str, seed: int
+                     ) -> np.ndarray:
+    """Indices of the auxiliary-fidelity rows one member co-trains on.
+
+    Every row whose composition this member does not evaluate (its fold ``te``, the test
+    file, holdout systems) is a candidate. ``n_rows`` of them are kept (0: all): a seeded
+    random sample (``select="random"``), or first the rows of the member's own training
+    compositions ``tr`` (paired fidelities), then a random sample of the rest
+    (``"train-first"``).
+    """
     never = set(aux["never"])
     if te is not None:
         never |= set(df["formula"].iloc[te].map(reduced_key))
@@ -204,7 +210,11 @@ def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, te: np.ndarray | Non
                             "that is evaluated; nothing is left to co-train on")
     if 0 < n_rows < len(allowed):
         rng = np.random.default_rng(seed + 104729)
-        allowed = np.sort(rng.choice(allowed, size=n_rows, replace=False))
+        order = rng.permutation(allowed)
+        if select == "train-first":
+            own = np.isin(aux["keys"][order], df["formula"].iloc[tr].map(reduced_key))
+            order = np.concatenate([order[own], order[~own]])
+        allowed = np.sort(order[:n_rows])
     return allowed
 
 
@@ -229,6 +239,7 @@ def train_property(
     overwrite: bool = False,
     aux_data: str | Path | pd.DataFrame | None = None,
     aux_rows: int = 0,
+    aux_select: str = "random",
     **hyper: Any,
 ) -> Path:
     """Train a property model and write its run directory.
@@ -287,6 +298,9 @@ def train_property(
         CV fold, the test file, holdout systems) are left out. Cleaned like ``data``.
     aux_rows : int
         Auxiliary rows sampled per member (0: all of them).
+    aux_select : str
+        How ``aux_rows`` are chosen: ``"random"``, or ``"train-first"`` (the rows of the
+        member's own training compositions first, then random ones).
     **hyper
         Estimator hyper-parameters (``epochs``, ``batch_size``, ``lr``, ``n_estimators``...).
 
@@ -339,6 +353,9 @@ def train_property(
                                 "not rf")
         if aux_rows < 0:
             raise MatdiscoError(f"aux_rows={aux_rows} must be >= 0 (0: all rows)")
+        if aux_select not in ("random", "train-first"):
+            raise MatdiscoError(f"aux_select={aux_select!r}: choose 'random' or "
+                                "'train-first'")
         aux_df, aux_source = _as_frame(aux_data, formula_col, target_col)
         aux_cleaning = None
         if clean:
@@ -393,7 +410,8 @@ def train_property(
             "n_synthetic": int(len(synthetic[1])), "file": "synthetic.csv"},
         "aux": None if aux is None else {
             "source": aux["source"], "rows": int(len(aux["df"])),
-            "cleaning": aux["cleaning"], "rows_per_member": int(aux_rows)},
+            "cleaning": aux["cleaning"], "rows_per_member": int(aux_rows),
+            "select": aux_select},
         "seed": seed,
         "hyper": {k: v for k, v in hyper.items()},
         "members": [name + ".safetensors" for name, _, _ in splits],
@@ -428,7 +446,7 @@ def train_property(
             est = make_estimator(model, feat_name, seed=seed + k, **hyper)
             aux_idx = None
             if aux is not None:
-                aux_idx = _aux_member_rows(aux, df, te, aux_rows, seed + k)
+                aux_idx = _aux_member_rows(aux, df, tr, te, aux_rows, aux_select, seed + k)
             if resume and wpath.exists():
                 est = _member_from_tensors(model, load_weights(wpath), featurizer.n_features,
                                            str(wpath), hyper)
