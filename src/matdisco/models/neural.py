@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from matdisco import MatdiscoError
@@ -188,12 +187,13 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             dropout_anneal_epochs=self.dropout_anneal_epochs, dropout_scale=self.dropout_scale,
         )
 
-    def _loss_fn(self) -> torch.nn.Module:
-        losses = {"l1": torch.nn.L1Loss(), "mse": torch.nn.MSELoss(),
-                  "huber": torch.nn.SmoothL1Loss(beta=0.1)}
+    def _loss_fn(self, reduction: str = "mean") -> torch.nn.Module:
+        losses = {"l1": torch.nn.L1Loss, "mse": torch.nn.MSELoss,
+                  "huber": lambda reduction: torch.nn.SmoothL1Loss(reduction=reduction,
+                                                                   beta=0.1)}
         if self.loss not in losses:
             raise MatdiscoError(f"unknown loss {self.loss!r}; choose from {sorted(losses)}")
-        return losses[self.loss]
+        return losses[self.loss](reduction=reduction)
 
     @staticmethod
     def _l2sp_penalty(module: torch.nn.Module) -> Any:
@@ -210,55 +210,50 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
 
         return penalty
 
-    def _l2sp_loss(self) -> Any:
-        """``compute_loss`` for the trainer: the loss plus the L2-SP penalty toward the
-        current (source) weights while training; the plain loss in eval mode."""
-        loss_fn, lam = self._loss_fn(), float(self.l2sp)
-        penalty = self._l2sp_penalty(self.network_)
+    def _objective(self, module: torch.nn.Module, fit: Any, l2sp: bool) -> Any:
+        """``compute_loss`` for the trainer: ``fit(model, batch)`` (a loss, or a loss and
+        extra logs), plus, with ``l2sp`` and while training, the L2-SP penalty toward the
+        current (source) weights of ``module``. Whenever logs are returned, the fit term
+        is logged apart as ``fit_loss``."""
+        lam = float(self.l2sp)
+        penalty = self._l2sp_penalty(module) if l2sp else None
 
         def compute(model: torch.nn.Module, batch: Any) -> Any:
-            fit = loss_fn(model(batch[0]), batch[1])
-            if not model.training:
-                return fit
-            pen = penalty()
-            return fit + lam * pen, {"fit_loss": float(fit.detach()),
-                                      "l2sp": float(pen.detach())}
+            out = fit(model, batch)
+            loss, logs = out if isinstance(out, tuple) else (out, None)
+            total = loss
+            if penalty is not None and model.training:
+                pen = penalty()
+                total = loss + lam * pen
+                logs = {**(logs or {}), "l2sp": float(pen.detach())}
+            if logs is None:
+                return total
+            return total, {"fit_loss": float(loss.detach()), **logs}
 
         return compute
 
-    def _fidelity_loss(self, model: _FidelityHeads, l2sp: bool) -> Any:
-        """``compute_loss`` of multi-fidelity training: batches are ``(x, y, fidelity)``
-        (0: target rows, 1: auxiliary rows, weighted by ``aux_weight``); each row's
-        error is taken on its fidelity's head. Validation batches ``(x, y)`` are target
-        rows. With ``l2sp`` the penalty covers both heads."""
-        self._loss_fn()  # validates the name
-        per_row = {"l1": F.l1_loss, "mse": F.mse_loss,
-                   "huber": lambda a, b, reduction: F.smooth_l1_loss(
-                       a, b, reduction=reduction, beta=0.1)}[self.loss]
-        w_aux, lam = float(self.aux_weight), float(self.l2sp)
-        penalty = self._l2sp_penalty(model) if l2sp else None
+    def _fidelity_fit(self) -> Any:
+        """The fit term of multi-fidelity training: batches are ``(x, y, fidelity)`` (0:
+        target rows, 1: auxiliary rows, weighted by ``aux_weight``); each row's error is
+        taken on its fidelity's head. Validation batches ``(x, y)`` are target rows."""
+        per_row, mean = self._loss_fn("none"), self._loss_fn()
+        w_aux = float(self.aux_weight)
 
-        def compute(model: torch.nn.Module, batch: Any) -> Any:
+        def fit(model: torch.nn.Module, batch: Any) -> Any:
             out = model(batch[0])
             if len(batch) < 3:
-                return per_row(out[:, 0], batch[1], reduction="mean")
+                return mean(out[:, 0], batch[1])
             is_aux = batch[2] > 0
-            pred = torch.where(is_aux, out[:, 1], out[:, 0])
-            err = per_row(pred, batch[1], reduction="none")
+            err = per_row(torch.where(is_aux, out[:, 1], out[:, 0]), batch[1])
             weight = torch.where(is_aux, torch.full_like(err, w_aux), torch.ones_like(err))
-            fit = (weight * err).sum() / len(err)
-            logs = {"fit_loss": float(fit.detach())}
+            logs = {}
             if (~is_aux).any():
                 logs["target_loss"] = float(err[~is_aux].mean().detach())
             if is_aux.any():
                 logs["aux_loss"] = float(err[is_aux].mean().detach())
-            if penalty is not None and model.training:
-                pen = penalty()
-                logs["l2sp"] = float(pen.detach())
-                return fit + lam * pen, logs
-            return fit, logs
+            return (weight * err).sum() / len(err), logs
 
-        return compute
+        return fit
 
     def _freeze(self, n: int) -> None:
         linears = [m for m in self.network_.modules() if isinstance(m, torch.nn.Linear)]
@@ -414,30 +409,33 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         if init is not None and self.probe_head:
             self.probe_ = self._probe_head(train)
         model: torch.nn.Module = self.network_
-        if aux_head is not None and Xa is not None and ya is not None:
-            wrapped = _FidelityHeads(self.network_, aux_head)
+        l2sp = init is not None and self.l2sp > 0
+        objective = None
+        if aux_head is not None:
+            assert Xa is not None and ya is not None
+            model = _FidelityHeads(self.network_, aux_head)
             try:
                 with torch.no_grad():
-                    was = wrapped.training
-                    probe_out = wrapped.eval().net(train[0][:2])
-                    wrapped.train(was)
+                    was = model.training
+                    shape = tuple(model.eval()(train[0][:2]).shape)
+                    model.train(was)
             except RuntimeError as exc:
-                wrapped.unwrap()
-                raise MatdiscoError(f"multi-fidelity training: {self.arch!r} cannot be "
-                                    f"given a second output head ({exc})") from exc
-            if probe_out.ndim != 2 or probe_out.shape[1] != aux_head.in_features:
-                wrapped.unwrap()
-                raise MatdiscoError(f"multi-fidelity training: the last linear layer of "
-                                    f"{self.arch!r} is not its output layer")
-            model = wrapped
+                shape = (str(exc),)
+            if shape != (min(2, len(train[0])), 2):
+                self.network_ = model.unwrap()
+                raise MatdiscoError(f"multi-fidelity training: {self.arch!r} cannot be given "
+                                    f"a second output head (its last linear layer is not "
+                                    f"its output layer: {shape})")
             fid = torch.cat([torch.zeros(len(train[0]), dtype=torch.long),
                              torch.ones(len(Xa), dtype=torch.long)])
             train = (torch.cat([train[0], self._xs(Xa)]),
                      torch.cat([train[1], torch.from_numpy(
                          (ya - self.y_mean_) / self.y_std_).float()]), fid)
-            objective = self._fidelity_loss(wrapped, init is not None and self.l2sp > 0)
-        else:
-            objective = self._l2sp_loss() if init is not None and self.l2sp > 0 else None
+            objective = self._objective(model, self._fidelity_fit(), l2sp)
+        elif l2sp:
+            loss_fn = self._loss_fn()
+            objective = self._objective(self.network_, lambda m, b: loss_fn(m(b[0]), b[1]),
+                                        True)
         trainer = Trainer(model, self.trainer_config(), loss_fn=self._loss_fn(),
                           compute_loss=objective, run_dir=run_dir,
                           checkpoint_name=checkpoint_name)

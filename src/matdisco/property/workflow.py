@@ -190,9 +190,8 @@ def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None
 _RESUME_FREE = ("estimator", "hyper.progress", "hyper.device")
 
 
-def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, tr: np.ndarray,
-                     te: np.ndarray | None, n_rows: int, select: str, seed: int
-                     ) -> np.ndarray:
+def _aux_member_rows(aux: dict[str, Any], tr: np.ndarray, te: np.ndarray | None,
+                     n_rows: int, select: str, seed: int) -> np.ndarray:
     """Indices of the auxiliary-fidelity rows one member co-trains on.
 
     Every row whose composition this member does not evaluate (its fold ``te``, the test
@@ -203,7 +202,7 @@ def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, tr: np.ndarray,
     """
     never = set(aux["never"])
     if te is not None:
-        never |= set(df["formula"].iloc[te].map(reduced_key))
+        never |= set(aux["data_keys"][te])
     allowed = np.flatnonzero(~np.isin(aux["keys"], list(never)))
     if len(allowed) == 0:
         raise MatdiscoError("multi-fidelity training: every auxiliary row is a composition "
@@ -212,7 +211,7 @@ def _aux_member_rows(aux: dict[str, Any], df: pd.DataFrame, tr: np.ndarray,
         rng = np.random.default_rng(seed + 104729)
         order = rng.permutation(allowed)
         if select == "train-first":
-            own = np.isin(aux["keys"][order], df["formula"].iloc[tr].map(reduced_key))
+            own = np.isin(aux["keys"][order], aux["data_keys"][tr])
             order = np.concatenate([order[own], order[~own]])
         allowed = np.sort(order[:n_rows])
     return allowed
@@ -371,8 +370,9 @@ def train_property(
     if aux is not None:
         aux["X"] = featurizer.transform(aux["df"]["formula"].tolist())
         aux["y"] = aux["df"]["target"].to_numpy(dtype=np.float32)
+        aux["data_keys"] = df["formula"].map(reduced_key).to_numpy()
         # compositions no member may co-train on: holdout systems and the test file
-        never = set(df["formula"][hold_mask].map(reduced_key))
+        never = set(aux["data_keys"][hold_mask])
         if test_df is not None:
             never |= set(test_df["formula"].map(reduced_key))
         aux["never"] = never
@@ -446,7 +446,7 @@ def train_property(
             est = make_estimator(model, feat_name, seed=seed + k, **hyper)
             aux_idx = None
             if aux is not None:
-                aux_idx = _aux_member_rows(aux, df, tr, te, aux_rows, aux_select, seed + k)
+                aux_idx = _aux_member_rows(aux, tr, te, aux_rows, aux_select, seed + k)
             if resume and wpath.exists():
                 est = _member_from_tensors(model, load_weights(wpath), featurizer.n_features,
                                            str(wpath), hyper)
