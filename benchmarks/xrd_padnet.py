@@ -115,7 +115,8 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
                          "epochs_max": args.epochs, "background_window": f_bg, **common})
         recs.append({"task": task, "model": f"padnet{suffix}", "metric": "seconds_per_image",
                      "value": res["seconds_per_image"], "unit": "s",
-                     "note": f"one image at a time, CPU, 1 thread, {args.cpu_note}",
+                     "note": f"one image at a time, CPU, {torch.get_num_threads()} thread(s), "
+                             f"{args.cpu_note}",
                      **common})
         print(f"{task} padnet ({filters}) cv time {dt:.0f} s, "
               f"{res['seconds_per_image'] * 1e3:.1f} ms per image", flush=True)

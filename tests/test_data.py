@@ -141,3 +141,34 @@ def test_optimade_recorded_response() -> None:
     assert "page_limit" in calls[0] and calls[1].endswith("page2")
     with pytest.raises(MatdiscoError):
         parse_optimade_response({"data": []}, "_x_ef")
+
+
+def test_load_table_refuses_other_file_types(tmp_path) -> None:
+    df = pd.DataFrame({"formula": ["Fe2O3", "NaCl"], "target": [1.0, 2.0]})
+    js = tmp_path / "d.json"
+    df.to_json(js)  # read as CSV this used to say "the file has no data rows"
+    with pytest.raises(MatdiscoError, match=r"d.json: unsupported file type '.json'"):
+        load_table(js)
+    with pytest.raises(MatdiscoError, match="is a directory"):
+        load_table(tmp_path)
+    gz = tmp_path / "d.csv.gz"
+    df.to_csv(gz, index=False)
+    assert load_table(gz)["formula"].tolist() == ["Fe2O3", "NaCl"]
+    up = tmp_path / "D.PARQUET"  # upper-case suffix: still Parquet, not read as CSV
+    df.to_parquet(up)
+    assert len(load_table(up)) == 2
+
+
+def test_numeric_formula_column_is_named_as_such(tmp_path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("formula,target\n1.5,1\n2.5,2\n")
+    with pytest.raises(MatdiscoError, match="row 0: formula 1.5 is a number, not a chemical"):
+        load_table(p)
+
+
+def test_clean_keeps_rows_when_there_is_no_spread() -> None:
+    # one composition left after the duplicates step: its std is NaN, which used to
+    # mark the only row an outlier and empty the data set
+    df = pd.DataFrame({"formula": ["Fe2O3", "Fe4O6", "Fe2O3"], "target": [-1.0, -1.1, -0.9]})
+    out, report = clean_dataset(df)
+    assert out["target"].tolist() == [-1.1] and report["outliers"] == 0

@@ -105,3 +105,42 @@ def test_propose_command(tmp_path) -> None:
     r = runner.invoke(app, [*again, "--overwrite"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p" / "proposals.csv").read_text().count("\n") == 3
+
+
+def test_out_of_range_budget_is_refused(tmp_path) -> None:
+    base = ["bench", "--task", "sinewave", "--method", "na", "--seeds", "1", "--n-train",
+            "30", "--n-targets", "2", "--n-single", "2", "--t-max", "1",
+            "--out", str(tmp_path / "b")]
+    # --first-seed -1 was a NumPy traceback; --epochs 0 silently trained 100 epochs;
+    # --param epochs=... was a TypeError (epochs given twice)
+    for extra, msg in ((["--first-seed", "-1"], "first_seed"),
+                       (["--epochs", "0"], "epochs must be"),
+                       (["--min-steps", "-5"], "min_steps must be"),
+                       (["-p", "epochs=0"], "epochs must be"),
+                       (["-p", "na.forward_epochs=0"], "forward_epochs must be")):
+        r = runner.invoke(app, base + extra)
+        assert r.exit_code == 2 and msg in r.output, (extra, r.output)
+        assert not (tmp_path / "b").exists()
+    r = runner.invoke(app, ["propose", "--task", "sinewave", "--method", "na", "--target",
+                            "1", "--n-train", "30", "--epochs", "0", "--out",
+                            str(tmp_path / "p")])
+    assert r.exit_code == 2 and "epochs must be" in r.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_propose_failed_overwrite_keeps_the_old_run(tmp_path, monkeypatch) -> None:
+    from matdisco.inverse.tasks import Sinewave
+
+    args = ["propose", "--task", "sinewave", "--method", "mdn", "--target", "1.2", "--n",
+            "2", "--n-train", "60", "--epochs", "1", "--min-steps", "0", "--out",
+            str(tmp_path / "p")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    before = {f.name: f.read_bytes() for f in (tmp_path / "p").iterdir()}
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # the job is killed before the new run is complete
+
+    monkeypatch.setattr(Sinewave, "dataset", killed)
+    runner.invoke(app, [*args, "--overwrite"])
+    assert {f.name: f.read_bytes() for f in (tmp_path / "p").iterdir()} == before

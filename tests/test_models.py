@@ -421,3 +421,31 @@ def test_auxiliary_fidelity_rows_train_a_second_head_that_is_dropped() -> None:
         NeuralRegressor(epochs=1, **kw).fit(X, y, X_aux=Xa[:, :3], y_aux=ya)
     with pytest.raises(MatdiscoError, match="auxiliary-fidelity rows need"):
         NeuralRegressor(epochs=1, **kw).fit(X, y, X_aux=Xa, y_aux=None)
+
+
+def test_bad_device_and_forest_settings_raise_clear_errors() -> None:
+    with pytest.raises(MatdiscoError, match="device='tpu' is not a device"):
+        NeuralRegressor(device="tpu").trainer_config()
+    X, y = np.random.default_rng(0).random((10, 3)), np.arange(10.0)
+    for kwargs, match in ((dict(n_estimators=0), "n_estimators=0"),
+                          (dict(min_samples_leaf=0), "min_samples_leaf=0"),
+                          (dict(max_features=0.0), "max_features=0.0")):
+        with pytest.raises(MatdiscoError, match=match):
+            ForestRegressor(**kwargs).fit(X, y)
+    assert ForestRegressor(n_estimators=2, max_features="sqrt", n_jobs=1).fit(X, y)
+
+
+def test_weights_with_nan_values_are_refused() -> None:
+    x, y = _toy(32)
+    est = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [8]}, epochs=1, batch_size=16,
+                          device="cpu").fit(x.numpy(), y.numpy())
+    for key in ("scaler.y", "net." + next(iter(est.network_.state_dict()))):
+        bad = est.state_tensors()
+        bad[key] = bad[key].clone().fill_(float("nan"))  # predictions would all be NaN
+        with pytest.raises(MatdiscoError, match=f"tensor '{key}' holds NaN"):
+            NeuralRegressor(arch="mlp", arch_kwargs={"widths": [8]}).load_state_tensors(bad)
+    f = ForestRegressor(n_estimators=2, n_jobs=1).fit(x.numpy(), y.numpy())
+    bad = f.state_tensors()
+    bad["rf.value"] = bad["rf.value"].clone().fill_(float("inf"))
+    with pytest.raises(MatdiscoError, match="corrupt"):
+        ForestRegressor().load_state_tensors(bad)

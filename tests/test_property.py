@@ -395,3 +395,128 @@ def test_cli_multi_fidelity_flags(tiny_df: pd.DataFrame, tmp_path) -> None:
                                                str(tmp_path / "bad")])
     assert res.exit_code != 0 and "aux_rows needs auxiliary data" in res.output
     assert not (tmp_path / "bad").exists()
+
+
+def _edit_config(run, **changes) -> None:
+    cfg = json.loads((run / "config.json").read_text())
+    for key, value in changes.items():
+        node = cfg
+        *path, last = key.split("__")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    (run / "config.json").write_text(json.dumps(cfg))
+
+
+def test_gpu_trained_run_predicts_on_a_machine_without_it(tiny_df: pd.DataFrame,
+                                                          tmp_path) -> None:
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", **FAST)
+    want = load_run(run).predict(["Fe2O3"])[0]
+    # as written by `matdisco train --device cuda` on a GPU machine (here: maybe none)
+    _edit_config(run, hyper__device="cuda")
+    np.testing.assert_allclose(load_run(run).predict(["Fe2O3"])[0], want, rtol=1e-6)
+    forms = tmp_path / "f.csv"
+    forms.write_text("formula\nFe2O3\n")
+    res = CliRunner().invoke(app, ["predict", str(run), str(forms), "--out",
+                                   str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+
+
+def test_load_run_refuses_a_config_of_wrong_types(tiny_df: pd.DataFrame, tmp_path) -> None:
+    import shutil
+
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", **FAST)
+    elements = json.loads((run / "config.json").read_text())["features"]["elements"]
+    forms = tmp_path / "f.csv"
+    forms.write_text("formula\nFe2O3\n")
+    for i, (change, match) in enumerate((
+            (dict(model=["mlp"]), "field 'model'"),
+            (dict(model=None), "field 'model'"),
+            (dict(members="model.safetensors"), "field 'members'"),
+            (dict(members=[3]), "field 'members'"),
+            (dict(members=None), "field 'members'"),
+            (dict(members=["../r/model.safetensors"]), "inside the run directory"),
+            (dict(hyper=[1]), "field 'hyper'"),
+            (dict(hyper__arch_kwargs=5), "arch_kwargs"),
+            (dict(features__elements=5), "element list"),
+            (dict(features__elements=elements[:-1] + ["Xq"]), "'Xq' is not an element"),
+            # a repeated element would silently swap the columns of the trained model
+            (dict(features__elements=elements[:-1] + ["Fe"]), "'Fe' appears twice"))):
+        bad = tmp_path / f"bad{i}"
+        shutil.copytree(run, bad)
+        _edit_config(bad, **change)
+        with pytest.raises(MatdiscoError, match=match):
+            load_run(bad)
+        res = CliRunner().invoke(app, ["predict", str(bad), str(forms), "--out",
+                                       str(tmp_path / "p.csv")])
+        assert res.exit_code == 2 and "config.json" in res.output, (change, res.output)
+        assert not (tmp_path / "p.csv").exists()
+
+
+def test_report_and_evaluate_refuse_broken_runs(tiny_df: pd.DataFrame, tmp_path) -> None:
+    import shutil
+
+    runner = CliRunner()
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", **FAST)
+    for cmd in ("report", "evaluate"):
+        res = runner.invoke(app, [cmd, str(tmp_path / "nope")])
+        assert res.exit_code == 2 and "run directory not found" in res.output
+        assert not (tmp_path / "nope").exists()  # never created
+    cases = {"no_preds": lambda r: (r / "predictions.csv").unlink(),
+             "empty_preds": lambda r: (r / "predictions.csv").write_text(""),
+             "garbage_preds": lambda r: (r / "predictions.csv").write_text("x\n1\n"),
+             "nan_pred": lambda r: pd.read_csv(r / "predictions.csv").assign(
+                 prediction=lambda d: d["prediction"].where(d.index != 2))
+             .to_csv(r / "predictions.csv", index=False),
+             "no_metrics": lambda r: (r / "metrics.json").unlink(),
+             "list_metrics": lambda r: (r / "metrics.json").write_text("[1]"),
+             "no_rmse": lambda r: (r / "metrics.json").write_text('{"train": {"mae": "x"}}')}
+    for name, breaks in cases.items():
+        bad = tmp_path / name
+        shutil.copytree(run, bad)
+        breaks(bad)
+        before = (bad / "parity.png").read_bytes()
+        res = runner.invoke(app, ["report", str(bad)])
+        assert res.exit_code == 2 and "error:" in res.output, (name, res.output)
+        assert (bad / "parity.png").read_bytes() == before  # nothing rewritten
+        if name == "nan_pred":
+            assert "row 2: prediction is 'nan'" in res.output
+        if "metrics" in name or name == "no_rmse":
+            res = runner.invoke(app, ["evaluate", str(bad)])
+            assert res.exit_code == 2 and "metrics.json" in res.output, (name, res.output)
+
+
+def test_predict_refuses_a_bad_output_path(tiny_df: pd.DataFrame, tmp_path) -> None:
+    run = train_property(tiny_df, model="mlp", out=tmp_path / "r", **FAST)
+    forms = tmp_path / "f.csv"
+    forms.write_text("formula\nFe2O3\n")
+    (tmp_path / "outdir").mkdir()
+    for out, match in ((tmp_path / "outdir", "is a directory"),
+                       (tmp_path / "p.xlsx", "unsupported output file type")):
+        res = CliRunner().invoke(app, ["predict", str(run), str(forms), "--out", str(out)])
+        assert res.exit_code == 2 and match in res.output, res.output
+    assert not (tmp_path / "p.xlsx").exists() and not list((tmp_path / "outdir").iterdir())
+
+
+def test_bad_device_and_forest_settings_are_refused_before_writing(tiny_df: pd.DataFrame,
+                                                                  tmp_path) -> None:
+    for kwargs, match in ((dict(model="mlp", **{**FAST, "device": "tpu"}), "device='tpu'"),
+                          (dict(model="rf", n_estimators=0), "n_estimators=0"),
+                          (dict(model="rf", n_estimators=5, min_samples_leaf=0),
+                           "min_samples_leaf=0")):
+        with pytest.raises(MatdiscoError, match=match):
+            train_property(tiny_df, out=tmp_path / "bad", **kwargs)
+        assert not (tmp_path / "bad").exists()
+
+
+def test_no_training_rows_left_is_refused_before_writing(tmp_path) -> None:
+    single = tmp_path / "single.csv"
+    single.write_text("formula,target\nFe,0\nO,0\nNi,0\n")  # cleaning drops every row
+    res = CliRunner().invoke(app, ["train", "--data", str(single), "--epochs", "1",
+                                   "--device", "cpu", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "no training rows left" in res.output, res.output
+    assert "'single_element': 3" in res.output and not (tmp_path / "r").exists()
+    df = pd.DataFrame({"formula": ["FeO", "Fe2O3"], "target": [-1.0, -1.1]})
+    with pytest.raises(MatdiscoError, match=r"holdout systems \['Fe-O'\] take all 2 rows"):
+        train_property(df, model="rf", out=tmp_path / "r", holdout=["Fe-O"], n_estimators=2)
+    assert not (tmp_path / "r").exists()

@@ -405,3 +405,54 @@ def test_cli_digits_demo(tmp_path, monkeypatch) -> None:
     r = CliRunner().invoke(app, ["digits", "--out", str(tmp_path / "bad"),
                                  "--train-per-class", "500"])
     assert r.exit_code != 0 and "at most 499" in r.output
+
+
+def test_cli_bad_labels_runs_and_failed_overwrite(tmp_path, monkeypatch) -> None:
+    from matdisco.cli.refine import app
+
+    X, y = _toy(40)
+    np.savez(tmp_path / "ideal.npz", X=X, y=y)
+    np.savez(tmp_path / "ideal_float.npz", X=X, y=y + 0.5)
+    Xi, yi = _toy(12, seed=4, noise=0.02)
+    np.savez(tmp_path / "imp.npz", X=Xi, y=yi)
+    run = tmp_path / "run"
+    args = ["train", "--imperfect", str(tmp_path / "imp.npz"), "--out", str(run),
+            "--clf-epochs", "1", "--epochs", "1"]
+    # non-integer labels used to be truncated silently (0.5 -> class 0)
+    r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal_float.npz")])
+    assert r.exit_code == 2 and "ideal_float.npz: row 0" in r.output, r.output
+    assert not run.exists()
+    r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz")])
+    assert r.exit_code == 0, r.output
+    # refused without advice to use a --resume flag that the command does not have
+    r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz")])
+    assert r.exit_code == 2 and "--overwrite" in r.output and "--resume" not in r.output
+    # a killed --overwrite leaves the old run whole and no staging folder
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ImitationRefiner, "fit", killed)
+    CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz"), "--overwrite"])
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    monkeypatch.undo()
+    # evaluate: labels of the wrong length and NaN true signals are clear errors
+    np.savez(tmp_path / "short_y.npz", X=Xi, y=yi[:3])
+    np.savez(tmp_path / "nan_true.npz", X=Xi, true=np.full_like(Xi, np.nan))
+    for name, msg in (("short_y.npz", "labels y have shape"), ("nan_true.npz", "NaN")):
+        r = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--input",
+                                     str(tmp_path / name)])
+        assert r.exit_code == 2 and msg in r.output, r.output
+    # apply: a missing run is not created; a config without a field names it
+    r = CliRunner().invoke(app, ["apply", "--run", str(tmp_path / "nope"), "--input",
+                                 str(tmp_path / "imp.npz"), "--output", str(tmp_path / "o.npz")])
+    assert r.exit_code == 2 and "not found" in r.output and not (tmp_path / "nope").exists()
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["arch"]
+    (run / "config.json").write_text(json.dumps(cfg))
+    r = CliRunner().invoke(app, ["apply", "--run", str(run), "--input",
+                                 str(tmp_path / "imp.npz"), "--output", str(tmp_path / "o.npz")])
+    assert r.exit_code == 2 and "missing field(s) ['arch']" in r.output, r.output
+    assert not (tmp_path / "o.npz").exists()

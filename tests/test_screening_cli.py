@@ -98,3 +98,51 @@ def test_distill_cli_holds_out_and_refuses_an_existing_run(tmp_path):
     assert (tmp_path / "s" / "metrics.json").read_bytes() == before
     r = runner.invoke(app, [*args, "--overwrite"])
     assert r.exit_code == 0, r.output
+
+
+def _tiny_teacher(tmp_path):
+    sp = CompositionSpace(elements=["Ti", "O", "Fe"], arities=3, max_atoms=6, chunk_size=20)
+    X = sp.fractions(0, len(sp))
+    m = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [8]}, epochs=1, device="cpu").fit(
+        X, X[:, ELEMNET_ELEMENTS.index("O")])
+    return save_screening_model(tmp_path / "t", [m], ELEMNET_ELEMENTS, [8])
+
+
+def test_run_and_hull_refuse_out_of_range_settings(tmp_path):
+    teacher = _tiny_teacher(tmp_path)
+    out = tmp_path / "out"
+    args = ["run", "--model", str(teacher), "--out", str(out), "--elements", "Ti,O,Fe",
+            "--arity", "3", "--max-atoms", "6", "--chunk-size", "20", "--no-progress"]
+    for extra in (["--max-chunks", "-1"], ["--threads", "-1"], ["--keep-below", "nan"]):
+        r = runner.invoke(app, args + extra)
+        assert r.exit_code == 2, (extra, r.output)
+        assert extra[0][2:].replace("-", "_") in r.output and not out.exists()
+    assert runner.invoke(app, args).exit_code == 0
+    refs = tmp_path / "refs.csv"
+    refs.write_text("formula,target\nTiO2,-3\nFe2O3,-1.5\n")
+    for extra, msg in ((["--threshold", "nan"], "threshold"), (["--top", "-1"], "top")):
+        r = runner.invoke(app, ["hull", "--results", str(out), "--references", str(refs),
+                                "--out", str(tmp_path / "h"), *extra])
+        assert r.exit_code == 2 and msg in r.output, r.output
+        assert not (tmp_path / "h").exists()
+
+
+def test_distill_bad_widths_and_failed_overwrite_keep_the_old_run(tmp_path, monkeypatch):
+    teacher = _tiny_teacher(tmp_path)
+    args = ["distill", "--teacher", str(teacher), "--out", str(tmp_path / "s"),
+            "--n-synthetic", "100", "--widths", "8", "--epochs", "1"]
+    for w, msg in (("8,x", "--widths must be comma-separated integers"),
+                   ("-3", "widths must be positive"), ("0", "widths must be positive")):
+        r = runner.invoke(app, [*args[:-4], "--widths", w, "--epochs", "1"])
+        assert r.exit_code == 2 and msg in r.output, r.output
+        assert not (tmp_path / "s").exists()
+    assert runner.invoke(app, args).exit_code == 0
+    before = {f.name: f.read_bytes() for f in (tmp_path / "s").iterdir()}
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # a job killed during training
+
+    monkeypatch.setattr(NeuralRegressor, "fit", boom)
+    runner.invoke(app, [*args, "--overwrite"])
+    assert {f.name: f.read_bytes() for f in (tmp_path / "s").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.")] == []

@@ -126,3 +126,9 @@ def test_bad_reference_file(tmp_path):
         load_references(p)
     with pytest.raises(MatdiscoError, match="not found"):
         load_references(tmp_path / "nope.csv")
+
+
+def test_reference_with_unknown_element_is_refused():
+    refs = pd.DataFrame({"formula": ["TiO2", "FeQ2"], "target": [-3.0, -1.0]})
+    with pytest.raises(MatdiscoError, match="row 1.*FeQ2.*'Q'"):
+        load_references(refs)

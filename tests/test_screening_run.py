@@ -190,3 +190,28 @@ def test_sparse_input_path_equals_dense(model_dir, tmp_path):
     a, b = _read(tmp_path / "dense"), _read(tmp_path / "sparse")
     assert (a["formula"] == b["formula"]).all()
     np.testing.assert_allclose(a["predicted"], b["predicted"], atol=1e-5)
+
+
+def test_out_of_range_settings_are_refused(model_dir, tmp_path):
+    # max_chunks=-1 used to skip the last chunk (a Python slice), threads=-1 was a torch
+    # traceback, threads=0 was ignored and keep_below=NaN wrote zero rows and then made
+    # the output impossible to resume (NaN != NaN)
+    for kwargs, match in (({"max_chunks": -1}, "max_chunks"), ({"threads": -1}, "threads"),
+                          ({"threads": 0}, "threads"),
+                          ({"keep_below": float("nan")}, "keep_below")):
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
+        with pytest.raises(MatdiscoError, match=match):
+            screen(_space(), model_dir, out, **kwargs)
+        assert not out.exists()
+
+
+def test_members_field_must_be_a_list(model_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["members"] = cfg["members"][0]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MatdiscoError, match="field 'members' must be a non-empty list"):
+        load_model(bad)

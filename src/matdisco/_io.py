@@ -86,6 +86,45 @@ def write_table(path: str | os.PathLike[str], df: Any) -> Path:
     return path
 
 
+def read_table(path: str | os.PathLike[str]) -> Any:
+    """Read a CSV (``.parquet``/``.pq``: Parquet) file as a pandas DataFrame.
+
+    An empty, unreadable or malformed file raises :class:`~matdisco.MatdiscoError`
+    naming it.
+    """
+    import pandas as pd
+
+    from matdisco import MatdiscoError
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise MatdiscoError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise MatdiscoError(f"{path}: cannot read table ({exc})") from None
+
+
+def finite_column(df: Any, col: str, source: str) -> np.ndarray:
+    """Column ``col`` of ``df`` as floats; the first non-finite entry raises, naming the row.
+
+    Rows are numbered from 0 (the first data row), as in every input error.
+    """
+    import pandas as pd
+
+    from matdisco import MatdiscoError
+
+    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MatdiscoError(f"{source}: row {i}: {col} is {str(df[col].iloc[i])!r}, not a "
+                            "finite number")
+    return v
+
+
 def save_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt

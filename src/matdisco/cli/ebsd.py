@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from matdisco import MatdiscoError
 from matdisco.cli import handle_errors
+
+if TYPE_CHECKING:  # imported lazily at runtime to keep the CLI start fast
+    import numpy as np
+
+    from matdisco.ebsd import DetectorConfig
 
 app = typer.Typer(help="EBSD orientation indexing of cubic (m-3m) crystals: simulate "
                   "patterns from kikuchipy's Ni master pattern, train OMNet, index "
@@ -17,7 +23,7 @@ app = typer.Typer(help="EBSD orientation indexing of cubic (m-3m) crystals: simu
 
 
 
-def _detector(shape: int, pc: str | None) -> object:
+def _detector(shape: int, pc: str | None) -> DetectorConfig:
     from matdisco.ebsd import DetectorConfig
 
     d = DetectorConfig(shape=(shape, shape))
@@ -36,7 +42,7 @@ def _detector(shape: int, pc: str | None) -> object:
 
 
 def _read_patterns(path: Path, shape: tuple[int, int] | None = None
-                   ) -> tuple[object, object, tuple[int, ...] | None]:
+                   ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...] | None]:
     """Patterns (and true quaternions when known) from an HDF5 set or a kikuchipy file."""
     from matdisco.ebsd import load_dataset
     from matdisco.ebsd.io import load_patterns
@@ -91,7 +97,7 @@ def simulate(
         typer.echo(f"simulated {len(x)} patterns (PC jitter {pc_jitter}) -> {output}")
         return
     out = simulate_dataset(n if method == "random" else None, method=method,
-                           resolution=resolution, seed=seed, config=det,  # type: ignore[arg-type]
+                           resolution=resolution, seed=seed, config=det,
                            levels=(level,), path=output)
     typer.echo(f"simulated {len(out[level][0])} patterns ({level}) -> {output}")
 

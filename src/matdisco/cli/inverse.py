@@ -143,7 +143,7 @@ def propose_cmd(
     from matdisco.inverse.bench import build_solver, method_params
     from matdisco.inverse.evaluation import plot_proposals, resimulation_errors
     from matdisco.inverse.tasks import get_task
-    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
 
     try:
         if n <= 0:
@@ -156,17 +156,18 @@ def propose_cmd(
         if not np.all(np.isfinite(y_star)):
             raise MatdiscoError(f"--target {target!r} contains NaN/inf")
         kwargs = method_params(method, _parse_params(param))
-        # before the fit: a refused --out must not cost a training run
-        prepare_run_dir(out, overwrite=overwrite, can_resume=False)
+        # before the fit: a refused --out must not cost a training run; an overwritten
+        # run stays in place until the new one is published whole
+        prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
         x, y = t.dataset(n_train, seed=seed)
-        solver = build_solver(method, t, seed, {}, epochs=epochs, min_steps=min_steps,
-                              **kwargs).fit(x, y)
+        solver = build_solver(method, t, seed, {}, epochs=kwargs.pop("epochs", epochs),
+                              min_steps=kwargs.pop("min_steps", min_steps), **kwargs).fit(x, y)
         props = solver.propose(y_star, n)
     except MatdiscoError as exc:
         _fail(exc)
         return
     err = resimulation_errors(t, props, y_star[None, :])
-    rd = RunDir(out)
+    rd = RunDir(staged_run_dir(out))
     rd.write_config({"task": t.describe(), "method": method, "target": y_star.tolist(),
                      "n": n, "n_train": n_train, "epochs": epochs, "seed": seed,
                      "params": solver.get_params()})
@@ -177,5 +178,6 @@ def propose_cmd(
                                              title=f"{method}: {t.name}, y* = {target}"))
     rd.write_metrics({"resim_mse": float(err.mean()), "seconds": solver.propose_seconds_,
                       "fit_seconds": solver.fit_seconds_})
+    publish_run_dir(rd.path, out)
     typer.echo(json.dumps({"resim_mse": float(err.mean()),
-                           "seconds": solver.propose_seconds_, "run_dir": str(rd.path)}))
+                           "seconds": solver.propose_seconds_, "run_dir": str(out)}))

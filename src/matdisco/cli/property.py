@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from matdisco.cli import handle_errors
+
+if TYPE_CHECKING:
+    from matdisco.training import RunDir
 
 
 @handle_errors
@@ -72,13 +76,12 @@ def train(
     """Train (and cross-validate / test) a property model; writes a run directory."""
     from matdisco.property import train_property
 
-    hyper = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr,
-                                   patience=patience, dropout_anneal_epochs=dropout_anneal,
-                                   dropout_scale=dropout_scale, l2sp=l2sp,
-                                   val_fraction=val_fraction, ema=ema,
-                                   freeze_layers=freeze_layers,
-                                   probe_head=probe_head, aux_weight=aux_weight).items()
-             if v is not None}
+    settings: dict[str, Any] = dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+        dropout_anneal_epochs=dropout_anneal, dropout_scale=dropout_scale, l2sp=l2sp,
+        val_fraction=val_fraction, ema=ema, freeze_layers=freeze_layers,
+        probe_head=probe_head, aux_weight=aux_weight)
+    hyper = {k: v for k, v in settings.items() if v is not None}
     run = train_property(data, model=model, out=out, features=features, cv=cv, test=test,
                          holdout=holdout_system or None, init=init, clean=clean,
                          teacher=teacher, n_synthetic=n_synthetic, aux_data=aux_data,
@@ -89,14 +92,35 @@ def train(
     _summary(run)
 
 
+def _run_dir(run: Path) -> RunDir:
+    """The run directory ``run``, refused (never created) when it is not one."""
+    from matdisco import MatdiscoError
+    from matdisco.training import RunDir
+
+    if not run.is_dir():
+        raise MatdiscoError(f"{run}: run directory not found")
+    if not (run / "config.json").exists():
+        raise MatdiscoError(f"{run}: not a run directory (no config.json)")
+    return RunDir(run)
+
+
+def _num(value: object, spec: str) -> str:
+    """Format a metric (``nan`` for a missing one)."""
+    return "nan" if value is None else format(value, spec)
+
+
 def _summary(run: Path) -> None:
-    met = json.loads((run / "metrics.json").read_text())
+    from matdisco.property.evaluation import read_run_metrics
+
+    met = read_run_metrics(_run_dir(run))
     for key in ("cv", "test", "train"):
         if key in met:
-            typer.echo(f"{key}: MAE {met[key]['mae']:.4f}  RMSE {met[key]['rmse']:.4f}  "
-                       f"R2 {met[key]['r2']:.3f}  (n={met[key]['n']})")
+            m = met[key]
+            typer.echo(f"{key}: MAE {_num(m.get('mae'), '.4f')}  "
+                       f"RMSE {_num(m.get('rmse'), '.4f')}  R2 {_num(m.get('r2'), '.3f')}  "
+                       f"(n={m.get('n')})")
     for system, m in met.get("holdout", {}).items():
-        typer.echo(f"holdout {system}: MAE {m['mae']:.4f} (n={m['n']})")
+        typer.echo(f"holdout {system}: MAE {_num(m.get('mae'), '.4f')} (n={m.get('n')})")
     typer.echo(f"run directory: {run}  (report: {run / 'report.html'})")
 
 
@@ -144,16 +168,12 @@ def ensemble(runs: list[Path] = typer.Argument(..., help="Two or more finished r
 def report(run: Path = typer.Argument(..., help="Run directory.")) -> None:
     """Write the run's HTML report (parity plot, error CDF, metrics table)."""
     from matdisco.property import write_plots, write_report
-    from matdisco.training import RunDir
+    from matdisco.property.evaluation import read_predictions, read_run_metrics
 
-    rd = RunDir(run)
-    if not (rd / "config.json").exists():
-        from matdisco import MatdiscoError
-
-        raise MatdiscoError(f"{run}: not a run directory (no config.json)")
-    import pandas as pd
-
-    write_plots(rd, pd.read_csv(rd / "predictions.csv"))
+    rd = _run_dir(run)
+    rd.read_config()  # every input is checked before a plot is replaced
+    read_run_metrics(rd)
+    write_plots(rd, read_predictions(rd))
     typer.echo(f"wrote {write_report(rd)}")
 
 

@@ -7,6 +7,7 @@ a ``label`` column is taken as ``y``).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,26 @@ def load_signals(path: Path) -> dict[str, Any]:
     raise MatdiscoError(f"{path}: unsupported format {suf!r} (.npz, .npy, .csv, .parquet)")
 
 
+def _labels(y: Any, path: Path) -> np.ndarray:
+    """Integer class labels read from ``path``; non-integer values are an error (never
+    truncated)."""
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise MatdiscoError(f"{path}: labels 'y' must be 1-D, got shape {a.shape}")
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.int64)
+    try:
+        f = a.astype(float)
+    except (TypeError, ValueError):
+        raise MatdiscoError(f"{path}: labels 'y' must be integer class indices, got "
+                            f"{a.dtype} values") from None
+    bad = ~np.isfinite(f) | (f != np.round(f))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MatdiscoError(f"{path}: row {i}: label {a[i].item()!r} is not an integer "
+                            "class index")
+    return f.astype(np.int64)
+
 
 @app.command()
 @handle_errors
@@ -89,40 +110,49 @@ def train(
         compare_refinement,
         plot_refinement,
     )
-    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
 
     idl = load_signals(ideal)
     imp = load_signals(imperfect)
     if "y" not in idl:
         raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
-    prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
+    y_ideal = _labels(idl["y"], ideal)
+    y_imp = _labels(imp["y"], imperfect) if "y" in imp else None
+    # an existing run is never silently replaced; an overwritten one stays in place until
+    # the new run is published whole (a killed training leaves nothing at --out)
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     grid = idl.get("two_theta")
     names = [str(c) for c in idl["class_names"]] if "class_names" in idl else None
     clf = SignalClassifier(arch=arch, prototypical=prototypical, epochs=clf_epochs,
                            seed=seed, two_theta=grid, class_names=names)
-    clf.fit(idl["X"], np.asarray(idl["y"]).astype(np.int64), two_theta=grid)
+    clf.fit(idl["X"], y_ideal, two_theta=grid)
     y = None
     if target_class is not None:
         y = np.full(len(imp["X"]), target_class, np.int64)
-    elif targeted and "y" in imp:
-        y = np.asarray(imp["y"]).astype(np.int64)
+    elif targeted and y_imp is not None:
+        y = y_imp
     ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
                            psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed,
                            psi_window=psi_window, floor_window=floor_window)
-    ref.fit(imp["X"], y, run_dir=out, two_theta=imp.get("two_theta"))
-    ref.save(out)
-    # the run's own record of what it did to its training signals
-    xr = ref.transform(imp["X"], two_theta=imp.get("two_theta"))
-    rd = RunDir(out)
-    metrics = compare_refinement(clf, imp["X"], xr, imp.get("y"), imp.get("true"))
-    metrics["mean_abs_change"] = float(np.abs(xr - np.asarray(imp["X"], float)).mean())
-    metrics["classifier_train_accuracy"] = float(
-        (clf.predict(idl["X"]) == np.asarray(idl["y"])).mean())
-    rd.write_metrics(metrics)
-    _save_signals(rd / "refined.npz", xr, imp)
-    side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
-    rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
-                                                   imp.get("two_theta"), image_side=side))
+    staged = staged_run_dir(out)
+    try:
+        ref.fit(imp["X"], y, run_dir=staged, two_theta=imp.get("two_theta"))
+        ref.save(staged)
+        # the run's own record of what it did to its training signals
+        xr = ref.transform(imp["X"], two_theta=imp.get("two_theta"))
+        rd = RunDir(staged)
+        metrics: dict[str, Any] = compare_refinement(clf, imp["X"], xr, y_imp, imp.get("true"))
+        metrics["mean_abs_change"] = float(np.abs(xr - np.asarray(imp["X"], float)).mean())
+        metrics["classifier_train_accuracy"] = float((clf.predict(idl["X"]) == y_ideal).mean())
+        rd.write_metrics(metrics)
+        _save_signals(rd / "refined.npz", xr, imp)
+        side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
+        rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
+                                                       imp.get("two_theta"), image_side=side))
+        publish_run_dir(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     typer.echo(f"trained refiner ({'targeted' if y is not None else 'non-targeted'}) -> {out}")
 
 
@@ -187,7 +217,8 @@ def evaluate(
     ref = ImitationRefiner.load(run)
     data = load_signals(input)
     xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    res = compare_refinement(ref.classifier, data["X"], xr, data.get("y"), data.get("true"))
+    y = _labels(data["y"], input) if "y" in data else None
+    res = compare_refinement(ref.classifier, data["X"], xr, y, data.get("true"))
     if output is not None:
         write_json(output, res)
     typer.echo(json.dumps(res, indent=2))

@@ -226,7 +226,11 @@ def distill(
             if "formula" not in df.columns:
                 raise MatdiscoError(f"{train}: missing column 'formula'")
             real = encode_fractions(df["formula"], t.elements, source=str(train))
-        w = [int(x) for x in widths.replace(",", " ").split()]
+        try:
+            w = [int(x) for x in widths.replace(",", " ").split()]
+        except ValueError:
+            raise MatdiscoError(f"--widths must be comma-separated integers, got {widths!r}"
+                                ) from None
         _distill([str(p) for p in teacher], out, real_fractions=real,
                  n_synthetic=n_synthetic, widths=w, epochs=epochs, seed=seed, progress=True,
                  overwrite=overwrite)

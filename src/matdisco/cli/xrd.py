@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 import typer
@@ -16,11 +17,28 @@ app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector 
 
 
 
+class _PADNetParams(TypedDict):
+    """Keyword arguments of ``PADNetClassifier`` set by ``matdisco xrd train``."""
+
+    f: int
+    trainable_filters: bool
+    use_composition: bool
+    attention: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    device: str
+
+
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     from matdisco._io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        # numpy>=2.1 stubs have `allow_pickle: bool` before `**kwds`, and mypy matches
+        # `**arrays` against it; passing allow_pickle explicitly would break numpy<2.1
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -184,7 +202,8 @@ def ideal(
     structs = [(p.stem, load_cif(p)) for p in cif] if cif else None
     phases = prototype_phases(n_decorations=decorations, structures=structs, seed=seed)
     grid = default_two_theta(length)
-    X, y = ideal_dataset(phases, n, grid, task=task, seed=seed, noise=tuple(noise))
+    X, y = ideal_dataset(phases, n, grid, task=task, seed=seed,
+                         noise=cast(tuple[float, float], tuple(noise)))
     names = PURITY_CLASSES if task == "purity" else CRYSTAL_SYSTEMS
     _save_npz(output, X=X, y=y, two_theta=grid, class_names=np.array(names))
     typer.echo(f"{n} ideal patterns ({task}, {len(phases)} phases) -> {output}")
@@ -339,9 +358,10 @@ def train(
     from matdisco.xrd.library import ImageLibrary
     from matdisco.xrd.padnet import PADNetClassifier, count_parameters, cross_validate_matrix
 
-    params = dict(f=f, trainable_filters=trainable_filters, use_composition=use_composition,
-                  attention=attention, epochs=epochs, batch_size=batch_size, lr=lr,
-                  weight_decay=weight_decay, patience=patience, device=device)
+    params = _PADNetParams(f=f, trainable_filters=trainable_filters,
+                           use_composition=use_composition, attention=attention,
+                           epochs=epochs, batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, patience=patience, device=device)
     lib = ImageLibrary.load(library)
     prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
     comp = lib.compositions if use_composition else None

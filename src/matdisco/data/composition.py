@@ -56,6 +56,10 @@ def parse_formula(formula: object, row: int | None = None, source: str | None = 
         naming the row and the value.
     """
     where = _where(row, source)
+    if isinstance(formula, int | float | np.number) and not (
+            isinstance(formula, float | np.floating) and math.isnan(formula)):
+        raise MatdiscoError(f"{where}formula {formula!r} is a number, not a chemical "
+                            "formula (wrong formula column?)")
     if not isinstance(formula, str) or not formula.strip():
         raise MatdiscoError(f"{where}empty or missing formula {formula!r}")
     try:

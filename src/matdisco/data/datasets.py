@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from matdisco import MatdiscoError
+from matdisco._io import read_table
 from matdisco.data.composition import ELEMNET_ELEMENTS, parse_formula, reduced_key
 
 
@@ -64,6 +65,11 @@ def _validate(df: pd.DataFrame, formula_col: str, target_col: str | None, source
     return out
 
 
+#: File suffixes :func:`load_table` reads (CSV may be compressed, e.g. ``.csv.gz``).
+_TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
 def load_table(path: str | os.PathLike[str], formula_col: str = "formula",
                target_col: str | None = "target",
                elements: tuple[str, ...] | None = ELEMNET_ELEMENTS) -> pd.DataFrame:
@@ -80,15 +86,15 @@ def load_table(path: str | os.PathLike[str], formula_col: str = "formula",
     path = Path(path)
     if not path.exists():
         raise MatdiscoError(f"{path}: file not found")
-    try:
-        if path.suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise MatdiscoError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise MatdiscoError(f"{path}: cannot read table ({exc})") from None
+    if path.is_dir():
+        raise MatdiscoError(f"{path}: is a directory, not a CSV or Parquet file")
+    suffixes = [x.lower() for x in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] not in _TABLE_SUFFIXES:
+        raise MatdiscoError(f"{path}: unsupported file type {path.suffix!r}; expected a CSV "
+                            "(.csv, .txt, optionally compressed) or Parquet (.parquet) file")
+    df = read_table(path)
     return _validate(df, formula_col, target_col, str(path), elements)
 
 
@@ -277,7 +283,9 @@ def clean_dataset(df: pd.DataFrame, n_sigma: float = 5.0,
     report["duplicates"] = report["input"] - report["single_element"] - len(df)
     ref = sigma_reference if sigma_reference is not None else df
     mu, sd = float(ref["target"].mean()), float(ref["target"].std())
-    keep = (df["target"] - mu).abs() <= n_sigma * sd
+    # fewer than two reference rows give no spread: nothing can be called an outlier
+    keep = ((df["target"] - mu).abs() <= n_sigma * sd) if np.isfinite(sd) else (
+        pd.Series(True, index=df.index))
     n_before = len(df)
     df = df[keep].reset_index(drop=True)
     report["outliers"] = n_before - len(df)

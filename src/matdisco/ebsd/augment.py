@@ -111,7 +111,7 @@ def random_degrade(x: torch.Tensor, level: Degradation | str = "noise3",
     hi = x.amax(dim=(-2, -1), keepdim=True)
     y = 0.2 + 0.8 * (x - lo) / (hi - lo).clamp_min(1e-12)
     if level.background > 0:
-        y = y * _background(tuple(x.shape[-2:]), level.background * u(n))
+        y = y * _background((x.shape[-2], x.shape[-1]), level.background * u(n))
     if level.blur > 0:
         y = _blur(y, level.blur * u(n))
     if level.dose is not None:

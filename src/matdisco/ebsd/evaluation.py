@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,7 +86,9 @@ def plot_histograms(disorientations: dict[str, np.ndarray], bins: int = 50) -> A
     hi = max([float(np.max(v)) for v in disorientations.values() if len(v)] + [1.0])
     edges = np.linspace(0.0, hi, bins + 1)
     for name, d in disorientations.items():
-        ax.hist(d, bins=edges, histtype="step", label=f"{name} (mean {np.mean(d):.2f} deg)")
+        # matplotlib's stubs omit arrays from `bins`, which accepts any array-like
+        ax.hist(d, bins=cast(Sequence[float], edges), histtype="step",
+                label=f"{name} (mean {np.mean(d):.2f} deg)")
     ax.set_xlabel("disorientation (deg)")
     ax.set_ylabel("patterns")
     ax.legend()

@@ -162,7 +162,7 @@ class OMNetIndexer:
                 raise MatdiscoError(f"{self.init}: cannot start from an OMNet with preset "
                                     f"{src.preset!r}/{src.representation!r}; this one is "
                                     f"{self.preset!r}/{self.representation!r}")
-            self.model_.load_state_dict(src.model_.state_dict())
+            self.model_.load_state_dict(src._require().state_dict())
         rep, loss = self.representation, self.loss
         augment, clean, pix = self.augment, self.clean_fraction, self.pixel_noise
 

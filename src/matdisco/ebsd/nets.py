@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -154,14 +155,16 @@ def inference_module(model: OMNet, example: torch.Tensor | None = None,
     while i < len(layers):
         if (isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers)
                 and isinstance(layers[i + 1], nn.BatchNorm2d)):
-            fused.append(fuse_conv_bn_eval(layers[i], layers[i + 1]))
+            fused.append(fuse_conv_bn_eval(cast(nn.Conv2d, layers[i]),
+                                            cast(nn.BatchNorm2d, layers[i + 1])))
             i += 2
         else:
             fused.append(layers[i])
             i += 1
     fast: nn.Module = _InferenceOMNet(nn.Sequential(*fused), m.branches,
                                       m.representation == "euler").eval()
-    fast = fast.to(memory_format=torch.channels_last)
+    # Module.to accepts memory_format at runtime; torch's overload stubs omit it
+    fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     for p in fast.parameters():
         p.requires_grad_(False)
     if script and example is not None:

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -389,4 +389,4 @@ def simulate_dataset(n: int | None = None, *, method: str = "random",
 
 def with_pc(config: DetectorConfig, pc: tuple[float, float, float]) -> DetectorConfig:
     """Copy of ``config`` with another projection centre."""
-    return replace(config, pc=tuple(float(v) for v in pc))
+    return replace(config, pc=cast(tuple[float, float, float], tuple(float(v) for v in pc)))

@@ -84,6 +84,24 @@ def get_featurizer(spec: str | dict) -> Featurizer:
         name, elements = spec.get("name"), spec.get("elements", ELEMNET_ELEMENTS)
     else:
         name, elements = spec, ELEMNET_ELEMENTS
-    if name not in FEATURIZERS:
+    if not isinstance(name, str) or name not in FEATURIZERS:
         raise MatdiscoError(f"unknown featurizer {name!r}; choose from {sorted(FEATURIZERS)}")
-    return FEATURIZERS[str(name)](elements)
+    _check_elements(elements)
+    return FEATURIZERS[name](elements)
+
+
+def _check_elements(elements: object) -> None:
+    """Refuse an element list that is not a list of distinct element symbols (a run's
+    columns would otherwise be silently misassigned)."""
+    from pymatgen.core.periodic_table import Element
+
+    if not isinstance(elements, list | tuple) or not elements:
+        raise MatdiscoError(f"element list must be a non-empty list of element symbols, "
+                            f"got {elements!r}")
+    seen: set[str] = set()
+    for el in elements:
+        if not isinstance(el, str) or not Element.is_valid_symbol(el):
+            raise MatdiscoError(f"element list: {el!r} is not an element symbol")
+        if el in seen:
+            raise MatdiscoError(f"element list: {el!r} appears twice")
+        seen.add(el)

@@ -122,8 +122,8 @@ def magpie_from_fractions(fr: np.ndarray,
         cols += [mn, mx, mx - mn, mean, avg_dev, mode]
     n_el = present.sum(axis=1).astype(np.float64)
     cols.append(n_el)
-    for p in P_NORMS[1:]:
-        cols.append((fr ** p).sum(axis=1) ** (1.0 / p))
+    for q in P_NORMS[1:]:
+        cols.append((fr ** q).sum(axis=1) ** (1.0 / q))
     names = list(MAGPIE_PROPERTIES)
     total = fr @ props[:, names.index("NValence")]
     for orb in "spdf":

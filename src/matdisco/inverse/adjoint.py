@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,6 +36,12 @@ class ForwardSurrogateMixin(InverseSolver):
     def _init_forward(self, forward_hidden: int, forward_depth: int, forward_epochs: int,
                       forward_from: InverseSolver | None, forward_lr: float = 5e-3,
                       forward_arch: str = "mlp") -> None:
+        if isinstance(forward_epochs, bool) or not isinstance(forward_epochs, int) or \
+                forward_epochs < 1:
+            from matdisco import MatdiscoError
+
+            raise MatdiscoError(f"forward_epochs must be an integer >= 1, got "
+                                f"{forward_epochs!r}")
         self.forward_arch = forward_arch
         self.forward_hidden = forward_hidden
         self.forward_depth = forward_depth
@@ -49,8 +55,9 @@ class ForwardSurrogateMixin(InverseSolver):
 
     def _fit_forward(self, xn: torch.Tensor, yn: torch.Tensor) -> nn.Module:
         src = self.forward_from
-        if src is not None and getattr(src, "forward_", None) is not None:
-            f = src.forward_
+        borrowed: nn.Module | None = None if src is None else getattr(src, "forward_", None)
+        if borrowed is not None:
+            f = borrowed
             self.forward_val_mse_ = getattr(src, "forward_val_mse_", None)
         else:
             f = forward_network(self.forward_arch, xn.shape[1], yn.shape[1],
@@ -252,8 +259,9 @@ class MixtureTandem(ForwardSurrogateMixin):
 
         def loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
             y = batch[1]
-            g = model.inverse(y).view(len(y), k, -1)
-            pred = model.forward_net(g.reshape(len(y) * k, -1)).view(len(y), k, -1)
+            tandem = cast(_TandemNet, model)
+            g = tandem.inverse(y).view(len(y), k, -1)
+            pred = tandem.forward_net(g.reshape(len(y) * k, -1)).view(len(y), k, -1)
             fit = (pred - y[:, None, :]).pow(2).sum(-1).mean()
             bnd = boundary_loss(g).mean()
             total = fit + bw * bnd

@@ -172,6 +172,10 @@ class InverseSolver:
                  patience: int | None = 30, min_steps: int = 3000, seed: int = 0,
                  device: str = "cpu", binary_inputs: bool = False,
                  progress: bool = False, run_dir: str | None = None) -> None:
+        for what, v, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
+                               ("min_steps", min_steps, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
+                raise MatdiscoError(f"{what} must be an integer >= {least}, got {v!r}")
         self.bounds = bounds
         self.hidden = hidden
         self.depth = depth

@@ -105,6 +105,9 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
     fkw = dict(forward_kwargs or {}) if any(method.startswith(p)
                                             for p in _FORWARD_METHODS) else {}
     fkw.update(method_params(method, method_kwargs))
+    # ``--param [METHOD.]epochs=`` / ``min_steps=`` override the budget for that method
+    epochs = fkw.pop("epochs", epochs)
+    min_steps = fkw.pop("min_steps", min_steps)
     solver = build_solver(method, task, seed, shared, epochs=epochs, min_steps=min_steps,
                           **fkw)
     t0 = time.perf_counter()
@@ -246,6 +249,12 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
     """
     if int(seeds) <= 0:
         raise MatdiscoError(f"seeds must be positive, got {seeds}")
+    if int(first_seed) < 0:
+        raise MatdiscoError(f"first_seed must be >= 0, got {first_seed}")
+    if epochs is not None and epochs < 1:
+        raise MatdiscoError(f"epochs must be >= 1, got {epochs}")
+    if min_steps is not None and min_steps < 0:
+        raise MatdiscoError(f"min_steps must be >= 0, got {min_steps}")
     for m in methods:
         if m not in METHODS:
             raise MatdiscoError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}")

@@ -77,6 +77,8 @@ def element_matrices(nu: float = NU) -> tuple[np.ndarray, np.ndarray, np.ndarray
 @lru_cache(maxsize=8)
 def _assembly(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Periodic element DOF map and sparse-assembly index arrays for an ny x nx grid."""
+    rows: np.ndarray
+    cols: np.ndarray
     rows, cols = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     rows, cols = rows.ravel(), cols.ravel()
 

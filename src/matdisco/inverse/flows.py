@@ -8,7 +8,7 @@ log-scales, identity initialisation) preceded by a fixed random orthogonal mixin
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -73,6 +73,8 @@ def mmd(a: torch.Tensor, b: torch.Tensor,
 class AffineCoupling(nn.Module):
     """GLOW-style affine coupling with a fixed orthogonal pre-mixing; optional condition."""
 
+    rot: torch.Tensor
+
     def __init__(self, dim: int, hidden: int, depth: int, cond_dim: int = 0,
                  clamp: float = 2.0, seed: int = 0) -> None:
         super().__init__()
@@ -84,8 +86,9 @@ class AffineCoupling(nn.Module):
         self.net1 = mlp(self.d1 + cond_dim, 2 * self.d2, hidden, depth)
         self.net2 = mlp(self.d2 + cond_dim, 2 * self.d1, hidden, depth)
         for net in (self.net1, self.net2):
-            nn.init.zeros_(net[-1].weight)
-            nn.init.zeros_(net[-1].bias)
+            last = cast(nn.Linear, net[-1])
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         g = torch.Generator().manual_seed(seed)
         q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g))
         self.register_buffer("rot", q)
@@ -136,7 +139,7 @@ class InvertibleNet(nn.Module):
 
     def inverse(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         for b in reversed(self.blocks):
-            z = b.inverse(z, c)
+            z = cast(AffineCoupling, b).inverse(z, c)
         return z
 
 
@@ -254,12 +257,13 @@ class INN(_LatentSampling):
             # reconstruction from slightly perturbed outputs
             rec_in = torch.cat([y + sol.y_noise * torch.randn_like(y), oz,
                                 torch.zeros(b, dim - dy - dz)], 1)
-            x_rec = model.inverse(rec_in + 1e-3 * torch.randn_like(rec_in))
+            inn = cast(InvertibleNet, model)
+            x_rec = inn.inverse(rec_in + 1e-3 * torch.randn_like(rec_in))
             l_rec = (x_rec[:, :dx] - x).pow(2).mean()
             # backward samples from the prior latent
             back_in = torch.cat([y + sol.y_noise * torch.randn_like(y), torch.randn(b, dz),
                                  torch.zeros(b, dim - dy - dz)], 1)
-            xb = model.inverse(back_in)
+            xb = inn.inverse(back_in)
             l_x = mmd(xb[:, :dx], x)
             l_xpad = xb[:, dx:].pow(2).mean() if dim > dx else torch.zeros(())
             wb = state["w_back"]

@@ -348,12 +348,13 @@ class MoS2Bandgap(InverseTask):
     def __init__(self, data_dir: str | os.PathLike[str] | None = None,
                  n_estimators: int = 200) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir) if data_dir else self.default_dir()
-        if self.data_dir is None or not (self.data_dir / "data_x.csv").exists():
+        found = Path(data_dir) if data_dir else self.default_dir()
+        if found is None or not (found / "data_x.csv").exists():
             raise MatdiscoError(
-                f"MoS2 data not found (looked for data_x.csv in {self.data_dir}); set "
+                f"MoS2 data not found (looked for data_x.csv in {found}); set "
                 "MATDISCO_SHARED_DATA to the shared data folder"
             )
+        self.data_dir = found
         self.x_data, self.y_data = self._load()
         self.lower = self.x_data.min(axis=0)
         self.upper = self.x_data.max(axis=0)

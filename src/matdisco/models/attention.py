@@ -133,6 +133,8 @@ class ElementAttentionRegressor(nn.Module):
         Output width.
     """
 
+    element_features: torch.Tensor
+
     def __init__(self, n_features: int, element_features: np.ndarray | None = None,
                  d: int = 64, n_layers: int = 3, n_heads: int = 3, hidden: int = 128,
                  head_widths: Sequence[int] = (1024, 512, 256, 128, 64),

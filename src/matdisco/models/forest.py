@@ -42,8 +42,24 @@ class ForestRegressor(BaseEstimator, RegressorMixin):
         self.n_jobs = n_jobs
         self.seed = seed
 
+    def check_params(self) -> None:
+        """Refuse bad hyper-parameters with a :class:`~matdisco.MatdiscoError` naming the
+        setting (call it before anything is written)."""
+        for name in ("n_estimators", "min_samples_leaf"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise MatdiscoError(f"forest setting {name}={value!r} must be an integer >= 1")
+        mf = self.max_features
+        ok = (mf is None or mf in ("sqrt", "log2")
+              or (isinstance(mf, int | np.integer) and not isinstance(mf, bool) and mf >= 1)
+              or (isinstance(mf, float) and 0.0 < mf <= 1.0))
+        if not ok:
+            raise MatdiscoError(f"forest setting max_features={mf!r} must be an integer >= 1, "
+                                "a fraction in (0, 1], 'sqrt', 'log2' or None")
+
     def fit(self, X: Any, y: Any, **_: Any) -> ForestRegressor:
         """Fit the forest and export its trees to arrays."""
+        self.check_params()
         X, y = _check_xy(X, y)
         rf = RandomForestRegressor(n_estimators=self.n_estimators,
                                    max_features=self.max_features,
@@ -133,7 +149,8 @@ class ForestRegressor(BaseEstimator, RegressorMixin):
               == len(self.threshold_)
               and (self.left_ < n).all() and (self.right_ < n).all()
               and (self.feature_ >= 0).all() and (self.feature_ < self.n_features_in_).all()
-              and (self.roots_ >= 0).all() and (self.roots_ < n).all())
+              and (self.roots_ >= 0).all() and (self.roots_ < n).all()
+              and np.isfinite(self.value_).all())
         if not ok:
             raise MatdiscoError(f"{source}: corrupt forest arrays")
         if expected_features is not None and expected_features != self.n_features_in_:

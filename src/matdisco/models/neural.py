@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,11 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         raises :class:`~matdisco.MatdiscoError` naming the setting)."""
         if not 0.0 <= self.val_fraction < 1.0:
             raise MatdiscoError(f"val_fraction={self.val_fraction!r} must be in [0, 1)")
+        try:
+            resolve_device(self.device)
+        except RuntimeError as exc:  # torch's error for a device string it does not know
+            raise MatdiscoError(f"device={self.device!r} is not a device: use auto, cpu or "
+                                "cuda (e.g. cuda:0)") from exc
         return TrainerConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             weight_decay=self.weight_decay, optimizer=self.optimizer,
@@ -188,9 +194,9 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         )
 
     def _loss_fn(self, reduction: str = "mean") -> torch.nn.Module:
-        losses = {"l1": torch.nn.L1Loss, "mse": torch.nn.MSELoss,
-                  "huber": lambda reduction: torch.nn.SmoothL1Loss(reduction=reduction,
-                                                                   beta=0.1)}
+        losses: dict[str, Callable[..., torch.nn.Module]] = {
+            "l1": torch.nn.L1Loss, "mse": torch.nn.MSELoss,
+            "huber": lambda reduction: torch.nn.SmoothL1Loss(reduction=reduction, beta=0.1)}
         if self.loss not in losses:
             raise MatdiscoError(f"unknown loss {self.loss!r}; choose from {sorted(losses)}")
         return losses[self.loss](reduction=reduction)
@@ -265,7 +271,7 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                 p.requires_grad_(False)
 
     @torch.no_grad()
-    def _probe_head(self, train: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    def _probe_head(self, train: tuple[torch.Tensor, ...]) -> dict[str, float]:
         """Refit the last linear layer on the new target in closed form (the LP of LP-FT).
 
         Ridge least squares of the (scaled) target on the inputs of the last linear layer,
@@ -397,7 +403,8 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
                 self.x_std_ = np.ones(X.shape[1], np.float32)
             self.y_mean_ = float(y.mean()) if self.scale_target else 0.0
             self.y_std_ = float(y.std()) if self.scale_target and y.std() > 0 else 1.0
-        train = (self._xs(X), torch.from_numpy((y - self.y_mean_) / self.y_std_).float())
+        train: tuple[torch.Tensor, ...] = (
+            self._xs(X), torch.from_numpy((y - self.y_mean_) / self.y_std_).float())
         val = None
         if X_val is not None and y_val is not None:
             Xv, yv = _check_xy(X_val, y_val)
@@ -480,6 +487,10 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
         """Rebuild the fitted model from :meth:`state_tensors`, checking every shape."""
         if "scaler.x_mean" not in tensors or "scaler.y" not in tensors:
             raise MatdiscoError(f"{source}: not a matdisco NeuralRegressor weights file")
+        for k, v in tensors.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise MatdiscoError(f"{source}: tensor {k!r} holds NaN or inf values (a "
+                                    "diverged training or a damaged file)")
         n_features = int(tensors["scaler.x_mean"].numel())
         if expected_features is not None and n_features != expected_features:
             raise MatdiscoError(

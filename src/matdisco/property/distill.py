@@ -117,5 +117,5 @@ def fraction_formulas(fractions: np.ndarray, elements: Sequence[str]) -> list[st
     out = []
     for row in np.asarray(fractions):
         nz = np.flatnonzero(row > 0)
-        out.append("".join(f"{elements[j]}{row[j]:.6g}" for j in nz))
+        out.append("".join(f"{elements[int(j)]}{row[j]:.6g}" for j in nz))
     return out

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matdisco._io import write_text
+from matdisco import MatdiscoError
+from matdisco._io import finite_column, read_table, write_text
 from matdisco.training import RunDir
 
 
@@ -26,6 +27,67 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
         "r2": float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
         "n": int(len(err)),
     }
+
+
+def read_run_metrics(run: RunDir) -> dict[str, Any]:
+    """Read a run's ``metrics.json``, checking the layout the summary and report use.
+
+    Raises
+    ------
+    MatdiscoError
+        When the file is missing or corrupt, or an entry has the wrong type (naming it).
+    """
+    path = run / "metrics.json"
+    if not path.exists():
+        raise MatdiscoError(f"{path}: file not found (is the run finished?)")
+    met = run.read_metrics()
+    if not isinstance(met, dict):
+        raise MatdiscoError(f"{path}: expected a JSON object")
+    sections: list[tuple[str, Any]] = [(k, met[k]) for k in ("cv", "test", "train") if k in met]
+    holdout = met.get("holdout", {})
+    if not isinstance(holdout, dict):
+        raise MatdiscoError(f"{path}: field 'holdout' must be an object")
+    sections += [(f"holdout.{k}", v) for k, v in holdout.items()]
+    for name, m in sections:
+        if not isinstance(m, dict):
+            raise MatdiscoError(f"{path}: field {name!r} must be an object of metrics")
+        for key in ("mae", "rmse", "r2", "n"):
+            value = m.get(key)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
+                raise MatdiscoError(f"{path}: field '{name}.{key}' is {value!r}, not a "
+                                    "number")
+    seconds = met.get("train_seconds")
+    if seconds is not None and (isinstance(seconds, bool)
+                                or not isinstance(seconds, int | float)):
+        raise MatdiscoError(f"{path}: field 'train_seconds' is {seconds!r}, not a number")
+    return met
+
+
+def read_predictions(run: RunDir) -> pd.DataFrame:
+    """Read a run's ``predictions.csv`` for the plots, validating it.
+
+    Raises
+    ------
+    MatdiscoError
+        When the file is missing, empty or unreadable, lacks the ``target``,
+        ``prediction`` or ``split`` column, or has a value that is not a finite number
+        (naming the row, numbered from 0 as in every input file).
+    """
+    path = run / "predictions.csv"
+    if not path.exists():
+        raise MatdiscoError(f"{path}: file not found (is the run finished?)")
+    df = read_table(path)
+    missing = [c for c in ("target", "prediction", "split") if c not in df.columns]
+    if missing:
+        raise MatdiscoError(f"{path}: missing column(s) {missing}; found columns "
+                            f"{list(df.columns)}")
+    if len(df) == 0:
+        raise MatdiscoError(f"{path}: the file has no data rows")
+    for col in ("target", "prediction"):
+        df[col] = finite_column(df, col, str(path))
+    df["split"] = df["split"].astype(str)
+    return df
 
 
 def write_plots(run: RunDir, preds: pd.DataFrame) -> list[str]:
@@ -90,7 +152,7 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 def write_report(run: RunDir) -> str:
     """Write ``report.html`` (metrics table, parity plot, error CDF) into the run."""
     cfg = run.read_config()
-    met = run.read_metrics()
+    met = read_run_metrics(run)
     rows: list[tuple[str, dict[str, Any]]] = []
     for key in ("cv", "test", "train"):
         if key in met:
@@ -98,20 +160,25 @@ def write_report(run: RunDir) -> str:
     for system, m in met.get("holdout", {}).items():
         rows.append((f"holdout {system}", m))
     imgs = "".join(_img(run / n) for n in ("parity.png", "error_cdf.png") if (run / n).exists())
-    clean = cfg.get("data", {}).get("cleaning")
+    raw_data = cfg.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    features = cfg.get("features")
+    feat_name = features.get("name") if isinstance(features, dict) else features
+    clean = data.get("cleaning")
+    seconds = float("nan") if met.get("train_seconds") is None else met["train_seconds"]
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>matdisco run {html.escape(run.path.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
 <h1>matdisco property run: {html.escape(run.path.name)}</h1>
 <p>model <b>{html.escape(str(cfg.get('model')))}</b> on
-<b>{html.escape(str(cfg.get('features', {}).get('name')))}</b> features;
-data {html.escape(str(cfg.get('data', {}).get('source')))}
-({cfg.get('data', {}).get('rows')} rows after cleaning); split
+<b>{html.escape(str(feat_name))}</b> features;
+data {html.escape(str(data.get('source')))}
+({html.escape(str(data.get('rows')))} rows after cleaning); split
 {html.escape(str(cfg.get('split')))}; transfer from {html.escape(str(cfg.get('init')))}.</p>
 <p>cleaning: {html.escape(str(clean))}</p>
 <h2>Metrics</h2>{_table(rows)}
-<p>training time {met.get('train_seconds', float('nan')):.1f} s</p>
+<p>training time {seconds:.1f} s</p>
 <h2>Plots</h2>{imgs}
 </body></html>
 """

@@ -123,6 +123,52 @@ def _member_from_tensors(model: str, tensors: dict, n_features: int, source: str
     return est.load_state_tensors(tensors, n_features, source)
 
 
+def _usable_device(device: object) -> str:
+    """The recorded training device if this machine has it, else ``"auto"``.
+
+    A run trained with ``device="cuda"`` must still load and predict on a machine
+    without a GPU (the device is bookkeeping, not part of the model).
+    """
+    from matdisco.training import resolve_device
+
+    if not isinstance(device, str):
+        return "auto"
+    try:
+        resolve_device(device)
+    except (MatdiscoError, RuntimeError):
+        return "auto"
+    return device
+
+
+def _check_run_config(cfg: dict[str, Any], where: Path) -> None:
+    """Refuse a ``config.json`` whose fields have the wrong type, naming the field."""
+    for key in ("model", "features", "members"):
+        if key not in cfg:
+            raise MatdiscoError(f"{where}: missing field {key!r}")
+    if not isinstance(cfg["model"], str) or (cfg["model"] != "rf"
+                                             and cfg["model"] not in ARCHITECTURES):
+        raise MatdiscoError(f"{where}: field 'model' is {cfg['model']!r}, not rf or one of "
+                            f"{', '.join(ARCHITECTURES)}")
+    if not isinstance(cfg["features"], str | dict):
+        raise MatdiscoError(f"{where}: field 'features' must be a featurizer name or "
+                            f"object, got {cfg['features']!r}")
+    members = cfg["members"]
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise MatdiscoError(f"{where}: field 'members' must be a list of weights file "
+                            f"names, got {members!r}")
+    for m in members:
+        if Path(m).name != m or not m.endswith(".safetensors"):
+            raise MatdiscoError(f"{where}: member {m!r} is not a .safetensors file name "
+                                "inside the run directory")
+    hyper = cfg.get("hyper", {})
+    if not isinstance(hyper, dict):
+        raise MatdiscoError(f"{where}: field 'hyper' must be an object, got {hyper!r}")
+    arch = hyper.get("arch_kwargs")
+    if arch is not None and not isinstance(arch, dict):
+        raise MatdiscoError(f"{where}: field 'hyper.arch_kwargs' must be an object or "
+                            f"null, got {arch!r}")
+
+
 def load_run(path: str | Path) -> PropertyPredictor:
     """Load a property run directory as a predictor, validating config and weights."""
     run = RunDir(path) if Path(path).is_dir() else None
@@ -131,15 +177,18 @@ def load_run(path: str | Path) -> PropertyPredictor:
     cfg = run.read_config()
     if cfg.get("task") != "property":
         raise MatdiscoError(f"{run / 'config.json'}: not a property-prediction run")
-    for key in ("model", "features", "members"):
-        if key not in cfg:
-            raise MatdiscoError(f"{run / 'config.json'}: missing field {key!r}")
-    featurizer = get_featurizer(cfg["features"])
+    _check_run_config(cfg, run / "config.json")
+    try:
+        featurizer = get_featurizer(cfg["features"])
+    except MatdiscoError as exc:
+        raise MatdiscoError(f"{run / 'config.json'}: field 'features': {exc}") from None
+    hyper = {**cfg.get("hyper", {})}
+    hyper["device"] = _usable_device(hyper.get("device", "auto"))
     members = []
     for name in cfg["members"]:
         tensors = load_weights(run / name)
         members.append(_member_from_tensors(cfg["model"], tensors, featurizer.n_features,
-                                            str(run / name), cfg.get("hyper", {})))
+                                            str(run / name), hyper))
     if not members:
         raise MatdiscoError(f"{run / 'config.json'}: the run lists no trained members")
     return PropertyPredictor(featurizer, members, cfg)
@@ -377,11 +426,18 @@ def train_property(
             never |= set(test_df["formula"].map(reduced_key))
         aux["never"] = never
     train_pool = np.flatnonzero(~hold_mask)
+    if len(train_pool) == 0:
+        why = [f"the holdout systems {holdout} take all {len(df)} rows"] if holdout else []
+        if cleaning is not None:
+            why.append(f"cleaning: {cleaning}")
+        raise MatdiscoError(f"{source}: no training rows left"
+                            + (f" ({'; '.join(why)})" if why else ""))
     synthetic = _synthetic_rows(teacher, n_synthetic, cv, model, featurizer, df, X_all,
                                 train_pool, holdout, seed)
 
     # the splits: list of (member name, train idx into df, eval rows)
     splits: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+    te: np.ndarray | None
     if cv:
         for i, (tr, te) in enumerate(kfold_indices(len(train_pool), int(cv), seed)):
             splits.append((f"fold_{i}", train_pool[tr], train_pool[te]))
@@ -419,6 +475,8 @@ def train_property(
     est0 = make_estimator(model, feat_name, seed=seed, **hyper)
     if isinstance(est0, NeuralRegressor):
         est0.trainer_config()  # a bad setting (e.g. ema=1.5) stops here, before any write
+    else:
+        est0.check_params()  # e.g. n_estimators=0
     config["estimator"] = est0.get_params()
     # every input is validated above: only now is anything written
     fresh = prepare_run_dir(out, resume, overwrite, config, free=_RESUME_FREE)
@@ -460,8 +518,10 @@ def train_property(
                             checkpoint_name=f"checkpoint_{name}", resume=resume,
                             X_extra=None if synthetic is None else synthetic[0],
                             y_extra=None if synthetic is None else synthetic[1],
-                            X_aux=None if aux_idx is None else aux["X"][aux_idx],
-                            y_aux=None if aux_idx is None else aux["y"][aux_idx])
+                            X_aux=None if aux is None or aux_idx is None
+                            else aux["X"][aux_idx],
+                            y_aux=None if aux is None or aux_idx is None
+                            else aux["y"][aux_idx])
                 train_time += time.perf_counter() - t0
                 hist = getattr(est, "history_", [])
                 # a resumed fit: count the epochs of the interrupted process too, with their
@@ -552,10 +612,20 @@ def train_property(
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
                  formula_col: str = "formula") -> Path:
-    """Predict every formula of a CSV/Parquet file; writes ``formula, prediction, std``."""
+    """Predict every formula of a CSV/Parquet file; writes ``formula, prediction, std``.
+
+    ``out`` must end in ``.csv`` or ``.parquet``; it is checked before anything is read
+    and written atomically (no partial file on an error).
+    """
     from matdisco._io import write_table
     from matdisco.data import load_table
 
+    out = Path(out)
+    if out.is_dir():
+        raise MatdiscoError(f"--out {out} is a directory; give a .csv or .parquet file name")
+    if out.suffix.lower() != ".csv" and out.suffix != ".parquet":
+        raise MatdiscoError(f"--out {out}: unsupported output file type "
+                            f"{out.suffix or '(no suffix)'!r}; use .csv or .parquet")
     pred = load_run(run_dir)
     df = load_table(data, formula_col, None, elements=pred.elements)
     X = pred.featurizer.transform(df["formula"].tolist())

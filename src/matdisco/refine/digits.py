@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def _center(img: np.ndarray) -> np.ndarray:
     h, w = crop.shape
     s = 20.0 / max(h, w)
     nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    im = Image.fromarray((crop * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS)
+    im = Image.fromarray((crop * 255).astype(np.uint8)).resize((nw, nh), Image.Resampling.LANCZOS)
     small = np.asarray(im, np.float32) / 255.0
     canvas = np.zeros((28, 28), np.float32)
     oy, ox = (28 - nh) // 2, (28 - nw) // 2
@@ -261,7 +261,7 @@ def render_digit(d: int, font: str | None, rng: np.random.Generator, max_shift: 
         if k > 1:
             img = img.filter(ImageFilter.MaxFilter(k))
         img = img.rotate(float(rng.uniform(-max_rotation, max_rotation)),
-                         resample=Image.BILINEAR)
+                         resample=Image.Resampling.BILINEAR)
         a = _center(np.asarray(img, np.float32) / 255.0)
     else:
         g = _stroke(d, font, rng, float(rng.uniform(*stroke_width)), p_skeleton)
@@ -512,6 +512,14 @@ def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: i
     return metrics
 
 
+class _RefinerWeights(TypedDict, total=False):
+    """Loss weights of one refiner of :func:`_digits_one_seed`."""
+
+    lam: float
+    beta: float
+    gamma: float
+
+
 def _digits_one_seed(a: Any, out: Any, log: Callable[..., None], fonts: list[str],
                      Xm: np.ndarray, ym: np.ndarray, style: str, seed: int,
                      examples: bool | None = None
@@ -554,9 +562,10 @@ def _digits_one_seed(a: Any, out: Any, log: Callable[..., None], fonts: list[str
     res["raw"] = (m, dict(ideal))
     log(f"digits {prefix}raw seed {seed}: {m}")
     prior = np.r_[np.full(10, 0.1), 1e-6]
-    for tag, target, kw in (("refined", ytr, {"lam": 1.0, "beta": beta}),
-                            ("refined_nontargeted", None,
-                             {"lam": 1.0, "beta": beta, "gamma": gamma})):
+    runs: tuple[tuple[str, np.ndarray | None, _RefinerWeights], ...] = (
+        ("refined", ytr, {"lam": 1.0, "beta": beta}),
+        ("refined_nontargeted", None, {"lam": 1.0, "beta": beta, "gamma": gamma}))
+    for tag, target, kw in runs:
         t2 = time.time()
         ref = ImitationRefiner(clf, arch="unet2d", channels=(16, 32), epochs=a.digits_ref_epochs,
                                batch_size=64, lr=1e-3, seed=seed, prior=prior, **kw)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from matdisco.refine.losses import (
     prototype_loss,
     regularization_loss,
 )
-from matdisco.refine.nets import UNet, build_classifier
+from matdisco.refine.nets import PrototypeClassifier, UNet, build_classifier
 from matdisco.training import (
     RunDir,
     Trainer,
@@ -36,6 +37,15 @@ from matdisco.training import (
     set_seed,
 )
 from matdisco.xrd.simulate import validate_signals
+
+
+class _FeatureNet(Protocol):
+    """The feature maps and embedding every classifier of
+    :func:`~matdisco.refine.nets.build_classifier` exposes."""
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 def _fingerprint(module: nn.Module) -> str:
@@ -127,22 +137,26 @@ class SignalClassifier:
     def _loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0], batch[1]
         if self.prototypical:
-            e = model.embed(x)
-            if model.training:
-                model.update_prototypes(e.detach(), y)
-            logits = model.logits_from_embedding(e)
+            pm = cast(PrototypeClassifier, model)
+            e = pm.embed(x)
+            if pm.training:
+                pm.update_prototypes(e.detach(), y)
+            logits = pm.logits_from_embedding(e)
         else:
             logits = model(x)
         loss = F.cross_entropy(logits, y)
         if self.prototypical:  # the softmax head is trained too: it gives the refiner's ℓ_pred
-            loss = loss + F.cross_entropy(model.head_logits(e), y)
+            loss = loss + F.cross_entropy(pm.head_logits(e), y)
         if self.adversarial_eps > 0 and model.training:
             loss = 0.5 * (loss + F.cross_entropy(self._forward_logits(model, self._fgsm(
                 model, x, y)), y))
         return loss, {"acc": float((logits.argmax(1) == y).float().mean())}
 
     def _forward_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return model.logits_from_embedding(model.embed(x)) if self.prototypical else model(x)
+        if self.prototypical:
+            pm = cast(PrototypeClassifier, model)
+            return pm.logits_from_embedding(pm.embed(x))
+        return model(x)
 
     def _fgsm(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """FGSM-perturbed copy of ``x`` (adversarial training)."""
@@ -201,12 +215,12 @@ class SignalClassifier:
         if self.prototypical:
             # final prototypes from eval-mode embeddings (dropout and batch-norm statistics
             # make training-mode embeddings differ in scale from the ones used at inference)
-            e = _batched(self.model_.embed, train[0], self._device)
+            pm = cast(PrototypeClassifier, self.model_)
+            e = _batched(pm.embed, train[0], self._device)
             ytr = train[1]
             with torch.no_grad():
                 for c in torch.unique(ytr):
-                    self.model_.prototypes[int(c)] = e[ytr == c].mean(0).to(
-                        self.model_.prototypes.device)
+                    pm.prototypes[int(c)] = e[ytr == c].mean(0).to(pm.prototypes.device)
         return self
 
     def _fitted(self) -> nn.Module:
@@ -273,10 +287,12 @@ class SignalClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto") -> SignalClassifier:
         """Load a classifier saved by :meth:`save`."""
-        rd = RunDir(path)
+        rd = _existing_run(path)
         cfg = rd.read_config()
         if cfg.get("kind") != "signal_classifier":
             raise MatdiscoError(f"{rd / 'config.json'}: not a saved signal classifier")
+        _require(cfg, rd, "arch", "prototypical", "class_names", "allow_negative", "length",
+                  "n_classes", "class_prior")
         obj = cls(arch=cfg["arch"], prototypical=cfg["prototypical"],
                   class_names=cfg["class_names"], allow_negative=cfg["allow_negative"],
                   two_theta=cfg.get("two_theta"), arch_kwargs=cfg.get("arch_kwargs"),
@@ -288,6 +304,20 @@ class SignalClassifier:
         load_state_checked(obj.model_, rd / "classifier.safetensors")
         obj.model_.eval()
         return obj
+
+
+def _existing_run(path: str | os.PathLike[str]) -> RunDir:
+    """The run directory at ``path``; an error (not a new empty folder) when absent."""
+    if not Path(path).is_dir():
+        raise MatdiscoError(f"{path}: run directory not found")
+    return RunDir(path)
+
+
+def _require(cfg: dict[str, Any], rd: RunDir, *keys: str) -> None:
+    """Raise naming the file and field when ``cfg`` lacks one of ``keys``."""
+    missing = [k for k in keys if k not in cfg]
+    if missing:
+        raise MatdiscoError(f"{rd / 'config.json'}: missing field(s) {missing}")
 
 
 class ImitationRefiner:
@@ -325,6 +355,9 @@ class ImitationRefiner:
     prior : array, optional
         Class distribution targeted by ℓ_kl (default: the classifier's training prior).
     """
+
+    #: set by :meth:`fit`; ``None`` for a loaded refiner whose config does not say
+    targeted_: bool | None
 
     def __init__(self, classifier: SignalClassifier, arch: str = "unet1d", lam: float = 1.0,
                  alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.0, p: float = 1.0,
@@ -373,7 +406,12 @@ class ImitationRefiner:
         tensors: tuple[torch.Tensor, ...] = (xt,)
         self.targeted_ = y is not None
         if y is not None:
-            ya = np.asarray(y).astype(np.int64)
+            yr = np.asarray(y)
+            if not np.issubdtype(yr.dtype, np.integer) and not (
+                    np.issubdtype(yr.dtype, np.floating) and np.isfinite(yr).all()
+                    and (yr == np.round(yr)).all()):
+                raise MatdiscoError("target labels must be integer class indices")
+            ya = yr.astype(np.int64)
             if ya.shape != (len(xt),) or ya.min() < 0 or ya.max() >= clf.n_classes_:
                 raise MatdiscoError(
                     f"target labels must be {len(xt)} class indices in [0, {clf.n_classes_})"
@@ -389,8 +427,11 @@ class ImitationRefiner:
             prm.requires_grad_(False)
         pr = clf.class_prior_ if self.prior is None else self.prior / self.prior.sum()
         prior = torch.as_tensor(pr, dtype=torch.float32, device=dev)
-        psi_fn = {"features": cmod.features,
-                  "highpass": partial(highpass, window=int(self.psi_window))}.get(self.psi)
+        net = cast(_FeatureNet, cmod)
+        psi_fns: dict[str, Callable[[torch.Tensor], list[torch.Tensor]]] = {
+            "features": net.features,
+            "highpass": partial(highpass, window=int(self.psi_window))}
+        psi_fn = psi_fns.get(self.psi)
 
         def compute_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
             x = batch[0]
@@ -399,15 +440,20 @@ class ImitationRefiner:
             logs: dict[str, float] = {}
             total = torch.zeros((), device=x.device)
             need_logits = self.lam > 0 or self.gamma > 0
-            e = cmod.embed(rx) if (self.alpha > 0 or clf.prototypical) else None
+            e = net.embed(rx) if (self.alpha > 0 or clf.prototypical) else None
             if need_logits:  # ℓ_pred and ℓ_kl: the softmax head (ℓ_proto: the prototypes)
-                logits = cmod.head_logits(e) if clf.prototypical else cmod(rx)
+                if clf.prototypical:
+                    assert e is not None
+                    logits = cast(PrototypeClassifier, cmod).head_logits(e)
+                else:
+                    logits = cmod(rx)
             if self.lam > 0:
                 lp = prediction_loss(logits, target)
                 total = total + self.lam * lp
                 logs["pred"] = float(lp.detach())
             if self.alpha > 0:
-                lpr = prototype_loss(e, cmod.prototypes, target)
+                assert e is not None
+                lpr = prototype_loss(e, cast(PrototypeClassifier, cmod).prototypes, target)
                 total = total + self.alpha * lpr
                 logs["proto"] = float(lpr.detach())
             if self.beta > 0:
@@ -470,10 +516,12 @@ class ImitationRefiner:
         Raises :class:`~matdisco.MatdiscoError` when the classifier is not the one the
         refiner was trained with.
         """
-        rd = RunDir(path)
+        rd = _existing_run(path)
         cfg = rd.read_config()
         if cfg.get("kind") != "imitation_refiner":
             raise MatdiscoError(f"{rd / 'config.json'}: not a saved imitation refiner")
+        _require(cfg, rd, "arch", "lam", "alpha", "beta", "gamma", "p", "psi", "channels",
+                 "classifier_fingerprint")
         if classifier is None:
             if not (rd / "classifier" / "config.json").exists():
                 raise MatdiscoError(f"{rd.path}: no classifier saved with the refiner; pass one")

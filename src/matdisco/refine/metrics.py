@@ -61,6 +61,15 @@ def compare_refinement(classifier: Any, raw: np.ndarray, refined: np.ndarray,
                        ) -> dict[str, dict[str, Any]]:
     """Raw against refined signals: the classifier's class fractions, its accuracy (with
     labels ``y``) and the distances to the true signals (with ``true``)."""
+    n = len(raw)
+    if y is not None and np.shape(y) != (n,):
+        raise MatdiscoError(f"labels y have shape {np.shape(y)}, expected ({n},) for {n} "
+                            "signals")
+    if true is not None:
+        bad = ~np.isfinite(np.asarray(true, float)).reshape(len(true), -1).all(axis=1)
+        if bad.any():
+            raise MatdiscoError(f"true signals: row {int(np.flatnonzero(bad)[0])} contains "
+                                "NaN/inf")
     res: dict[str, dict[str, Any]] = {}
     for name, X in (("raw", raw), ("refined", refined)):
         pred = classifier.predict(X)

@@ -8,11 +8,23 @@ Every classifier maps ``(N, L)`` signals (or ``(N, H, W)`` images) to logits and
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from matdisco import MatdiscoError
+
+
+class _Backbone(Protocol):
+    """What :class:`PrototypeClassifier` uses of its backbone (any classifier here)."""
+
+    head: nn.Module
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 def _as_1d(x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +202,9 @@ class PrototypeClassifier(nn.Module):
     losses of the ablation are different functions.
     """
 
+    prototypes: torch.Tensor
+    initialized: torch.Tensor
+
     def __init__(self, backbone: nn.Module, n_classes: int, embed_dim: int = 64,
                  momentum: float = 0.9) -> None:
         super().__init__()
@@ -200,17 +215,17 @@ class PrototypeClassifier(nn.Module):
         self.register_buffer("initialized", torch.zeros(n_classes, dtype=torch.bool))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.backbone.features(x)
+        return cast(_Backbone, self.backbone).features(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.embed(x)
+        return cast(_Backbone, self.backbone).embed(x)
 
     def logits_from_embedding(self, e: torch.Tensor) -> torch.Tensor:
         return -torch.cdist(e, self.prototypes).pow(2)
 
     def head_logits(self, e: torch.Tensor) -> torch.Tensor:
         """Logits of the backbone's softmax head on embedding ``e``."""
-        return self.backbone.head(e)
+        return cast(_Backbone, self.backbone).head(e)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_embedding(self.embed(x))
@@ -308,6 +323,7 @@ class UNet(nn.Module):
         conv = nn.Conv1d if dim == 1 else nn.Conv2d
         self.out = conv(c_in, 1, 1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
         nn.init.zeros_(self.out.bias)
 
     def _pool(self, h: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -42,10 +43,21 @@ class PhaseSet:
     library: np.ndarray
 
 
+class _LibraryKwargs(TypedDict, total=False):
+    """Keyword arguments of :func:`~matdisco.xrd.composition_library` that
+    :func:`nmf_phase_set` passes on."""
+
+    max_strain: float
+    background: float
+    noise: float
+    max_phases_per_sample: int
+    spread: float
+
+
 def nmf_phase_set(phases: Sequence[PeakList], n_libraries: int, n_phases: int = 4,
                   n_samples: int = 50, two_theta: np.ndarray | None = None,
                   method: str = "nmf", seed: int = 0, n_components: int | None = None,
-                  **library_kwargs: float) -> PhaseSet:
+                  **library_kwargs: Unpack[_LibraryKwargs]) -> PhaseSet:
     """Simulate ``n_libraries`` libraries of ``n_phases`` random phases each, phase-map
     every library with ``method`` and match basis patterns to the true phases.
 

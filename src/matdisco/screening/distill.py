@@ -84,7 +84,7 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
         out: early stopping, ``mae_vs_teacher_heldout`` and the parity plot use them.
     overwrite : bool
         Replace a run that ``out`` already holds (otherwise it is refused before any
-        work).
+        work). The old run stays in place until the new one is written whole.
 
     Returns
     -------
@@ -95,10 +95,14 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
 
     from matdisco.models import NeuralRegressor
     from matdisco.property.evaluation import write_plots
-    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
 
     t0 = time.perf_counter()
-    prepare_run_dir(out, overwrite=overwrite, can_resume=False)
+    bad = [w for w in widths if isinstance(w, bool) or int(w) != w or w < 1]
+    if bad or not len(widths):
+        raise MatdiscoError(f"widths must be positive integers, got {list(widths)!r}")
+    # an overwritten run stays in place until the new one is published whole
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     tmodel = load_model(teacher)
     cols = tuple(tmodel.elements)
     space = space or CompositionSpace(universe=cols)
@@ -136,7 +140,8 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
         metrics.update(mae_vs_teacher_heldout=float(np.mean(np.abs(pv - y[vi]))),
                        n_heldout=int(n_val))
         preds = pd.DataFrame({"target": y[vi], "prediction": pv, "split": "held-out"})
-    save_screening_model(out, [student], cols, widths,
+    staged = staged_run_dir(out)
+    save_screening_model(staged, [student], cols, widths,
                          extra={"distilled_from": str(teacher) if not hasattr(
                              teacher, "predict_fractions") else type(teacher).__name__,
                              "n_real": 0 if real_fractions is None else len(real_fractions),
@@ -144,5 +149,6 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
                              "seed": seed},
                          metrics={**metrics, "seconds": time.perf_counter() - t0})
     if preds is not None:  # teacher ("true") against student ("predicted")
-        write_plots(RunDir(out), preds)
+        write_plots(RunDir(staged), preds)
+    publish_run_dir(staged, out)
     return load_model(out)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from matdisco import MatdiscoError
+from matdisco._io import finite_column
 from matdisco.data.composition import parse_formula
 from matdisco.screening.enumerate import CompositionSpace
 
@@ -66,12 +67,7 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
         )
     if len(df) == 0:
         raise MatdiscoError(f"{source}: the reference table has no rows")
-    y = pd.to_numeric(df[target_col], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(y)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{source}: row {i}: {target_col} {str(df[target_col].iloc[i])!r} is "
-                            "not a finite number")
+    y = finite_column(df, target_col, str(source))
     from pymatgen.core.periodic_table import Element
 
     rows = []
@@ -88,6 +84,10 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
                 amounts = None
         if amounts is None:
             amounts = parse_formula(f, row=i, source=source, elements=None)
+            unknown = [el for el in amounts if not Element.is_valid_symbol(el)]
+            if unknown:
+                raise MatdiscoError(f"{source}: row {i}: formula {str(f)!r} contains unknown "
+                                    f"element {unknown[0]!r}")
         tot = sum(amounts.values())
         els = tuple(sorted(amounts))
         key = " ".join(f"{el}{amounts[el] / tot:.6f}" for el in els)
@@ -190,6 +190,7 @@ class ReferenceHulls:
                 es.append(e)
         X = np.concatenate(pts)
         E = np.concatenate(es)
+        planes: np.ndarray | None
         if (E >= 0).all():
             planes = np.zeros((1, d))
         else:
@@ -368,6 +369,10 @@ def analyse_screen(out: str | os.PathLike[str], references: pd.DataFrame | str |
 
     from matdisco.screening.run import open_results
 
+    if np.isnan(threshold):
+        raise MatdiscoError("threshold must be a number, got NaN")
+    if top < 0:
+        raise MatdiscoError(f"top must be >= 0, got {top}")
     refs = references if isinstance(references, pd.DataFrame) else load_references(references)
     hulls = ReferenceHulls(refs)
     ds = open_results(out)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -211,7 +211,7 @@ def load_model(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
             return load_model(spec[0], fast, jit)
         return Ensemble([load_model(s, fast, jit) for s in spec],
                         name="+".join(str(s) for s in spec))
-    path = Path(spec)
+    path = Path(cast("str | os.PathLike[str]", spec))
     if not path.is_dir():
         raise MatdiscoError(f"{path}: model run directory not found")
     from matdisco.featurize import get_featurizer
@@ -225,6 +225,10 @@ def load_model(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
     for key in ("model", "features", "members"):
         if key not in cfg:
             raise MatdiscoError(f"{run / 'config.json'}: missing field {key!r}")
+    if not isinstance(cfg["members"], list) or not cfg["members"] or not all(
+            isinstance(m, str) for m in cfg["members"]):
+        raise MatdiscoError(f"{run / 'config.json'}: field 'members' must be a non-empty "
+                            f"list of weight file names, got {cfg['members']!r}")
     featurizer = get_featurizer(cfg["features"])
     members: list[Any] = []
     arch_kwargs = cfg.get("arch_kwargs") or cfg.get("hyper", {}).get("arch_kwargs")

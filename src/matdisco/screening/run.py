@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -288,6 +289,12 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
         raise MatdiscoError("give either scheduler= or workers=, not both")
     if workers is not None and workers < 1:
         raise MatdiscoError(f"workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise MatdiscoError(f"threads must be >= 1, got {threads}")
+    if max_chunks is not None and max_chunks < 0:
+        raise MatdiscoError(f"max_chunks must be >= 0, got {max_chunks}")
+    if keep_below is not None and math.isnan(keep_below):
+        raise MatdiscoError("keep_below must be a number, got NaN")
     if threads is None and scheduler is None and workers is None:
         threads = max(1, len(os.sched_getaffinity(0)) - 1) \
             if hasattr(os, "sched_getaffinity") else max(1, (os.cpu_count() or 2) - 1)
@@ -393,6 +400,7 @@ def _run_pipeline(space: CompositionSpace, model: Any, out: Path, pending: Seque
             writing = (cid, wr.submit(_write_chunk, out, space, cid, elems, amts, mean, std,
                                       keep_below))
             del elems, amts, mean, std
+        assert writing is not None  # pending is not empty
         record(writing[0], writing[1].result())
         done += 1
     return done

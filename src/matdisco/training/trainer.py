@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import time
 import warnings
@@ -270,7 +271,7 @@ class Trainer:
         config: TrainerConfig | None = None,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         compute_loss: Callable[[nn.Module, Batch], LossOut] | None = None,
-        run_dir: str | Path | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
         checkpoint_name: str = "checkpoint",
         callbacks: list[Callable[[Trainer, dict[str, Any]], None]] | None = None,
     ) -> None:
@@ -288,6 +289,8 @@ class Trainer:
         self.best_score = math.inf
         self.best_epoch = -1
         self.stopped_early = False
+        self._best_state: dict[str, torch.Tensor] | None = None  # set by fit
+        self._ema: dict[str, torch.Tensor] | None = None  # set by fit
 
     # ------------------------------------------------------------------ helpers
     def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -542,8 +545,8 @@ class Trainer:
                 "its training loss); anneal dropout (dropout_anneal_epochs / "
                 "--dropout-anneal) or turn it off (dropout_scale=0)",
                 UserWarning, stacklevel=2)
-        self._best_state: dict[str, torch.Tensor] | None = None
-        self._ema: dict[str, torch.Tensor] | None = None
+        self._best_state = None
+        self._ema = None
         if cfg.ema:
             self._ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.epoch = 0
@@ -594,11 +597,11 @@ class Trainer:
                     self._step += 1
                     if self._ema is not None:
                         self._ema_update()
-                    m = len(batch[0])
-                    tot += float(loss.detach()) * m
-                    n += m
+                    bsz = len(batch[0])
+                    tot += float(loss.detach()) * bsz
+                    n += bsz
                     for k, v in logs.items():
-                        sums[k] = sums.get(k, 0.0) + float(v) * m
+                        sums[k] = sums.get(k, 0.0) + float(v) * bsz
                 self.epoch += 1
                 dt = time.perf_counter() - t0
                 rec: dict[str, Any] = {
@@ -649,11 +652,11 @@ class Trainer:
                 # would stop it mid-schedule at a high learning rate)
                 stop = (cfg.patience is not None and val is not None
                         and self._bad_epochs >= cfg.patience)
-                k = cfg.dropout_anneal_epochs
-                if (stop and k and dropouts and cfg.dropout_scale > 0
-                        and self.epoch < self._final_epoch - k):
+                n_anneal = cfg.dropout_anneal_epochs
+                if (stop and n_anneal and dropouts and cfg.dropout_scale > 0
+                        and self.epoch < self._final_epoch - n_anneal):
                     # out of patience with dropout still on: anneal it now, then stop
-                    self._final_epoch = self.epoch + k
+                    self._final_epoch = self.epoch + n_anneal
                     self._bad_epochs = 0
                     stop = False
                     if bar is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class DetectorGeometry:
             shape = (shape, shape)
         ratio = shape[1] / shape[0]
         poni2 = self.poni[1] * (ratio / (self.shape[1] / self.shape[0]))
-        return replace(self, shape=tuple(shape), poni=(self.poni[0], poni2))
+        return replace(self, shape=cast(tuple[int, int], tuple(shape)), poni=(self.poni[0], poni2))
 
     def integrator(self) -> Any:
         """A pyFAI ``AzimuthalIntegrator`` of this geometry."""

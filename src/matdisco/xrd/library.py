@@ -248,7 +248,11 @@ def default_region_map() -> RegionMap:
     p3, z2t, zt, p4 = (0, 0.22, 0.78), (0, 1 / 3, 2 / 3), (0, 0.5, 0.5), (0, 0.75, 0.25)
     p5, p6 = (0.6, 0.4, 0), (0.3, 0.7, 0)
     c, e = (1 / 3, 1 / 3, 1 / 3), (0.15, 0.5, 0.35)
-    R = PhaseRegion
+
+    def R(name: str, phases: tuple[str, ...], polygon: list[tuple[float, float, float]]
+          ) -> PhaseRegion:
+        return PhaseRegion(name, phases, np.asarray(polygon, float))
+
     return RegionMap([
         R("SnO2", ("SnO2_rutile",), [sn, p1, p5]),
         R("SnO2+Zn2SnO4", ("SnO2_rutile", "Zn2SnO4_spinel"), [p1, z2s, c, p5]),

@@ -94,7 +94,7 @@ def phasemap(patterns: np.ndarray, n_phases: int, method: str = "nmf", *,
             w *= (x @ h.T) / (w @ h @ h.T + eps)
             h *= (w.T @ x) / (w.T @ w @ h + eps)
             w, h = _scale(w, h)
-    err = float(np.linalg.norm(x - w @ h) / max(np.linalg.norm(x), 1e-12))
+    err = float(np.linalg.norm(x - w @ h) / max(float(np.linalg.norm(x)), 1e-12))
     return PhaseMapResult(h.astype(np.float32), w.astype(np.float32), method, err)
 
 

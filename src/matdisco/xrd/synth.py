@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -15,7 +15,16 @@ from matdisco.xrd.simulate import CRYSTAL_SYSTEMS, PeakList, default_two_theta, 
 PURITY_CLASSES: tuple[str, ...] = ("pure", "mixture")
 
 
-def random_profile(rng: np.random.Generator, width_scale: float = 1.0) -> dict[str, float]:
+class Profile(TypedDict):
+    """Peak-profile keyword arguments of :func:`~matdisco.xrd.simulate.render_peaks`."""
+
+    u: float
+    v: float
+    w: float
+    eta: float
+
+
+def random_profile(rng: np.random.Generator, width_scale: float = 1.0) -> Profile:
     """Random Caglioti/pseudo-Voigt parameters of a plausible laboratory diffractometer."""
     return {
         "u": float(rng.uniform(0.002, 0.03)) * width_scale,
@@ -40,12 +49,12 @@ def pure_pattern(phase: PeakList, two_theta: np.ndarray, rng: np.random.Generato
     return _norm(p)
 
 
-def mixture_pattern(phases: Sequence[PeakList], fractions: Sequence[float],
+def mixture_pattern(phases: Sequence[PeakList], fractions: Sequence[float] | np.ndarray,
                     two_theta: np.ndarray, rng: np.random.Generator,
                     max_strain: float = 0.01, noise: float = 0.0) -> np.ndarray:
     """Weighted sum of the (individually normalised) patterns of ``phases``."""
     prof = random_profile(rng)
-    out = np.zeros_like(two_theta, dtype=float)
+    out: np.ndarray = np.zeros_like(two_theta, dtype=float)
     for ph, f in zip(phases, fractions, strict=True):
         out += f * render_peaks(ph, two_theta, strain=float(rng.uniform(-max_strain, max_strain)),
                                 **prof)
@@ -94,7 +103,13 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
         raise MatdiscoError("need at least 2 phases to build an ideal data set")
     X = np.zeros((n, len(grid)), np.float32)
     y = np.zeros(n, np.int64)
-    lo, hi = (noise, noise) if np.isscalar(noise) else (float(noise[0]), float(noise[1]))
+    lo: float
+    hi: float
+    if np.isscalar(noise):  # np.isscalar does not narrow the union for mypy
+        lo = hi = cast(float, noise)
+    else:
+        noise_range = cast(tuple[float, float], noise)
+        lo, hi = float(noise_range[0]), float(noise_range[1])
     if not 0 <= lo <= hi:
         raise MatdiscoError(f"noise must be >= 0 (or a range lo <= hi), got {noise!r}")
 
@@ -105,7 +120,7 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
         for i in range(n):
             lvl = level()
             if i % 2 == 0:
-                X[i] = pure_pattern(phases[rng.integers(len(phases))], grid, rng, noise=lvl)
+                X[i] = pure_pattern(phases[int(rng.integers(len(phases)))], grid, rng, noise=lvl)
             else:
                 k = int(rng.choice(list(mixture_sizes)))
                 idx = rng.choice(len(phases), size=k, replace=False)
