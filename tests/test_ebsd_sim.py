@@ -22,6 +22,7 @@ from matdisco.ebsd import (
     degrade_patterns,
     load_dataset,
     sample_orientations,
+    save_dataset,
     simulate_dataset,
 )
 from matdisco.ebsd.evaluation import disorientation_deg, orientation_metrics
@@ -264,3 +265,77 @@ def test_training_set_with_pc_errors(sim: dict, tmp_path: Path) -> None:
     with pytest.raises(MatdiscoError, match="cannot start from"):
         OMNetIndexer(loss="mde", preset="tiny", detector=DET, epochs=1, device="cpu",
                      init=tmp_path / "aug").fit(x[:8], q[:8])
+
+
+def test_cli_train_resume_overwrite_and_bad_inputs(sim: dict, tmp_path: Path) -> None:
+    """A failed --overwrite keeps the old run; --resume with another configuration is
+    refused before the run's config.json is touched; bad settings, files, configs and
+    outputs give one-line errors (exit 2) and leave nothing behind."""
+    import json
+    import shutil
+
+    from matdisco.cli.ebsd import app
+
+    r = CliRunner()
+
+    def fails(args: list[str], text: str) -> None:
+        res = r.invoke(app, args)
+        assert res.exit_code == 2 and text in res.output, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit)
+
+    data = tmp_path / "train.h5"
+    x, q = sim["noise0"][0][:12], sim["noise0"][1][:12]
+    save_dataset(data, x, q, {"detector": DetectorConfig(shape=x.shape[1:]).to_dict()})
+    run = tmp_path / "run"
+    train = ["train", str(data), "--run-dir", str(run), "--preset", "tiny", "--epochs", "1",
+             "--batch-size", "4"]
+    assert r.invoke(app, train).exit_code == 0
+    cfg0, w0 = (run / "config.json").read_text(), (run / "model.safetensors").read_bytes()
+    fails([*train, "--overwrite", "--lr", "-1"], "lr")
+    fails([*train[:5], "compact", *train[6:], "--resume"], "cannot resume")
+    fails([*train, "--loss", "mae", "--resume"], "differs in loss")
+    assert (run / "config.json").read_text() == cfg0
+    assert (run / "model.safetensors").read_bytes() == w0
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    # bad settings leave no run directory
+    new = str(tmp_path / "new")
+    fails([*train[:3], new, *train[4:], "--val-fraction", "1.5"], "--val-fraction")
+    fails([*train[:3], new, *train[4:], "--pixel-noise", "-1"], "--pixel-noise")
+    fails([*train[:3], new, "--epochs", "-1"], "epochs")
+    fails([*train[:3], new, "--init", str(tmp_path / "nosuch")], "not found")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "nosuch").exists()
+    bad = tmp_path / "zero.h5"
+    save_dataset(bad, x, np.zeros_like(q), {})
+    fails(["train", str(bad), "--run-dir", new], "row 0")
+    import h5py
+
+    with h5py.File(tmp_path / "meta.h5", "w") as f:
+        f["patterns"], f["quaternions"] = x, q
+        f.attrs["meta"] = "{bad"
+    fails(["train", str(tmp_path / "meta.h5"), "--run-dir", new], "meta.h5")
+    assert not (tmp_path / "new").exists()
+    # outputs and options
+    fails(["simulate", "-o", str(tmp_path), "--n", "2"], "is a directory")
+    fails(["simulate", "-o", str(tmp_path / "s.txt"), "--n", "2"], "'.txt'")
+    fails(["simulate", "-o", str(tmp_path / "s.h5"), "--n", "2", "--pc", "nan,0.2,0.5"],
+          "--pc")
+    fails(["simulate", "-o", str(tmp_path / "s.h5"), "--n", "2", "--pc-jitter", "-1"],
+          "--pc-jitter")
+    assert not (tmp_path / "s.h5").exists()
+    idx = ["index", str(data), "--run-dir", str(run), "-o", str(tmp_path / "m.ang")]
+    fails([*idx, "--map-shape", "3,x"], "--map-shape")
+    fails([*idx, "--map-shape", "1,2,3"], "--map-shape")
+    fails([*idx[:3], str(tmp_path / "norun"), *idx[4:]], "not found")
+    assert not (tmp_path / "norun").exists() and not (tmp_path / "m.ang").exists()
+    for i, edit in enumerate(["del c['detector']", "c['detector']['shape'] = 'ab'",
+                              "c['pixel_noise'] = 'x'", "del c['loss']"]):
+        ed = tmp_path / f"ed{i}"
+        shutil.copytree(run, ed)
+        c = json.loads((ed / "config.json").read_text())
+        exec(edit)
+        (ed / "config.json").write_text(json.dumps(c))
+        fails([*idx[:3], str(ed), *idx[4:]], f"ed{i}/config.json")
+    # evaluate never writes its metrics into a training run
+    fails(["evaluate", str(data), "--run-dir", str(run), "-o", str(run)], "training run")
+    assert (run / "config.json").read_text() == cfg0
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1

@@ -363,3 +363,96 @@ def test_cli_library_background_train_classify(tmp_path) -> None:
     r = runner.invoke(app, ["classify", str(run), str(tmp_path / "bad.tif"), "--output",
                             str(tmp_path / "p2.csv")])
     assert r.exit_code == 2 and "NaN" in r.output
+
+
+def test_cli_train_overwrite_keeps_old_run_on_failure(tmp_path) -> None:
+    """`train --overwrite` that fails leaves the old run whole (it used to delete it
+    first), and a missing model directory is not created by `classify`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    runner = CliRunner()
+    lib = tmp_path / "lib.npz"
+    make_library(n_samples=8, shape=32, seed=0).save(lib)
+    run = tmp_path / "run"
+    args = ["train", str(lib), "--out", str(run), "--epochs", "1", "--f", "3", "--device",
+            "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (run / "padnet.safetensors").read_bytes()
+    r = runner.invoke(app, [*args, "--overwrite", "--lr", "-1"])
+    assert r.exit_code == 2 and "lr" in r.output
+    assert (run / "padnet.safetensors").read_bytes() == before
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    r = runner.invoke(app, ["classify", str(tmp_path / "nosuch"), str(lib), "-o",
+                            str(tmp_path / "p.csv")])
+    assert r.exit_code == 2 and "not found" in r.output
+    assert not (tmp_path / "nosuch").exists()
+
+
+def test_cli_bad_outputs_images_and_configs(tmp_path) -> None:
+    """Directories or wrong suffixes as outputs, bad image arrays and edited run configs
+    give one-line errors (exit 2) and no output."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    runner = CliRunner()
+    lib = tmp_path / "lib.npz"
+    make_library(n_samples=6, shape=32, seed=0).save(lib)
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(lib), "--out", str(run), "--epochs", "1", "--f",
+                            "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "dir").mkdir()
+
+    def fails(args: list[str], text: str) -> None:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and text in r.output, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+
+    out = str(tmp_path / "dir")
+    fails(["classify", str(run), str(lib), "-o", out], "is a directory")
+    fails(["classify", str(run), str(lib), "-o", str(tmp_path / "p.txt")], "'.txt'")
+    fails(["library", "--images", "--size", "32", "--n-samples", "2", "-o", out],
+          "is a directory")
+    fails(["library", "--images", "--size", "0", "--n-samples", "2", "-o",
+           str(tmp_path / "l.npz")], "≥ 8 pixels")
+    fails(["background", str(lib), "-o", str(tmp_path / "b.txt")], "'.txt'")
+    assert not (tmp_path / "b.txt").exists()
+    # a corrupt .npz, object arrays and complex pixels are named, not a traceback
+    (tmp_path / "cut.npz").write_bytes(lib.read_bytes()[:300])
+    fails(["background", str(tmp_path / "cut.npz"), "-o", str(tmp_path / "b.npz")],
+          "cut.npz")
+    np.savez(tmp_path / "cx.npz", images=np.ones((2, 32, 32), complex))
+    fails(["background", str(tmp_path / "cx.npz"), "-o", str(tmp_path / "b.npz")],
+          "complex")
+    fails(["classify", str(run), str(tmp_path / "cx.npz"), "-o", str(tmp_path / "p.csv")],
+          "complex")
+    assert not (tmp_path / "b.npz").exists() and not (tmp_path / "p.csv").exists()
+    # a library with complex images is refused by train (it was cast silently)
+    with np.load(lib) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "cxlib.npz", **{**arrays, "images": arrays["images"] + 0j})
+    fails(["train", str(tmp_path / "cxlib.npz"), "--out", str(tmp_path / "r2"), "--epochs",
+           "1"], "complex")
+    assert not (tmp_path / "r2").exists()
+    # edited run configurations
+    for i, edit in enumerate([lambda c: c["params"].update(bogus=1),
+                              lambda c: c.pop("n_classes"),
+                              lambda c: c.update(region_names=["a"]),
+                              lambda c: c["params"].update(f="x")]):
+        bad = tmp_path / f"bad{i}"
+        shutil.copytree(run, bad)
+        cfg = json.loads((bad / "config.json").read_text())
+        edit(cfg)
+        (bad / "config.json").write_text(json.dumps(cfg))
+        fails(["classify", str(bad), str(lib), "-o", str(tmp_path / "p.csv")],
+              f"bad{i}/config.json")
+    assert not (tmp_path / "p.csv").exists()

@@ -197,3 +197,66 @@ def test_cli_ideal_feeds_refine_train(al: Structure, tmp_path) -> None:
     assert set(met["refined"]["class_fraction"]) == {"pure", "mixture"}
     refined = np.load(tmp_path / "ref" / "refined.npz")["X"]
     assert (refined <= imp + 1e-6).all() and (refined >= 0).all()
+
+
+def test_cli_simulate_library_ideal_phasemap_bad_settings(al: Structure, tmp_path) -> None:
+    """Bad outputs and out-of-range settings give one-line errors and write nothing; a
+    phase map never silently replaces a run held by --out."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    runner = CliRunner()
+    al.to(filename=str(tmp_path / "al.cif"))
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl.to(filename=str(tmp_path / "nacl.cif"))
+    cif = str(tmp_path / "al.cif")
+    (tmp_path / "dir").mkdir()
+
+    def fails(args: list[str], text: str) -> None:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and text in r.output, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+
+    out = tmp_path / "s.npz"
+    fails(["simulate", cif, "-o", str(tmp_path / "dir")], "is a directory")
+    fails(["simulate", cif, "-o", str(tmp_path / "s.xyz")], "'.xyz'")
+    # a bad image setting used to leave the 1D output behind
+    fails(["simulate", cif, "-o", str(out), "--n-points", "100", "--images",
+           str(tmp_path / "im.npz"), "--size", "4"], "≥ 8 pixels")
+    assert not out.exists() and not (tmp_path / "im.npz").exists()
+    lib = str(tmp_path / "lib.npz")
+    fails(["library", "-o", lib, "--n-samples", "0"], "--n-samples")
+    fails(["library", "-o", lib, "--n-samples", "-3"], "--n-samples")
+    fails(["library", "-o", lib, "--n-samples", "5", "--n-phases", "1000"], "--n-phases")
+    fails(["library", "-o", lib, "--n-samples", "5", "--n-phases", "2", "--noise", "-1"],
+          "noise")
+    fails(["library", "-o", lib, "--n-samples", "5", "--n-phases", "2", "--background",
+           "-1"], "background")
+    fails(["ideal", "-o", str(tmp_path / "dir"), "--n", "4"], "is a directory")
+    assert not (tmp_path / "lib.npz").exists()
+    # two phases: mixtures of 2 only (it used to crash drawing 3 of 2)
+    r = runner.invoke(app, ["ideal", "-o", str(tmp_path / "i.npz"), "--n", "6", "--length",
+                            "100", "--decorations", "0", "--cif", cif, "--cif",
+                            str(tmp_path / "nacl.cif")])
+    assert r.exit_code == 0, r.output
+    # phasemap into a directory holding another run is refused unless --overwrite
+    ph = _toy_phases()[:2]
+    grid = xrd.default_two_theta(100)
+    np.savez(tmp_path / "lib.npz", **xrd.composition_library(ph, 10, grid, seed=1).to_npz_dict())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"model": "padnet"}')
+    pm = ["phasemap", "--input", str(tmp_path / "lib.npz"), "--n-phases", "2", "--out"]
+    fails([*pm, str(other)], "already holds")
+    assert json.loads((other / "config.json").read_text()) == {"model": "padnet"}
+    assert not (other / "phases.npz").exists()
+    r = runner.invoke(app, [*pm, str(other), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((other / "config.json").read_text())["n_phases"] == 2
+    fails([*pm, str(tmp_path / "pm"), "--method", "gibbs", "--max-phases", "0"],
+          "--max-phases")
+    assert not (tmp_path / "pm").exists()

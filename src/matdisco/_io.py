@@ -125,6 +125,36 @@ def finite_column(df: Any, col: str, source: str) -> np.ndarray:
     return v
 
 
+def check_output_file(path: str | os.PathLike[str], suffixes: tuple[str, ...],
+                      option: str = "--output") -> None:
+    """Refuse, before any work, an output that is a directory or has another suffix."""
+    from matdisco import MatdiscoError
+
+    path = Path(path)
+    if path.is_dir():
+        raise MatdiscoError(f"{option} {path} is a directory; give a file name ending in "
+                            f"{' or '.join(suffixes)}")
+    if path.suffix not in suffixes:
+        raise MatdiscoError(f"{option} {path}: unsupported suffix {path.suffix or '(none)'!r}"
+                            f"; use {' or '.join(suffixes)}")
+
+
+@contextlib.contextmanager
+def config_errors(source: str, what: str) -> Iterator[None]:
+    """Re-raise errors of building an object from a saved configuration as one
+    :class:`~matdisco.MatdiscoError` that names ``source`` (the file) and ``what``."""
+    from matdisco import MatdiscoError
+
+    try:
+        yield
+    except MatdiscoError as exc:
+        raise MatdiscoError(f"{source}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise MatdiscoError(f"{source}: corrupt or edited {what} configuration "
+                            f"({detail})") from exc
+
+
 def save_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from matdisco import MatdiscoError
+from matdisco._io import check_output_file
 from matdisco.cli import handle_errors
 
 if TYPE_CHECKING:  # imported lazily at runtime to keep the CLI start fast
@@ -21,6 +23,9 @@ app = typer.Typer(help="EBSD orientation indexing of cubic (m-3m) crystals: simu
                   "pattern files and evaluate against dictionary indexing.",
                   no_args_is_help=True)
 
+
+# entries of an OMNet run's configuration that --resume may change
+_RESUME_FREE = ("trainer.epochs", "trainer.patience", "trainer.device", "trainer.progress")
 
 
 def _detector(shape: int, pc: str | None) -> DetectorConfig:
@@ -35,6 +40,8 @@ def _detector(shape: int, pc: str | None) -> DetectorConfig:
                 f"--pc must be three comma-separated numbers, got {pc!r}") from None
         if len(vals) != 3:
             raise MatdiscoError(f"--pc must be three comma-separated numbers, got {pc!r}")
+        if not all(math.isfinite(v) for v in vals) or vals[2] <= 0:
+            raise MatdiscoError(f"--pc must be finite numbers with PCz > 0, got {pc!r}")
         from dataclasses import replace
 
         d = replace(d, pc=vals)
@@ -83,7 +90,10 @@ def simulate(
     """Simulate Ni patterns (chunked, Dask-parallel, cached) and write them to HDF5."""
     from matdisco.ebsd import save_dataset, simulate_dataset
 
+    check_output_file(output, (".h5",))
     det = _detector(shape, pc)
+    if not pc_jitter >= 0:
+        raise MatdiscoError(f"--pc-jitter must be ≥ 0 (a standard deviation), got {pc_jitter}")
     if pc_jitter > 0:
         if method != "random" or level != "noise0":
             raise MatdiscoError("--pc-jitter makes a clean training set: use it with "
@@ -123,33 +133,61 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --run-dir already holds."),
 ) -> None:
     """Train OMNet on simulated patterns with the shared Trainer."""
+    import shutil
+
     import numpy as np
 
     from matdisco.ebsd import DetectorConfig, OMNetIndexer, load_dataset
-    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training import (
+        RunDir,
+        holds_run,
+        prepare_run_dir,
+        publish_run_dir,
+        staged_run_dir,
+    )
     from matdisco.training.plots import plot_history
 
+    if not 0 <= val_fraction < 1:
+        raise MatdiscoError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if not pixel_noise >= 0:
+        raise MatdiscoError(f"--pixel-noise must be ≥ 0, got {pixel_noise}")
     x, q, meta = load_dataset(data)
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    det = DetectorConfig.from_dict(meta.get("detector", {"shape": x.shape[1:]}))
+    det = DetectorConfig.from_dict(meta.get("detector", {"shape": x.shape[1:]}),
+                                   source=f"{data}: detector")
+    est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir,
+                       augment=augment, pixel_noise=pixel_noise, init=init)
+    est._trainer_config()  # bad epochs, batch size or lr are refused before any write
+    # an existing run is never silently replaced; --resume continues only the same
+    # configuration (refused before its config.json is touched); an overwritten run stays
+    # in place until the new one is published whole
+    replacing = overwrite and not resume and holds_run(run_dir)
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, config=est.get_config(),
+                    free=_RESUME_FREE, staged=True)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x))
     nv = int(round(val_fraction * len(x))) if len(x) > 10 else 0
     vi, ti = idx[:nv], idx[nv:]
-    est = OMNetIndexer(loss=loss, preset=preset, detector=det, epochs=epochs,
-                       batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir,
-                       augment=augment, pixel_noise=pixel_noise, init=init)
-    t0 = time.perf_counter()
-    est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
-    est.save(run_dir)
-    last = est.history_[-1] if est.history_ else {}
-    rd = RunDir(run_dir)
-    rd.write_metrics({"epochs_run": len(est.history_), "n_parameters": est.n_parameters,
-                      "n_train": len(ti), "n_val": int(nv),
-                      "seconds_this_run": time.perf_counter() - t0,
-                      "last_epoch": {k: v for k, v in last.items()
-                                     if isinstance(v, int | float)}})
-    rd.save_plot("training_curve", plot_history(est.history_, f"OMNet ({loss} loss)"))
+    target = staged_run_dir(run_dir) if replacing else run_dir
+    est.run_dir = target
+    try:
+        t0 = time.perf_counter()
+        est.fit(x[ti], q[ti], val=(x[vi], q[vi]) if nv else None, resume=resume)
+        est.save(target)
+        last = est.history_[-1] if est.history_ else {}
+        rd = RunDir(target)
+        rd.write_metrics({"epochs_run": len(est.history_), "n_parameters": est.n_parameters,
+                          "n_train": len(ti), "n_val": int(nv),
+                          "seconds_this_run": time.perf_counter() - t0,
+                          "last_epoch": {k: v for k, v in last.items()
+                                         if isinstance(v, int | float)}})
+        rd.save_plot("training_curve", plot_history(est.history_, f"OMNet ({loss} loss)"))
+        if replacing:
+            publish_run_dir(target, run_dir)
+    except BaseException:
+        if replacing:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     typer.echo(f"trained OMNet ({est.n_parameters} parameters) for {len(est.history_)} "
                f"epochs; last train MDE {last.get('train_mde_deg', float('nan')):.3f} deg "
                f"-> {run_dir}")
@@ -174,15 +212,22 @@ def index(
     from matdisco.ebsd import OMNetIndexer
     from matdisco.ebsd.evaluation import plot_ipf_map, write_crystal_map
 
+    check_output_file(output, (".ang", ".h5"))
+    shape: tuple[int, ...] | None = None
+    if map_shape:
+        try:
+            shape = tuple(int(v) for v in map_shape.split(","))
+        except ValueError:
+            shape = None
+        if shape is None or len(shape) != 2 or min(shape) < 1:
+            raise MatdiscoError(f"--map-shape must be two positive integers 'rows,cols', "
+                                f"got {map_shape!r}")
     est = OMNetIndexer.load(run_dir)
     x, _, nav = _read_patterns(patterns)
     t0 = time.perf_counter()
     qp = est.predict(x, refine=refine, trust_region=trust_region)
     dt = time.perf_counter() - t0
-    shape = None
-    if map_shape:
-        shape = tuple(int(v) for v in map_shape.split(","))
-    elif nav is not None and len(nav) == 2:
+    if shape is None and nav is not None and len(nav) == 2:
         shape = nav
     write_crystal_map(output, qp, shape)  # type: ignore[arg-type]
     extra = ""
@@ -217,9 +262,18 @@ def evaluate(
         orientation_metrics,
         plot_histograms,
     )
-    from matdisco.training import RunDir
+    from matdisco.training import RunDir, holds_run
+
+    if output.exists() and not output.is_dir():
+        raise MatdiscoError(f"--output {output} is a file; give a directory")
+    if holds_run(output):  # its metrics.json would be replaced by the evaluation's
+        raise MatdiscoError(f"--output {output} holds a training run; write the evaluation "
+                            "to another directory")
+    from matdisco.ebsd.indexer import check_patterns, check_quaternions
 
     x, q, meta = load_dataset(test)
+    q = check_quaternions(q, len(check_patterns(x, name=f"{test}: patterns")),
+                          name=f"{test}: quaternions")
     results, dis = {}, {}
     for rd in run_dir:
         est = OMNetIndexer.load(rd)
@@ -240,7 +294,8 @@ def evaluate(
         from matdisco.ebsd import DetectorConfig
 
         dx, dq, dmeta = load_dataset(dictionary)
-        det = DetectorConfig.from_dict(dmeta.get("detector", {}))
+        det = DetectorConfig.from_dict(dmeta.get("detector", {}),
+                                       source=f"{dictionary}: detector")
         di = DictionaryIndexer(dx, dq, detector=det, resolution=dmeta.get("resolution"))
         t0 = time.perf_counter()
         qd, _ = di.index(x)

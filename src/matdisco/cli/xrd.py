@@ -9,12 +9,12 @@ import numpy as np
 import typer
 
 from matdisco import MatdiscoError
+from matdisco._io import check_output_file
 from matdisco.cli import handle_errors
 
 app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector images, "
                   "build composition-spread libraries, map phases, remove 2D backgrounds "
                   "and classify phase regions with PADNet.", no_args_is_help=True)
-
 
 
 class _PADNetParams(TypedDict):
@@ -67,18 +67,24 @@ def simulate(
     from matdisco._io import write_table
     from matdisco.xrd import default_two_theta, load_cif, simulate_pattern
 
+    check_output_file(output, (".npz", ".csv", ".parquet"))
+    if images is not None:
+        check_output_file(images, (".npz",), "--images")
     po = _parse_texture(texture)
     grid = default_two_theta(n_points, two_theta_min, two_theta_max)
     X = np.stack([simulate_pattern(load_cif(p), two_theta=grid, preferred_orientation=po)
                   for p in cif])
+    # render the images before writing anything: a bad image setting leaves no output
+    image_arrays = (None if images is None else
+                    _simulate_images(cif, size, background, wavelength, spottiness, seed, po))
     if output.suffix == ".npz":
         _save_npz(output, X=X, two_theta=grid, names=np.array([p.stem for p in cif]))
     else:
         df = pd.DataFrame(X, columns=[f"{t:.4f}" for t in grid])
         df.insert(0, "name", [p.stem for p in cif])
         write_table(output, df)
-    if images is not None:
-        _simulate_images(cif, images, size, background, wavelength, spottiness, seed, po)
+    if images is not None and image_arrays is not None:
+        _save_npz(images, **image_arrays)
     typer.echo(f"simulated {len(cif)} patterns -> {output}"
                + (f", detector images -> {images}" if images is not None else ""))
 
@@ -96,9 +102,11 @@ def _parse_texture(text: str | None) -> tuple[tuple[int, int, int], float] | Non
                             f"{text!r}") from None
 
 
-def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
+def _simulate_images(cif: list[Path], size: int, background: str,
                      wavelength: float, spottiness: float, seed: int,
-                     texture: tuple[tuple[int, int, int], float] | None = None) -> None:
+                     texture: tuple[tuple[int, int, int], float] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """Arrays of the ``--images`` file (images, patterns, two_theta, names, geometry)."""
     import json
 
     from matdisco.xrd import load_cif
@@ -119,9 +127,9 @@ def _simulate_images(cif: list[Path], out: Path, size: int, background: str,
         pats.append(x / max(x.max(), 1e-12))
         imgs.append(render_image(x, grid, geom, background=background,
                                  spottiness=spottiness, rng=rng)[None])
-    _save_npz(out, images=np.stack(imgs), patterns=np.stack(pats).astype(np.float32),
-              two_theta=grid, names=np.array([p.stem for p in cif]),
-              geometry=np.array(json.dumps(geom.to_dict())))
+    return {"images": np.stack(imgs), "patterns": np.stack(pats).astype(np.float32),
+            "two_theta": grid, "names": np.array([p.stem for p in cif]),
+            "geometry": np.array(json.dumps(geom.to_dict()))}
 
 
 @app.command()
@@ -151,6 +159,9 @@ def library(
     """Simulate a ternary composition-spread library (1D patterns, or 2D images)."""
     from matdisco.xrd import aflow_prototypes, composition_library, load_cif, prototype_phases
 
+    check_output_file(output, (".npz",))
+    if n_samples < 1:
+        raise MatdiscoError(f"--n-samples must be ≥ 1, got {n_samples}")
     if images:
         _image_library(output, n_samples, background_kind, n_frames, size, region_map, seed)
         return
@@ -158,6 +169,9 @@ def library(
         structs = [(p.stem, load_cif(p)) for p in cif]
     else:
         protos = aflow_prototypes()
+        if not 1 <= n_phases <= len(protos):
+            raise MatdiscoError(f"--n-phases must be between 1 and {len(protos)} (the AFLOW "
+                                f"prototypes available), got {n_phases}")
         rng = np.random.default_rng(seed)
         structs = [protos[i] for i in rng.choice(len(protos), n_phases, replace=False)]
     phases = prototype_phases(n_decorations=0, structures=structs, seed=seed)
@@ -195,6 +209,7 @@ def ideal(
         prototype_phases,
     )
 
+    check_output_file(output, (".npz",))
     if task not in ("purity", "crystal_system"):
         raise MatdiscoError(f"--task must be purity or crystal_system, got {task!r}")
     if n < 1 or length < 10 or decorations < 0:
@@ -219,34 +234,52 @@ def phasemap(
     method: str = typer.Option("nmf", help="nmf or gibbs (≤ max-phases per sample)."),
     max_phases: int = typer.Option(3, help="Phases per sample for gibbs."),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace the phase map that --out already "
+                                   "holds."),
 ) -> None:
     """Decompose a library into K phases (NMF); match them to the true phases if present."""
+    import shutil
+
     import pandas as pd
 
     from matdisco.cli.refine import load_signals
-    from matdisco.training import RunDir
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
     from matdisco.xrd import match_phases
     from matdisco.xrd import phasemap as _phasemap
 
+    if method == "gibbs" and max_phases < 1:
+        raise MatdiscoError(f"--max-phases must be ≥ 1, got {max_phases}")
+    # an existing run (a phase map or any other) is never silently replaced; an
+    # overwritten one stays in place until the new phase map is published whole
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     data = load_signals(input)
     res = _phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
-    rd = RunDir(out)
     arrays = {"X": res.basis, "weights": res.weights}
     if "two_theta" in data:
         arrays["two_theta"] = data["two_theta"]
     metrics: dict = {"method": method, "n_phases": n_phases,
                      "reconstruction_error": res.reconstruction_error}
     if "true_phases" in data:
-        assign, corr = match_phases(res.basis, data["true_phases"])
-        arrays["true"] = data["true_phases"][np.clip(assign, 0, None)]
+        true = np.asarray(data["true_phases"])
+        if true.ndim != 2 or true.shape[1] != res.basis.shape[1]:
+            raise MatdiscoError(f"{input}: true_phases has shape {true.shape}; expected "
+                                f"(K, {res.basis.shape[1]}) like the patterns X")
+        assign, corr = match_phases(res.basis, true)
+        arrays["true"] = true[np.clip(assign, 0, None)]
         metrics["assignment"] = assign.tolist()
         metrics["correlation"] = [float(c) for c in corr]
-    _save_npz(rd / "phases.npz", **arrays)
-    rd.save_table("weights.csv", pd.DataFrame(res.weights,
-                                              columns=[f"phase{i}" for i in range(n_phases)]))
-    rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
-                     "max_phases": max_phases, "seed": seed})
-    rd.write_metrics(metrics)
+    rd = RunDir(staged_run_dir(out))
+    try:
+        _save_npz(rd / "phases.npz", **arrays)
+        rd.save_table("weights.csv", pd.DataFrame(
+            res.weights, columns=[f"phase{i}" for i in range(n_phases)]))
+        rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
+                         "max_phases": max_phases, "seed": seed})
+        rd.write_metrics(metrics)
+        publish_run_dir(rd.path, out)
+    except BaseException:
+        shutil.rmtree(rd.path, ignore_errors=True)
+        raise
     typer.echo(f"{n_phases} phases ({method}), relative error {res.reconstruction_error:.3f} "
                f"-> {out}")
 
@@ -268,20 +301,37 @@ def _image_library(output: Path, n_samples: int, background_kind: str, n_frames:
 
 def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Images (N, F, H, W), compositions or None, and names from a library .npz or files."""
+    import zipfile
+
+    from matdisco.xrd.detector import validate_image
     from matdisco.xrd.readers import read_image
 
     if len(inputs) == 1 and inputs[0].suffix == ".npz":
         p = inputs[0]
         if not p.exists():
             raise MatdiscoError(f"{p}: file not found")
-        with np.load(p, allow_pickle=False) as z:
-            if "images" not in z.files:
-                raise MatdiscoError(f"{p}: no 'images' array in the .npz")
-            x = z["images"]
-            comp = z["compositions"] if "compositions" in z.files else None
-        if x.ndim == 3:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "images" not in z.files:
+                    raise MatdiscoError(f"{p}: no 'images' array in the .npz")
+                x = z["images"]
+                comp = z["compositions"] if "compositions" in z.files else None
+        except MatdiscoError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise MatdiscoError(f"{p}: not a readable .npz of images ({exc})") from exc
+        x = validate_image(x, name=f"{p}: images")
+        if x.ndim == 2:  # one image
+            x = x[None, None]
+        elif x.ndim == 3:
             x = x[:, None]
+        elif x.ndim != 4:
+            raise MatdiscoError(f"{p}: images must be (N, F, H, W), (N, H, W) or (H, W), "
+                                f"got shape {x.shape}")
         return x, comp, [f"{p.stem}[{i}]" for i in range(len(x))]
+    if any(p.suffix == ".npz" for p in inputs):
+        raise MatdiscoError("give one library .npz, or image files (TIFF/EDF/CBF/...), not "
+                            "several .npz files or a mixture")
     imgs = [read_image(p) for p in inputs]
     shapes = {i.shape for i in imgs}
     if len(shapes) > 1:
@@ -305,8 +355,16 @@ def background(
     import time
 
     from matdisco.xrd.background import remove_background
-    from matdisco.xrd.readers import write_image
+    from matdisco.xrd.readers import IMAGE_SUFFIXES, write_image
 
+    if output.suffix == ".npz":
+        check_output_file(output, (".npz",))
+    elif output.exists() and not output.is_dir():
+        raise MatdiscoError(f"--output {output} is a file; give a .npz file or a directory")
+    elif output.suffix.lower() in (*IMAGE_SUFFIXES, ".npy", ".csv", ".parquet", ".txt",
+                                   ".json"):
+        raise MatdiscoError(f"--output {output}: unsupported suffix {output.suffix!r}; give "
+                            "a .npz file or a directory (one .tif per image)")
     x, comp, names = _load_images(inputs)
     t0 = time.perf_counter()
     out = remove_background(x, method, window)
@@ -350,9 +408,11 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train PADNet on a library of detector images and save it to a run directory."""
+    import shutil
+
     import pandas as pd
 
-    from matdisco.training import RunDir, prepare_run_dir
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
     from matdisco.training.plots import plot_confusion, plot_history
     from matdisco.xrd.background import remove_background
     from matdisco.xrd.library import ImageLibrary
@@ -363,7 +423,9 @@ def train(
                            epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, patience=patience, device=device)
     lib = ImageLibrary.load(library)
-    prepare_run_dir(out, overwrite=overwrite)  # an existing run is never silently replaced
+    # an existing run is never silently replaced; an overwritten one stays in place until
+    # the new run is published whole (a failed or killed training leaves it untouched)
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     comp = lib.compositions if use_composition else None
     metrics: dict = {}
     oof = None
@@ -374,24 +436,30 @@ def train(
         oof = next(iter(res.pop("predictions").values()))
         metrics["cv"] = res
     x = remove_background(lib.images, preprocess)
-    clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=out)
-    clf.save(out, extra={"library": str(library), "preprocess": preprocess,
-                         "region_names": lib.region_names})
-    metrics.update({"train_accuracy": clf.score(x, lib.labels, comp),
-                    "epochs_run": len(clf.history_),
-                    "n_parameters": count_parameters(clf.model_),
-                    "seconds_per_image": clf.seconds_per_image(x, comp)})
-    rd = RunDir(out)
-    rd.write_metrics(metrics)
-    names = list(lib.region_names)
-    rd.save_plot("training_curve", plot_history(clf.history_, "PADNet"))
-    if oof is not None:
-        y = np.asarray(lib.labels)
-        rd.save_table("cv_predictions.csv", pd.DataFrame({
-            "sample": np.arange(len(y)), "label": y, "region": [names[i] for i in y],
-            "predicted": oof,
-            "predicted_region": [names[i] if i >= 0 else "" for i in oof]}))
-        rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
+    staged = staged_run_dir(out)
+    try:
+        clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=staged)
+        clf.save(staged, extra={"library": str(library), "preprocess": preprocess,
+                                "region_names": lib.region_names})
+        metrics.update({"train_accuracy": clf.score(x, lib.labels, comp),
+                        "epochs_run": len(clf.history_),
+                        "n_parameters": count_parameters(clf.model_),
+                        "seconds_per_image": clf.seconds_per_image(x, comp)})
+        rd = RunDir(staged)
+        rd.write_metrics(metrics)
+        names = list(lib.region_names)
+        rd.save_plot("training_curve", plot_history(clf.history_, "PADNet"))
+        if oof is not None:
+            y = np.asarray(lib.labels)
+            rd.save_table("cv_predictions.csv", pd.DataFrame({
+                "sample": np.arange(len(y)), "label": y, "region": [names[i] for i in y],
+                "predicted": oof,
+                "predicted_region": [names[i] if i >= 0 else "" for i in oof]}))
+            rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
+        publish_run_dir(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     msg = f"PADNet trained ({metrics['epochs_run']} epochs)"
     if cv:
         key = next(k for k in metrics["cv"] if k.startswith("train-"))
@@ -412,17 +480,27 @@ def classify(
 
     from matdisco._io import write_table
     from matdisco.training import RunDir
-    from matdisco.xrd.background import remove_background
+    from matdisco.xrd.background import METHODS, remove_background
     from matdisco.xrd.padnet import PADNetClassifier
 
+    check_output_file(output, (".csv", ".parquet"))
     clf = PADNetClassifier.load(model)
     cfg = RunDir(model).read_config()
+    source = model / "config.json"
+    preprocess = cfg.get("preprocess", "none")
+    if preprocess not in METHODS:
+        raise MatdiscoError(f"{source}: preprocess is {preprocess!r}, not one of "
+                            f"{', '.join(METHODS)}")
+    regions = cfg.get("region_names") or [str(i) for i in range(clf.n_classes_)]
+    if (not isinstance(regions, list) or len(regions) != clf.n_classes_
+            or not all(isinstance(r, str) for r in regions)):
+        raise MatdiscoError(f"{source}: region_names must be a list of {clf.n_classes_} "
+                            "names (one per class of the model)")
     x, comp, names = _load_images(inputs)
     if clf.use_composition and comp is None:
         raise MatdiscoError("this model uses compositions; give a library .npz with them")
-    x = remove_background(x, cfg.get("preprocess", "none"))
+    x = remove_background(x, preprocess)
     proba = clf.predict_proba(x, comp if clf.use_composition else None)
-    regions = cfg.get("region_names") or [str(i) for i in range(proba.shape[1])]
     pred = proba.argmax(1)
     df = pd.DataFrame({"name": names, "label": pred,
                        "region": [regions[i] for i in pred],

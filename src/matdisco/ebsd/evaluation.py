@@ -110,6 +110,9 @@ def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
     xmap = crystal_map(quaternions, shape, scores)
     with atomic_path(path) as tmp:
         target = tmp.with_name(tmp.stem + "_w" + path.suffix)
-        oio.save(str(target), xmap, overwrite=True)
-        os.replace(target, tmp)
+        try:
+            oio.save(str(target), xmap, overwrite=True)
+            os.replace(target, tmp)
+        finally:
+            target.unlink(missing_ok=True)
     return path

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from matdisco import MatdiscoError
+from matdisco._io import config_errors
 from matdisco.ebsd.augment import random_degrade, standardize
 from matdisco.ebsd.losses import LOSSES, normalize_euler, orientation_loss, output_to_quaternion
 from matdisco.ebsd.nets import OMNet, count_parameters, inference_module
@@ -18,7 +19,7 @@ from matdisco.ebsd.rotations import quaternion_to_euler
 from matdisco.ebsd.simulate import DEGRADATION_LEVELS, DetectorConfig
 from matdisco.training import RunDir, Trainer, TrainerConfig, load_state_checked, set_seed
 
-__all__ = ["OMNetIndexer", "check_patterns", "preprocess_patterns"]
+__all__ = ["OMNetIndexer", "check_patterns", "check_quaternions", "preprocess_patterns"]
 
 _REPR = {"mae": "euler", "mde": "euler", "mae_mde": "euler", "quat": "quat", "6d": "6d"}
 
@@ -48,6 +49,25 @@ def check_patterns(patterns: Any, shape: tuple[int, int] | None = None,
         raise MatdiscoError(f"{name}: pattern {i} contains NaN or infinite pixels "
                             f"({int(bad.sum())} bad patterns in total)")
     return x
+
+
+def check_quaternions(quaternions: Any, n: int, name: str = "quaternions") -> np.ndarray:
+    """Validate ``n`` orientations ``(n, 4)``: finite unit quaternions (float64).
+
+    Raises a :class:`MatdiscoError` naming the first bad row.
+    """
+    q = np.asarray(quaternions)
+    if q.shape != (n, 4) or q.dtype.kind not in "iuf":
+        raise MatdiscoError(f"{name} must have shape ({n}, 4) to match the patterns, got "
+                            f"{q.shape} ({q.dtype})")
+    q = q.astype(np.float64)
+    norm = np.linalg.norm(q, axis=1)
+    bad = ~(np.abs(norm - 1.0) <= 1e-3)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MatdiscoError(f"{name}: row {i} is {q[i].tolist()}, not a unit quaternion "
+                            f"({int(bad.sum())} bad rows in total)")
+    return q
 
 
 def preprocess_patterns(patterns: np.ndarray) -> np.ndarray:
@@ -136,10 +156,7 @@ class OMNetIndexer:
     def _tensors(self, patterns: np.ndarray, quaternions: np.ndarray
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = check_patterns(patterns, self.detector.shape)
-        q = np.asarray(quaternions, dtype=np.float64)
-        if q.shape != (len(x), 4):
-            raise MatdiscoError(f"quaternions must have shape ({len(x)}, 4) to match the "
-                                f"patterns, got {q.shape}")
+        q = check_quaternions(quaternions, len(x))
         qt = torch.as_tensor(q, dtype=torch.float32)
         e = normalize_euler(quaternion_to_euler(torch.as_tensor(q)).float())
         return torch.from_numpy(preprocess_patterns(x)), qt, e
@@ -277,20 +294,29 @@ class OMNetIndexer:
     def load(cls, path: str | os.PathLike[str],
              detector: DetectorConfig | None = None) -> OMNetIndexer:
         """Load a saved indexer; refuses a ``detector`` that differs from the trained one."""
-        rd = RunDir(path)
-        cfg = rd.read_config()
-        if cfg.get("kind") != "omnet":
-            raise MatdiscoError(f"{rd.path / 'config.json'}: not an OMNet run (kind="
-                                f"{cfg.get('kind')!r})")
-        det = DetectorConfig.from_dict(cfg["detector"])
+        from matdisco._io import read_json
+
+        root = Path(path)
+        if not root.is_dir():  # never create it: a typo must not leave an empty folder
+            raise MatdiscoError(f"{root}: OMNet run directory not found")
+        source = root / "config.json"
+        cfg = read_json(source)
+        if not isinstance(cfg, dict) or cfg.get("kind") != "omnet":
+            kind = cfg.get("kind") if isinstance(cfg, dict) else None
+            raise MatdiscoError(f"{source}: not an OMNet run (kind={kind!r})")
+        if "detector" not in cfg:
+            raise MatdiscoError(f"{source}: missing entry 'detector'")
+        det = DetectorConfig.from_dict(cfg["detector"], source=f"{source}: detector")
         if detector is not None and detector != det:
             raise MatdiscoError(
-                f"{rd.path}: the model was trained for detector {det.to_dict()}, "
+                f"{root}: the model was trained for detector {det.to_dict()}, "
                 f"but detector {detector.to_dict()} was given")
-        est = cls(loss=cfg["loss"], preset=cfg["preset"], detector=det, device="cpu",
-                  augment=cfg.get("augment"), clean_fraction=cfg.get("clean_fraction", 0.25),
-                  pixel_noise=cfg.get("pixel_noise", 0.0))
-        est.model_ = est._build()
-        load_state_checked(est.model_, rd.path / "model.safetensors")
+        with config_errors(str(source), "OMNet"):
+            est = cls(loss=cfg["loss"], preset=cfg["preset"], detector=det, device="cpu",
+                      augment=cfg.get("augment"),
+                      clean_fraction=float(cfg.get("clean_fraction", 0.25)),
+                      pixel_noise=float(cfg.get("pixel_noise", 0.0)))
+            est.model_ = est._build()
+        load_state_checked(est.model_, root / "model.safetensors")
         est.model_.eval()
         return est

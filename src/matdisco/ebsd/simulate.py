@@ -74,11 +74,29 @@ class DetectorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DetectorConfig:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, d: dict[str, Any], source: str = "detector") -> DetectorConfig:
+        """Inverse of :meth:`to_dict`; a malformed entry raises a
+        :class:`~matdisco.MatdiscoError` naming ``source`` and the field."""
+        if not isinstance(d, dict):
+            raise MatdiscoError(f"{source}: expected an object of detector settings, got "
+                                f"{type(d).__name__}")
         d = dict(d)
-        d["shape"] = tuple(int(v) for v in d.get("shape", (60, 60)))
-        d["pc"] = tuple(float(v) for v in d.get("pc", (0.425, 0.213, 0.501)))
+        field = "shape"
+        try:
+            d["shape"] = tuple(int(v) for v in d.get("shape", (60, 60)))
+            field = "pc"
+            d["pc"] = tuple(float(v) for v in d.get("pc", (0.425, 0.213, 0.501)))
+            for field in ("tilt", "sample_tilt", "px_size", "energy"):
+                if field in d:
+                    d[field] = float(d[field])
+            field = "binning"
+            if "binning" in d:
+                d["binning"] = int(d["binning"])
+        except (TypeError, ValueError) as exc:
+            raise MatdiscoError(f"{source}: bad {field} {d.get(field)!r} ({exc})") from None
+        if len(d["shape"]) != 2 or len(d["pc"]) != 3:
+            raise MatdiscoError(f"{source}: shape needs 2 sizes and pc 3 numbers, got shape "
+                                f"{list(d['shape'])} and pc {list(d['pc'])}")
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -332,9 +350,16 @@ def load_dataset(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, 
                 raise MatdiscoError(f"{path}: missing 'patterns' or 'quaternions' dataset")
             x = f["patterns"][()]
             q = f["quaternions"][()]
-            meta = json.loads(f.attrs.get("meta", "{}"))
+            raw = f.attrs.get("meta", "{}")
     except OSError as exc:
         raise MatdiscoError(f"{path}: not a readable HDF5 pattern file ({exc})") from exc
+    try:
+        meta = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise MatdiscoError(f"{path}: the 'meta' attribute is not valid JSON ({exc})"
+                            ) from None
+    if not isinstance(meta, dict):
+        raise MatdiscoError(f"{path}: the 'meta' attribute must be a JSON object")
     return x, q, meta
 
 

@@ -14,6 +14,7 @@ Layout::
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import json
 import os
 import platform
@@ -157,6 +158,7 @@ def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
         Naming the directory, what it holds and how to proceed.
     """
     p = Path(path)
+    _clean_stale_stages(p)  # a run set aside by a killed job is back before it is judged
     if p.exists() and not p.is_dir():
         raise MatdiscoError(f"run directory {p} is a file")
     if not p.exists() or not any(p.iterdir()):
@@ -192,14 +194,51 @@ def staged_run_dir(final: str | os.PathLike[str]) -> Path:
 
     Write the run there, then call :func:`publish_run_dir`: a reader of ``final`` sees
     either the old run or the new one, never a mixture of the two (a job killed midway
-    leaves only a hidden ``.NAME.partial-PID`` folder, which the next attempt replaces).
+    leaves only a hidden ``.NAME.partial-PID`` folder, which the next staging beside
+    ``final`` removes once that process is gone).
     """
     final = Path(final)
+    _clean_stale_stages(final)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     return tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, but belongs to another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _clean_stale_stages(final: Path) -> None:
+    """Remove what killed jobs left beside ``final``: ``.NAME.partial-PID`` staging folders
+    of processes that no longer run, and ``.NAME.old-PID`` runs set aside by
+    :func:`publish_run_dir` (put back at ``final`` when the job died before the new run
+    took its place, deleted otherwise)."""
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    for kind in ("old", "partial"):  # an old run first: it may have to be put back
+        prefix = f".{final.name}.{kind}-"
+        for p in parent.glob(f"{glob.escape(prefix)}*"):
+            pid = p.name[len(prefix):]
+            if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not final.exists() and p.is_dir():
+                p.rename(final)
+            elif p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def publish_run_dir(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:

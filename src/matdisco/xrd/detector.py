@@ -84,6 +84,9 @@ class DetectorGeometry:
         """The same detector read out with another number of pixels."""
         if isinstance(shape, int):
             shape = (shape, shape)
+        if len(shape) != 2 or min(int(s) for s in shape) < 8:
+            raise MatdiscoError(f"detector shape must be two sizes ≥ 8 pixels, got "
+                                f"{tuple(shape)}")
         ratio = shape[1] / shape[0]
         poni2 = self.poni[1] * (ratio / (self.shape[1] / self.shape[0]))
         return replace(self, shape=cast(tuple[int, int], tuple(shape)), poni=(self.poni[0], poni2))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from matdisco.xrd.detector import (
     nist_like_geometries,
     render_image,
     slac_like_geometry,
+    validate_image,
 )
 from matdisco.xrd.simulate import PeakList, caglioti_fwhm, peak_list, pseudo_voigt
 
@@ -366,17 +368,45 @@ class ImageLibrary:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise MatdiscoError(f"{path}: not a readable .npz library ({exc})") from exc
-        missing = {"images", "labels", "info"} - set(arrays)
+        missing = {"images", "labels", "compositions", "info"} - set(arrays)
         if missing:
             raise MatdiscoError(f"{path}: library lacks arrays {sorted(missing)}")
-        info = json.loads(str(arrays["info"]))
-        return cls(arrays["images"], arrays.get("patterns", np.zeros((0, 0), np.float32)),
-                   arrays.get("two_theta", np.zeros(0)), arrays["compositions"],
-                   arrays["labels"], arrays.get("fractions", np.zeros((0, 0))),
-                   info["region_names"], info["phase_names"],
-                   [DetectorGeometry.from_dict(g) for g in info["geometries"]], info["meta"])
+        try:
+            info = json.loads(str(arrays["info"]))
+            region_names = [str(r) for r in info["region_names"]]
+            phase_names = [str(p) for p in info["phase_names"]]
+            geometries = [DetectorGeometry.from_dict(g) for g in info["geometries"]]
+            meta = dict(info.get("meta", {}))
+        except MatdiscoError as exc:
+            raise MatdiscoError(f"{path}: bad detector geometry in 'info' ({exc})") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MatdiscoError(f"{path}: the 'info' array is not a valid library "
+                                f"description ({type(exc).__name__}: {exc})") from exc
+        images = validate_image(arrays["images"], name=f"{path}: images")
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4:
+            raise MatdiscoError(f"{path}: images must be (N, F, H, W), got {images.shape}")
+        n = len(images)
+        labels = np.asarray(arrays["labels"])
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise MatdiscoError(f"{path}: labels must be {n} integers (one per image), got "
+                                f"dtype {labels.dtype} and shape {labels.shape}")
+        bad = np.flatnonzero((labels < 0) | (labels >= len(region_names)))
+        if len(bad):
+            raise MatdiscoError(f"{path}: row {int(bad[0])}: label {int(labels[bad[0]])} is "
+                                f"not a region index 0..{len(region_names) - 1}")
+        comp = np.asarray(arrays["compositions"])
+        if comp.shape != (n, 3) or comp.dtype.kind not in "iuf" or not np.all(
+                np.isfinite(comp)):
+            raise MatdiscoError(f"{path}: compositions must be finite numbers of shape "
+                                f"({n}, 3), got dtype {comp.dtype} and shape {comp.shape}")
+        return cls(images, arrays.get("patterns", np.zeros((0, 0), np.float32)),
+                   arrays.get("two_theta", np.zeros(0)), comp, labels,
+                   arrays.get("fractions", np.zeros((0, 0))), region_names, phase_names,
+                   geometries, meta)
 
 
 def make_library(phases: Mapping[str, Any] | None = None,

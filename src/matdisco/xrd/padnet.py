@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from matdisco import MatdiscoError
+from matdisco._io import config_errors
 from matdisco.xrd.detector import validate_image
 
 
@@ -372,18 +373,32 @@ class PADNetClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PADNetClassifier:
         """Rebuild a classifier saved by :meth:`save` (shapes are validated)."""
-        from matdisco.training import RunDir, load_state_checked
+        from matdisco._io import read_json
+        from matdisco.training import load_state_checked
 
-        rd = RunDir(path)
-        cfg = rd.read_config()
-        if cfg.get("model") != "padnet":
-            raise MatdiscoError(f"{rd.path / 'config.json'}: not a PADNet run directory")
-        clf = cls(**cfg["params"])
-        clf.n_classes_ = int(cfg["n_classes"])
-        clf.n_frames_ = int(cfg["n_frames"])
-        clf.image_shape_ = tuple(cfg["image_shape"])
-        clf.model_ = clf._build()
-        load_state_checked(clf.model_, rd.path / "padnet.safetensors")
+        root = Path(path)
+        if not root.is_dir():  # never create it: a typo must not leave an empty folder
+            raise MatdiscoError(f"{root}: run directory not found")
+        source = root / "config.json"
+        cfg = read_json(source)
+        if not isinstance(cfg, dict) or cfg.get("model") != "padnet":
+            raise MatdiscoError(f"{source}: not a PADNet run directory")
+        with config_errors(str(source), "PADNet"):
+            params = cfg["params"]
+            if not isinstance(params, dict):
+                raise TypeError("'params' is not an object")
+            unknown = sorted(set(params) - set(cls().get_params()))
+            if unknown:
+                raise TypeError(f"unknown parameters {unknown}")
+            clf = cls(**params)
+            clf.n_classes_ = int(cfg["n_classes"])
+            clf.n_frames_ = int(cfg["n_frames"])
+            clf.image_shape_ = tuple(int(v) for v in cfg["image_shape"])
+            if len(clf.image_shape_) != 3 or clf.image_shape_[0] != clf.n_frames_:
+                raise ValueError(f"image_shape {list(clf.image_shape_)} is not "
+                                 f"(n_frames={clf.n_frames_}, H, W)")
+            clf.model_ = clf._build()
+        load_state_checked(clf.model_, root / "padnet.safetensors")
         clf.model_.eval()
         return clf
 

@@ -101,6 +101,11 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
     rng = np.random.default_rng(seed)
     if len(phases) < 2:
         raise MatdiscoError("need at least 2 phases to build an ideal data set")
+    # a mixture cannot hold more distinct phases than there are
+    sizes = [int(k) for k in mixture_sizes if 1 <= k <= len(phases)]
+    if task == "purity" and not sizes:
+        raise MatdiscoError(f"mixture_sizes {list(mixture_sizes)} allow no mixture of "
+                            f"{len(phases)} phases")
     X = np.zeros((n, len(grid)), np.float32)
     y = np.zeros(n, np.int64)
     lo: float
@@ -122,7 +127,7 @@ def ideal_dataset(phases: Sequence[PeakList], n: int, two_theta: np.ndarray | No
             if i % 2 == 0:
                 X[i] = pure_pattern(phases[int(rng.integers(len(phases)))], grid, rng, noise=lvl)
             else:
-                k = int(rng.choice(list(mixture_sizes)))
+                k = int(rng.choice(sizes))
                 idx = rng.choice(len(phases), size=k, replace=False)
                 f = rng.dirichlet(np.ones(k))
                 f = min_fraction + (1 - k * min_fraction) * f
@@ -256,6 +261,11 @@ def composition_library(phases: Sequence[PeakList], n_samples: int = 60,
     """
     if spread <= 0:
         raise MatdiscoError(f"spread must be positive, got {spread}")
+    if n_samples < 1:
+        raise MatdiscoError(f"n_samples must be ≥ 1, got {n_samples}")
+    if not background >= 0 or not noise >= 0:
+        raise MatdiscoError(f"background and noise must be ≥ 0, got background={background}, "
+                            f"noise={noise}")
     grid = default_two_theta() if two_theta is None else np.asarray(two_theta, float)
     rng = np.random.default_rng(seed)
     k = len(phases)
