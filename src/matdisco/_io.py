@@ -135,8 +135,8 @@ def check_output_file(path: str | os.PathLike[str], suffixes: tuple[str, ...],
         raise MatdiscoError(f"{option} {path} is a directory; give a file name ending in "
                             f"{' or '.join(suffixes)}")
     if path.suffix not in suffixes:
-        raise MatdiscoError(f"{option} {path}: unsupported suffix {path.suffix or '(none)'!r}"
-                            f"; use {' or '.join(suffixes)}")
+        raise MatdiscoError(f"{option} {path}: unsupported output file type "
+                            f"{path.suffix or '(no suffix)'!r}; use {' or '.join(suffixes)}")
 
 
 @contextlib.contextmanager

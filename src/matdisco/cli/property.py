@@ -97,11 +97,10 @@ def _run_dir(run: Path) -> RunDir:
     from matdisco import MatdiscoError
     from matdisco.training import RunDir
 
-    if not run.is_dir():
-        raise MatdiscoError(f"{run}: run directory not found")
-    if not (run / "config.json").exists():
+    rd = RunDir.open(run)
+    if not (rd / "config.json").exists():
         raise MatdiscoError(f"{run}: not a run directory (no config.json)")
-    return RunDir(run)
+    return rd
 
 
 def _num(value: object, spec: str) -> str:

@@ -296,9 +296,7 @@ class OMNetIndexer:
         """Load a saved indexer; refuses a ``detector`` that differs from the trained one."""
         from matdisco._io import read_json
 
-        root = Path(path)
-        if not root.is_dir():  # never create it: a typo must not leave an empty folder
-            raise MatdiscoError(f"{root}: OMNet run directory not found")
+        root = RunDir.open(path).path
         source = root / "config.json"
         cfg = read_json(source)
         if not isinstance(cfg, dict) or cfg.get("kind") != "omnet":

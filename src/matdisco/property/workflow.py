@@ -171,9 +171,7 @@ def _check_run_config(cfg: dict[str, Any], where: Path) -> None:
 
 def load_run(path: str | Path) -> PropertyPredictor:
     """Load a property run directory as a predictor, validating config and weights."""
-    run = RunDir(path) if Path(path).is_dir() else None
-    if run is None:
-        raise MatdiscoError(f"{path}: run directory not found")
+    run = RunDir.open(path)
     cfg = run.read_config()
     if cfg.get("task") != "property":
         raise MatdiscoError(f"{run / 'config.json'}: not a property-prediction run")
@@ -617,15 +615,10 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
     ``out`` must end in ``.csv`` or ``.parquet``; it is checked before anything is read
     and written atomically (no partial file on an error).
     """
-    from matdisco._io import write_table
+    from matdisco._io import check_output_file, write_table
     from matdisco.data import load_table
 
-    out = Path(out)
-    if out.is_dir():
-        raise MatdiscoError(f"--out {out} is a directory; give a .csv or .parquet file name")
-    if out.suffix.lower() != ".csv" and out.suffix != ".parquet":
-        raise MatdiscoError(f"--out {out}: unsupported output file type "
-                            f"{out.suffix or '(no suffix)'!r}; use .csv or .parquet")
+    check_output_file(out, (".csv", ".parquet"), "--out")
     pred = load_run(run_dir)
     df = load_table(data, formula_col, None, elements=pred.elements)
     X = pred.featurizer.transform(df["formula"].tolist())

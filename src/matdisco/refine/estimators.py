@@ -287,7 +287,7 @@ class SignalClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "auto") -> SignalClassifier:
         """Load a classifier saved by :meth:`save`."""
-        rd = _existing_run(path)
+        rd = RunDir.open(path)
         cfg = rd.read_config()
         if cfg.get("kind") != "signal_classifier":
             raise MatdiscoError(f"{rd / 'config.json'}: not a saved signal classifier")
@@ -304,13 +304,6 @@ class SignalClassifier:
         load_state_checked(obj.model_, rd / "classifier.safetensors")
         obj.model_.eval()
         return obj
-
-
-def _existing_run(path: str | os.PathLike[str]) -> RunDir:
-    """The run directory at ``path``; an error (not a new empty folder) when absent."""
-    if not Path(path).is_dir():
-        raise MatdiscoError(f"{path}: run directory not found")
-    return RunDir(path)
 
 
 def _require(cfg: dict[str, Any], rd: RunDir, *keys: str) -> None:
@@ -516,7 +509,7 @@ class ImitationRefiner:
         Raises :class:`~matdisco.MatdiscoError` when the classifier is not the one the
         refiner was trained with.
         """
-        rd = _existing_run(path)
+        rd = RunDir.open(path)
         cfg = rd.read_config()
         if cfg.get("kind") != "imitation_refiner":
             raise MatdiscoError(f"{rd / 'config.json'}: not a saved imitation refiner")

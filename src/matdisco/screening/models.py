@@ -211,14 +211,12 @@ def load_model(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
             return load_model(spec[0], fast, jit)
         return Ensemble([load_model(s, fast, jit) for s in spec],
                         name="+".join(str(s) for s in spec))
-    path = Path(cast("str | os.PathLike[str]", spec))
-    if not path.is_dir():
-        raise MatdiscoError(f"{path}: model run directory not found")
     from matdisco.featurize import get_featurizer
     from matdisco.models import NeuralRegressor
     from matdisco.training import RunDir, load_weights
 
-    run = RunDir(path)
+    run = RunDir.open(cast("str | os.PathLike[str]", spec))
+    path = run.path
     cfg = run.read_config()
     if cfg.get("task") not in ("property", "screening_model"):
         raise MatdiscoError(f"{run / 'config.json'}: not a property or screening-model run")

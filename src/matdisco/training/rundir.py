@@ -269,6 +269,20 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        """An existing run directory; never creates one (a typo must not leave an empty
+        folder behind).
+
+        Raises
+        ------
+        MatdiscoError
+            When ``path`` is not a directory.
+        """
+        if not Path(path).is_dir():
+            raise MatdiscoError(f"{path}: run directory not found")
+        return cls(path)
+
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 

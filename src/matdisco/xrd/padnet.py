@@ -374,11 +374,9 @@ class PADNetClassifier:
     def load(cls, path: str | os.PathLike[str]) -> PADNetClassifier:
         """Rebuild a classifier saved by :meth:`save` (shapes are validated)."""
         from matdisco._io import read_json
-        from matdisco.training import load_state_checked
+        from matdisco.training import RunDir, load_state_checked
 
-        root = Path(path)
-        if not root.is_dir():  # never create it: a typo must not leave an empty folder
-            raise MatdiscoError(f"{root}: run directory not found")
+        root = RunDir.open(path).path
         source = root / "config.json"
         cfg = read_json(source)
         if not isinstance(cfg, dict) or cfg.get("model") != "padnet":
