@@ -49,7 +49,8 @@ def test_encode_fixed_element_list() -> None:
 
 @pytest.mark.parametrize("bad", ["", "Fe2O3)", "fe2o3", "Xx2O", "Fe-1O2", "He2O", None])
 def test_bad_formulas_name_row(bad: object) -> None:
-    with pytest.raises(MatdiscoError, match="row 3"):
+    # ``row`` is the 0-based index; messages count data rows from 1
+    with pytest.raises(MatdiscoError, match="row 4: "):
         parse_formula(bad, row=3)
 
 
@@ -90,13 +91,13 @@ def test_load_table_errors(tmp_path) -> None:
     with pytest.raises(MatdiscoError, match="missing column"):
         load_table(p)
     p.write_text("formula,target\nFe2O3,1\nNaCl,nan\n")
-    with pytest.raises(MatdiscoError, match="row 1: target 'target' is 'nan', not a finite"):
+    with pytest.raises(MatdiscoError, match="row 2: target 'target' is 'nan', not a finite"):
         load_table(p)
     p.write_text("formula,target\nFe2O3,1\nNaCl,inf\n")
     with pytest.raises(MatdiscoError, match="not a finite"):
         load_table(p)
     p.write_text("formula,target\nFe2O3,1\nQq2,1\n")
-    with pytest.raises(MatdiscoError, match="row 1.*Qq2"):
+    with pytest.raises(MatdiscoError, match="row 2: .*Qq2"):
         load_table(p)
     with pytest.raises(MatdiscoError, match="not found"):
         load_table(tmp_path / "missing.csv")
@@ -162,8 +163,30 @@ def test_load_table_refuses_other_file_types(tmp_path) -> None:
 def test_numeric_formula_column_is_named_as_such(tmp_path) -> None:
     p = tmp_path / "d.csv"
     p.write_text("formula,target\n1.5,1\n2.5,2\n")
-    with pytest.raises(MatdiscoError, match="row 0: formula 1.5 is a number, not a chemical"):
+    with pytest.raises(MatdiscoError, match="row 1: formula 1.5 is a number, not a chemical"):
         load_table(p)
+
+
+def test_error_rows_name_the_data_row_of_a_bad_formula(tmp_path) -> None:
+    """Row N in a message is the N-th data row: row 1 is the line after the header."""
+    p = tmp_path / "d.csv"
+    # the bad formula is on the 3rd data row (the 4th line of the file)
+    p.write_text("formula,target\nFe2O3,1\nNaCl,2\nFe2Qq3,3\nMgO,4\n")
+    with pytest.raises(MatdiscoError) as exc:
+        load_table(p)
+    assert f"{p}, row 3: " in str(exc.value) and "Fe2Qq3" in str(exc.value)
+    # encode_fractions counts the same way (0-based index 1 -> row 2)
+    with pytest.raises(MatdiscoError, match="x.csv, row 2: "):
+        encode_fractions(["Fe2O3", "Qq2"], source="x.csv")
+
+
+def test_error_rows_name_the_data_row_of_a_bad_target(tmp_path) -> None:
+    p = tmp_path / "d.csv"
+    # the non-finite target is on the 2nd data row (the 3rd line of the file)
+    p.write_text("formula,target\nFe2O3,1\nNaCl,inf\nMgO,4\n")
+    with pytest.raises(MatdiscoError) as exc:
+        load_table(p)
+    assert f"{p}: row 2: target 'target' is 'inf'" in str(exc.value)
 
 
 def test_clean_keeps_rows_when_there_is_no_spread() -> None:

@@ -143,7 +143,7 @@ def test_indexer_trains_and_guards_inputs(sim: dict, tmp_path: Path) -> None:
         back.predict(np.zeros((2, 60, 60), np.float32))
     bad = x.copy()
     bad[3, 2, 2] = np.nan
-    with pytest.raises(MatdiscoError, match="pattern 3 contains NaN"):
+    with pytest.raises(MatdiscoError, match="pattern 4 contains NaN"):
         back.predict(bad)
     with pytest.raises(MatdiscoError, match=r"shape \(n, rows, cols\)"):
         check_patterns(np.zeros(5))
@@ -306,7 +306,7 @@ def test_cli_train_resume_overwrite_and_bad_inputs(sim: dict, tmp_path: Path) ->
     assert not (tmp_path / "new").exists() and not (tmp_path / "nosuch").exists()
     bad = tmp_path / "zero.h5"
     save_dataset(bad, x, np.zeros_like(q), {})
-    fails(["train", str(bad), "--run-dir", new], "row 0")
+    fails(["train", str(bad), "--run-dir", new], "row 1 ")
     import h5py
 
     with h5py.File(tmp_path / "meta.h5", "w") as f:

@@ -163,9 +163,9 @@ def test_forest_export_matches_sklearn(tmp_path) -> None:
 
 
 def test_estimator_rejects_nan() -> None:
-    with pytest.raises(MatdiscoError, match="row 1"):
+    with pytest.raises(MatdiscoError, match="X row 2, column 0"):
         NeuralRegressor().fit(np.array([[0.0], [np.nan]]), np.array([1.0, 2.0]))
-    with pytest.raises(MatdiscoError, match="target row 0"):
+    with pytest.raises(MatdiscoError, match="target row 1 "):
         NeuralRegressor().fit(np.array([[0.0], [1.0]]), np.array([np.inf, 2.0]))
 
 

@@ -256,7 +256,7 @@ def test_cli_bad_input_leaves_nothing(tmp_path) -> None:
     bad.write_text("formula,target\nFe2O3,-1.0\nFe2Zz3,-1.0\n")
     res = runner.invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "run")])
     assert res.exit_code == 2
-    assert "row 1" in res.output and "Zz" in res.output
+    assert "row 2:" in res.output and "Zz" in res.output
     assert not (tmp_path / "run").exists()
     forms = tmp_path / "f.csv"
     forms.write_text("formula\nFe2O3\n-NaCl\n")
@@ -480,7 +480,7 @@ def test_report_and_evaluate_refuse_broken_runs(tiny_df: pd.DataFrame, tmp_path)
         assert res.exit_code == 2 and "error:" in res.output, (name, res.output)
         assert (bad / "parity.png").read_bytes() == before  # nothing rewritten
         if name == "nan_pred":
-            assert "row 2: prediction is 'nan'" in res.output
+            assert "row 3: prediction is 'nan'" in res.output
         if "metrics" in name or name == "no_rmse":
             res = runner.invoke(app, ["evaluate", str(bad)])
             assert res.exit_code == 2 and "metrics.json" in res.output, (name, res.output)

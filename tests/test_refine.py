@@ -125,7 +125,7 @@ def test_classifier_learns_and_roundtrips(fitted: SignalClassifier, tmp_path) ->
         fitted.predict(np.ones((2, L + 1)))
     bad = X.copy()
     bad[3, 7] = np.nan
-    with pytest.raises(MatdiscoError, match="row 3"):
+    with pytest.raises(MatdiscoError, match="row 4 "):
         fitted.predict(bad)
 
 
@@ -420,7 +420,7 @@ def test_cli_bad_labels_runs_and_failed_overwrite(tmp_path, monkeypatch) -> None
             "--clf-epochs", "1", "--epochs", "1"]
     # non-integer labels used to be truncated silently (0.5 -> class 0)
     r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal_float.npz")])
-    assert r.exit_code == 2 and "ideal_float.npz: row 0" in r.output, r.output
+    assert r.exit_code == 2 and "ideal_float.npz: row 1:" in r.output, r.output
     assert not run.exists()
     r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz")])
     assert r.exit_code == 0, r.output

@@ -122,7 +122,7 @@ def test_bad_reference_file(tmp_path):
     with pytest.raises(MatdiscoError, match="missing column"):
         load_references(p)
     p.write_text("formula,target\nFeO,abc\n")
-    with pytest.raises(MatdiscoError, match="row 0"):
+    with pytest.raises(MatdiscoError, match="row 1: target is 'abc'"):
         load_references(p)
     with pytest.raises(MatdiscoError, match="not found"):
         load_references(tmp_path / "nope.csv")
@@ -130,5 +130,5 @@ def test_bad_reference_file(tmp_path):
 
 def test_reference_with_unknown_element_is_refused():
     refs = pd.DataFrame({"formula": ["TiO2", "FeQ2"], "target": [-3.0, -1.0]})
-    with pytest.raises(MatdiscoError, match="row 1.*FeQ2.*'Q'"):
+    with pytest.raises(MatdiscoError, match="row 2: formula 'FeQ2'.*'Q'"):
         load_references(refs)

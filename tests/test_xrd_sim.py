@@ -71,7 +71,7 @@ def test_march_dollase_preferred_orientation(al: Structure, tmp_path) -> None:
 
 
 def test_validate_signals_errors() -> None:
-    with pytest.raises(MatdiscoError, match="row 1 .*NaN"):
+    with pytest.raises(MatdiscoError, match="row 2 .*NaN"):
         xrd.validate_signals(np.array([[1.0, 2.0], [np.nan, 1.0]]))
     with pytest.raises(MatdiscoError, match="negative"):
         xrd.validate_signals(np.array([[1.0, -2.0]]))

@@ -110,7 +110,8 @@ def read_table(path: str | os.PathLike[str]) -> Any:
 def finite_column(df: Any, col: str, source: str) -> np.ndarray:
     """Column ``col`` of ``df`` as floats; the first non-finite entry raises, naming the row.
 
-    Rows are numbered from 0 (the first data row), as in every input error.
+    Rows are numbered from 1 (row 1 is the first data row, the line after the header),
+    as in every input error.
     """
     import pandas as pd
 
@@ -120,7 +121,7 @@ def finite_column(df: Any, col: str, source: str) -> np.ndarray:
     bad = ~np.isfinite(v)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{source}: row {i}: {col} is {str(df[col].iloc[i])!r}, not a "
+        raise MatdiscoError(f"{source}: row {i + 1}: {col} is {str(df[col].iloc[i])!r}, not a "
                             "finite number")
     return v
 

@@ -27,7 +27,14 @@ def fail(exc: Exception) -> None:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`MatdiscoError` into a one-line message and exit code 2."""
+    """Turn :class:`MatdiscoError` into a one-line message and exit code 2, and Ctrl-C
+    (:class:`KeyboardInterrupt`) into a one-line ``interrupted`` message and exit code 130
+    (the shell's code for SIGINT) instead of a traceback.
+
+    Commands that can continue an interrupted job say how in their own handler; this one
+    only promises that nothing half-written was published (every writer stages its
+    output and renames it into place).
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -35,6 +42,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except MatdiscoError as exc:
             fail(exc)
+        except KeyboardInterrupt as exc:
+            what = fn.__name__.rstrip("_").replace("_cmd", "")
+            typer.echo(f"interrupted: {what} stopped before it finished; "
+                       + (str(exc) if str(exc) else "outputs that were complete are kept, "
+                          "nothing half-written was published"), err=True)
+            raise typer.Exit(code=130) from None
 
     return wrapper
 

@@ -11,6 +11,7 @@ import typer
 
 from matdisco import MatdiscoError
 from matdisco.cli import fail as _fail
+from matdisco.cli import handle_errors
 
 app = typer.Typer(help="Inverse design: neural adjoint, tandem, INN, cINN, cVAE, MDN, iPage.",
                   no_args_is_help=True)
@@ -52,6 +53,7 @@ PARAM_HELP = ("solver parameter [METHOD.]NAME=VALUE, repeatable; METHOD is a met
 
 
 @app.command("tasks")
+@handle_errors
 def tasks_cmd() -> None:
     """List the benchmark tasks and the methods."""
     from matdisco.inverse import METHODS, TASKS
@@ -61,6 +63,7 @@ def tasks_cmd() -> None:
 
 
 @app.command("bench")
+@handle_errors
 def bench_cmd(
     task: str = typer.Option(..., "--task", "-t", help="sinewave, robotic_arm, ballistics, "
                              "architecture or mos2"),
@@ -123,6 +126,7 @@ def bench_cmd(
 
 
 @app.command("propose")
+@handle_errors
 def propose_cmd(
     task: str = typer.Option(..., "--task", "-t"),
     method: str = typer.Option("ipage_mlhs", "--method", "-m"),

@@ -69,7 +69,7 @@ def _labels(y: Any, path: Path) -> np.ndarray:
     bad = ~np.isfinite(f) | (f != np.round(f))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{path}: row {i}: label {a[i].item()!r} is not an integer "
+        raise MatdiscoError(f"{path}: row {i + 1}: label {a[i].item()!r} is not an integer "
                             "class index")
     return f.astype(np.int64)
 

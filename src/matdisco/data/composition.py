@@ -20,11 +20,12 @@ ELEMNET_ELEMENTS: tuple[str, ...] = tuple(
 
 
 def _where(row: int | None, source: str | None) -> str:
+    """``"source, row N: "`` for messages; ``row`` is a 0-based index, printed + 1."""
     parts = []
     if source:
         parts.append(str(source))
     if row is not None:
-        parts.append(f"row {row}")
+        parts.append(f"row {row + 1}")
     return (", ".join(parts) + ": ") if parts else ""
 
 
@@ -45,7 +46,9 @@ def parse_formula(formula: object, row: int | None = None, source: str | None = 
     formula : str
         The formula.
     row, source : optional
-        Row number and file name used in error messages.
+        0-based index of the data row (``enumerate`` order) and file name, used in
+        error messages. Messages print ``row + 1``: rows are numbered from 1 (row 1
+        is the first data row, the line after a CSV header).
     elements : sequence of str or None
         Allowed elements; None allows every element pymatgen knows.
 

@@ -55,7 +55,7 @@ def _validate(df: pd.DataFrame, formula_col: str, target_col: str | None, source
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise MatdiscoError(
-                f"{source}: row {i}: target {target_col!r} is {str(df[target_col].iloc[i])!r}, "
+                f"{source}: row {i + 1}: target {target_col!r} is {str(df[target_col].iloc[i])!r}, "
                 f"not a finite number ({int(bad.sum())} such row{'s' if bad.sum() != 1 else ''})"
             )
         out["target"] = y.to_numpy(dtype=float)
@@ -75,7 +75,8 @@ def load_table(path: str | os.PathLike[str], formula_col: str = "formula",
                elements: tuple[str, ...] | None = ELEMNET_ELEMENTS) -> pd.DataFrame:
     """Load a CSV or Parquet file of formulas and (optionally) targets.
 
-    Rows are numbered from 0 (the first data row) in error messages.
+    Rows are numbered from 1 in error messages (row 1 is the first data row, the line
+    after the header).
 
     Raises
     ------

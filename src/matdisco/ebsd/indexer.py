@@ -46,7 +46,7 @@ def check_patterns(patterns: Any, shape: tuple[int, int] | None = None,
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{name}: pattern {i} contains NaN or infinite pixels "
+        raise MatdiscoError(f"{name}: pattern {i + 1} contains NaN or infinite pixels "
                             f"({int(bad.sum())} bad patterns in total)")
     return x
 
@@ -65,7 +65,7 @@ def check_quaternions(quaternions: Any, n: int, name: str = "quaternions") -> np
     bad = ~(np.abs(norm - 1.0) <= 1e-3)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{name}: row {i} is {q[i].tolist()}, not a unit quaternion "
+        raise MatdiscoError(f"{name}: row {i + 1} is {q[i].tolist()}, not a unit quaternion "
                             f"({int(bad.sum())} bad rows in total)")
     return q
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -105,3 +107,64 @@ def _check_elements(elements: object) -> None:
         if el in seen:
             raise MatdiscoError(f"element list: {el!r} appears twice")
         seen.add(el)
+
+
+#: Key of the featurizer description stored in every member's ``.safetensors`` header.
+FEATURES_KEY = "matdisco_features"
+
+
+def features_metadata(featurizer: Featurizer) -> dict[str, str]:
+    """Header metadata recording the featurizer (name and element order) of saved weights.
+
+    A network's input columns follow the featurizer's element list; storing it beside
+    the weights lets a loader refuse a run whose ``config.json`` was edited afterwards
+    (e.g. the element list reordered), which would otherwise silently feed every
+    composition to the wrong input columns.
+    """
+    import json
+
+    return {FEATURES_KEY: json.dumps(featurizer.to_dict(), sort_keys=True)}
+
+
+def check_weights_features(weights: str | os.PathLike[str], featurizer: Featurizer,
+                           config_path: str | os.PathLike[str]) -> None:
+    """Refuse weights trained on other features than the run's config describes.
+
+    Weights written before the featurizer was recorded (no metadata) are accepted.
+
+    Raises
+    ------
+    MatdiscoError
+        Naming the config, the weights file and the difference (featurizer name,
+        elements added or removed, or the same elements in another order).
+    """
+    import json
+
+    from matdisco.training import load_weights_metadata
+
+    rec = load_weights_metadata(weights).get(FEATURES_KEY)
+    if rec is None:
+        return
+    try:
+        saved = json.loads(rec)
+        saved_fz = get_featurizer(saved)
+    except (ValueError, MatdiscoError) as exc:
+        raise MatdiscoError(f"{weights}: corrupt featurizer metadata ({exc})") from None
+    if saved_fz.to_dict() == featurizer.to_dict():
+        return
+    if saved_fz.name != featurizer.name:
+        why = f"featurizer {featurizer.name!r}, the weights were trained on {saved_fz.name!r}"
+    else:
+        old, new = tuple(saved_fz.elements), tuple(featurizer.elements)
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        if not added and not removed:
+            i = next(k for k, (a, b) in enumerate(zip(old, new, strict=True)) if a != b)
+            why = (f"the same {len(old)} elements in another order (position {i + 1}: "
+                   f"{new[i]}, the weights expect {old[i]})")
+        else:
+            why = ("an element list that differs from the weights' "
+                   + ", ".join(x for x in (f"added {added}" if added else "",
+                                           f"removed {removed}" if removed else "") if x))
+    raise MatdiscoError(f"{config_path}: field 'features' has {why} "
+                        f"({Path(weights).name}); the config was edited after training or "
+                        "the weights come from another run; restore the original config.json")

@@ -277,7 +277,7 @@ class InverseSolver:
         for arr, what in ((x, "X"), (y, "Y")):
             bad = ~np.isfinite(arr).all(axis=1)
             if bad.any():
-                raise MatdiscoError(f"{what} row {int(np.where(bad)[0][0])} contains NaN/inf")
+                raise MatdiscoError(f"{what} row {int(np.where(bad)[0][0]) + 1} contains NaN/inf")
         if self.bounds is not None:
             lo = np.broadcast_to(np.asarray(self.bounds[0], float), (x.shape[1],)).copy()
             hi = np.broadcast_to(np.asarray(self.bounds[1], float), (x.shape[1],)).copy()
@@ -305,7 +305,7 @@ class InverseSolver:
         y = as_2d(y_star, self.y_dim_, "y_star")
         bad = ~np.isfinite(y).all(axis=1)
         if bad.any():
-            raise MatdiscoError(f"target row {int(np.where(bad)[0][0])} contains NaN/inf")
+            raise MatdiscoError(f"target row {int(np.where(bad)[0][0]) + 1} contains NaN/inf")
         out = (y < self.y_min_) | (y > self.y_max_)
         if out.any():
             cols = sorted(set(np.where(out)[1].tolist()))

@@ -103,7 +103,7 @@ class InverseTask:
             )
         if not np.all(np.isfinite(x)):
             row = int(np.where(~np.isfinite(x).all(axis=1))[0][0])
-            raise MatdiscoError(f"{self.name}: input row {row} contains NaN or inf")
+            raise MatdiscoError(f"{self.name}: input row {row + 1} contains NaN or inf")
         return np.asarray(self._forward(x), dtype=float).reshape(len(x), self.y_dim)
 
     def in_bounds(self, x: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ def _check_xy(X: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | No
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise MatdiscoError(f"X row {r}, column {c} is {X[r, c]} (not finite)")
+        raise MatdiscoError(f"X row {r + 1}, column {c} is {X[r, c]} (not finite)")
     if y is None:
         return X, None
     y = np.asarray(y, dtype=np.float32).reshape(-1)
@@ -33,7 +33,7 @@ def _check_xy(X: Any, y: Any | None = None) -> tuple[np.ndarray, np.ndarray | No
     bad_y = ~np.isfinite(y)
     if bad_y.any():
         r = int(np.flatnonzero(bad_y)[0])
-        raise MatdiscoError(f"target row {r} is {y[r]} (not finite)")
+        raise MatdiscoError(f"target row {r + 1} is {y[r]} (not finite)")
     return X, y
 
 

@@ -149,8 +149,13 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(out)
 
 
-def write_report(run: RunDir) -> str:
-    """Write ``report.html`` (metrics table, parity plot, error CDF) into the run."""
+def write_report(run: RunDir, name: str | None = None) -> str:
+    """Write ``report.html`` (metrics table, parity plot, error CDF) into the run.
+
+    ``name`` titles the page (default: the run directory's name; a run written in a
+    staging folder passes the name it is published under).
+    """
+    name = run.path.name if name is None else name
     cfg = run.read_config()
     met = read_run_metrics(run)
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -167,10 +172,10 @@ def write_report(run: RunDir) -> str:
     clean = data.get("cleaning")
     seconds = float("nan") if met.get("train_seconds") is None else met["train_seconds"]
     page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>matdisco run {html.escape(run.path.name)}</title>
+<title>matdisco run {html.escape(name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
-<h1>matdisco property run: {html.escape(run.path.name)}</h1>
+<h1>matdisco property run: {html.escape(name)}</h1>
 <p>model <b>{html.escape(str(cfg.get('model')))}</b> on
 <b>{html.escape(str(feat_name))}</b> features;
 data {html.escape(str(data.get('source')))}

@@ -26,11 +26,23 @@ from matdisco.data import (
     load_dataset,
     reduced_key,
 )
-from matdisco.featurize import Featurizer, get_featurizer
+from matdisco.featurize import (
+    Featurizer,
+    check_weights_features,
+    features_metadata,
+    get_featurizer,
+)
 from matdisco.models import ARCHITECTURES, ForestRegressor, NeuralRegressor
 from matdisco.models.neural import check_fine_tuning
 from matdisco.property.evaluation import regression_metrics, write_plots, write_report
-from matdisco.training import RunDir, holds_run, load_weights, prepare_run_dir
+from matdisco.training import (
+    RunDir,
+    holds_run,
+    load_weights,
+    prepare_run_dir,
+    publish_run_dir,
+    staged_run_dir,
+)
 
 #: Default input features of each model family.
 DEFAULT_FEATURES = {"elemnet": "fractions", "rf": "fractions", "mlp": "fractions",
@@ -185,6 +197,7 @@ def load_run(path: str | Path) -> PropertyPredictor:
     members = []
     for name in cfg["members"]:
         tensors = load_weights(run / name)
+        check_weights_features(run / name, featurizer, run / "config.json")
         members.append(_member_from_tensors(cfg["model"], tensors, featurizer.n_features,
                                             str(run / name), hyper))
     if not members:
@@ -477,8 +490,8 @@ def train_property(
         est0.check_params()  # e.g. n_estimators=0
     config["estimator"] = est0.get_params()
     # every input is validated above: only now is anything written
-    fresh = prepare_run_dir(out, resume, overwrite, config, free=_RESUME_FREE)
-    run = RunDir(out)
+    work, fresh, staged = _training_dir(Path(out), resume, overwrite, config)
+    run = RunDir(work)
     run.write_config(config)
     if synthetic is not None:
         from matdisco._io import write_table
@@ -529,7 +542,7 @@ def train_property(
                 n_extra = (0 if synthetic is None else len(synthetic[1])) + (
                     0 if aux_idx is None else len(aux_idx))
                 n_seen += (len(tr) + n_extra) * (len(hist) or 1)
-                run.save_weights(name, est.state_tensors())
+                run.save_weights(name, est.state_tensors(), features_metadata(featurizer))
                 ck = run / f"checkpoint_{name}.safetensors"
                 if ck.exists():
                     ck.unlink()
@@ -546,6 +559,13 @@ def train_property(
         if fresh and not members:
             shutil.rmtree(run.path, ignore_errors=True)
         raise
+    except KeyboardInterrupt:
+        if staged:  # the old run is untouched; say how to continue the replacement
+            raise KeyboardInterrupt(
+                f"the run replacing {out} is kept in {run.path}; the old run is "
+                f"untouched; pass --overwrite --resume to continue the replacement") from None
+        raise KeyboardInterrupt(f"finished members and the last epoch's checkpoint are in "
+                                f"{run.path}; pass --resume to continue") from None
 
     predictor = PropertyPredictor(featurizer, members, config)
     metrics: dict[str, Any] = {"model": model, "features": feat_name,
@@ -604,16 +624,59 @@ def train_property(
     run.write_metrics(metrics)
     write_plots(run, preds)
     if report:
-        write_report(run)
+        write_report(run, name=Path(out).name)
+    if staged:  # the new run is complete: only now does it replace the old one
+        return publish_run_dir(run.path, out)
     return run.path
+
+
+def _training_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, Any]
+                  ) -> tuple[Path, bool, bool]:
+    """Where :func:`train_property` writes the run: ``(directory, fresh, staged)``.
+
+    Without ``overwrite`` the run is written (or resumed) in ``out`` itself. With
+    ``overwrite`` and a run already in ``out``, the new run is written beside it in
+    ``.NAME.pending`` (``staged``) and replaces the old run only once it is complete: an
+    interrupted replacement leaves the old run intact, and ``overwrite`` with ``resume``
+    continues the pending run where it stopped. ``overwrite`` alone starts it over.
+    """
+    pending = out.with_name(f".{out.name}.pending")
+    if overwrite and resume and holds_run(pending):
+        try:
+            prepare_run_dir(pending, resume=True, config=config, free=_RESUME_FREE)
+        except MatdiscoError as exc:
+            raise MatdiscoError(f"{exc}; it is the interrupted replacement of {out}: drop "
+                                "--resume to start the replacement over") from None
+        return pending, False, True
+    if not overwrite and resume and holds_run(pending):
+        raise MatdiscoError(f"{out}: an interrupted --overwrite run is pending in {pending}; "
+                            "pass --overwrite --resume to continue it, or --overwrite alone "
+                            "to start it over")
+    if overwrite and pending.exists():
+        shutil.rmtree(pending)
+    if overwrite and not resume and holds_run(out):
+        # checks that ``out`` holds a run (a folder of other files is refused), keeps it
+        prepare_run_dir(out, overwrite=True, staged=True)
+        pending.mkdir(parents=True)
+        return pending, True, True
+    return out, prepare_run_dir(out, resume, overwrite, config, free=_RESUME_FREE), False
 
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
                  formula_col: str = "formula") -> Path:
-    """Predict every formula of a CSV/Parquet file; writes ``formula, prediction, std``.
+    """Predict every formula of a CSV/Parquet file.
 
-    ``out`` must end in ``.csv`` or ``.parquet``; it is checked before anything is read
-    and written atomically (no partial file on an error).
+    The output has the formula column first (under its input name), then every other
+    input column unchanged (sample IDs, labels, notes), then ``prediction`` (the
+    ensemble mean) and ``std`` (its spread over members). ``out`` must end in ``.csv``
+    or ``.parquet``; it is checked before anything is read and written atomically (no
+    partial file on an error).
+
+    Raises
+    ------
+    MatdiscoError
+        For a bad input row (naming it), or an input that already has a ``prediction``
+        or ``std`` column (rename it first: it would be overwritten).
     """
     from matdisco._io import check_output_file, write_table
     from matdisco.data import load_table
@@ -621,9 +684,15 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
     check_output_file(out, (".csv", ".parquet"), "--out")
     pred = load_run(run_dir)
     df = load_table(data, formula_col, None, elements=pred.elements)
+    clash = [c for c in ("prediction", "std") if c in df.columns and c != "formula"]
+    if clash:
+        raise MatdiscoError(f"{data}: already has column(s) {clash}, which the predictions "
+                            "would overwrite; rename them first")
     X = pred.featurizer.transform(df["formula"].tolist())
     mean, std = pred.predict_features(X)
-    res = pd.DataFrame({"formula": df["formula"], "prediction": mean, "std": std})
+    res = df.rename(columns={"formula": formula_col})
+    res["prediction"] = mean
+    res["std"] = std
     return write_table(out, res)
 
 
@@ -714,12 +783,15 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, overwrite: bool = 
         if "ensemble_of" not in old:
             raise MatdiscoError(f"{out} already holds a run that is not an ensemble; choose "
                                 "another --out, or --overwrite to replace it")
-    prepare_run_dir(out, overwrite=True)  # clears an old ensemble: no stale member files
-    run = RunDir(out)
+    # an old ensemble (or, with overwrite, run) stays in place until the new one is
+    # complete; the staging folder starts empty, so no stale member file is carried over
+    prepare_run_dir(out, overwrite=True, staged=True)
+    run = RunDir(staged_run_dir(out))
     run.write_config(config)
     for i, pr in enumerate(preds):  # weights already loaded (and checked) by load_run
         for m, est in zip(pr.config["members"], pr.members, strict=True):
-            run.save_weights(f"r{i}_{Path(m).stem}", est.state_tensors())
+            run.save_weights(f"r{i}_{Path(m).stem}", est.state_tensors(),
+                             features_metadata(pr.featurizer))
     members = [m for pr in preds for m in pr.members]
     ens = PropertyPredictor(preds[0].featurizer, members, config)
 
@@ -751,8 +823,8 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, overwrite: bool = 
     run.save_table("predictions.csv", res)
     run.write_metrics(metrics)
     write_plots(run, res)
-    write_report(run)
-    return run.path
+    write_report(run, name=Path(out).name)
+    return publish_run_dir(run.path, out)
 
 
 __all__ = ["PropertyPredictor", "combine_runs", "evaluate_run", "load_run",

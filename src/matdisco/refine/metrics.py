@@ -68,7 +68,7 @@ def compare_refinement(classifier: Any, raw: np.ndarray, refined: np.ndarray,
     if true is not None:
         bad = ~np.isfinite(np.asarray(true, float)).reshape(len(true), -1).all(axis=1)
         if bad.any():
-            raise MatdiscoError(f"true signals: row {int(np.flatnonzero(bad)[0])} contains "
+            raise MatdiscoError(f"true signals: row {int(np.flatnonzero(bad)[0]) + 1} contains "
                                 "NaN/inf")
     res: dict[str, dict[str, Any]] = {}
     for name, X in (("raw", raw), ("refined", refined)):

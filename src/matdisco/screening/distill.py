@@ -40,14 +40,16 @@ def save_screening_model(path: str | os.PathLike[str], members: Sequence[Any],
                          extra: dict[str, Any] | None = None,
                          metrics: dict[str, Any] | None = None) -> Path:
     """Write a run directory loadable by :func:`~matdisco.screening.models.load_model`."""
+    from matdisco.featurize import ElementFractions, features_metadata
     from matdisco.training import RunDir
 
     run = RunDir(path)
     names = []
+    meta = features_metadata(ElementFractions(elements))
     for i, m in enumerate(members):
-        names.append(run.save_weights(f"member{i}", m.state_tensors()).name)
+        names.append(run.save_weights(f"member{i}", m.state_tensors(), meta).name)
     cfg = {"task": "screening_model", "model": "mlp",
-           "features": {"name": "fractions", "elements": list(elements)},
+           "features": ElementFractions(elements).to_dict(),
            "arch_kwargs": {"widths": [int(w) for w in widths]}, "members": names}
     cfg.update(extra or {})
     run.write_config(cfg)

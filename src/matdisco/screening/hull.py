@@ -86,7 +86,7 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
             amounts = parse_formula(f, row=i, source=source, elements=None)
             unknown = [el for el in amounts if not Element.is_valid_symbol(el)]
             if unknown:
-                raise MatdiscoError(f"{source}: row {i}: formula {str(f)!r} contains unknown "
+                raise MatdiscoError(f"{source}: row {i + 1}: formula {str(f)!r} contains unknown "
                                     f"element {unknown[0]!r}")
         tot = sum(amounts.values())
         els = tuple(sorted(amounts))

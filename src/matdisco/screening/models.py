@@ -211,7 +211,7 @@ def load_model(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
             return load_model(spec[0], fast, jit)
         return Ensemble([load_model(s, fast, jit) for s in spec],
                         name="+".join(str(s) for s in spec))
-    from matdisco.featurize import get_featurizer
+    from matdisco.featurize import check_weights_features, get_featurizer
     from matdisco.models import NeuralRegressor
     from matdisco.training import RunDir, load_weights
 
@@ -232,6 +232,7 @@ def load_model(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
     arch_kwargs = cfg.get("arch_kwargs") or cfg.get("hyper", {}).get("arch_kwargs")
     for name in cfg["members"]:
         tensors = load_weights(run / name)
+        check_weights_features(run / name, featurizer, run / "config.json")
         if cfg["model"] == "rf":
             from matdisco.models import ForestRegressor
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from matdisco import MatdiscoError, __version__
@@ -48,6 +48,22 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise MatdiscoError(f"{path}: weights file not found")
     try:
         return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise MatdiscoError(f"{path}: corrupt or unreadable safetensors file ({exc})") from exc
+
+
+def load_weights_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata stored in a ``.safetensors`` header (empty when there is none).
+
+    Reads the header only, never the tensors; a missing or corrupt file raises the same
+    clear error as :func:`load_weights`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MatdiscoError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise MatdiscoError(f"{path}: corrupt or unreadable safetensors file ({exc})") from exc
 
@@ -323,11 +339,13 @@ class RunDir:
                 raise MatdiscoError(f"{path}, line {i}: not JSON ({e.msg})") from None
         return out
 
-    def save_weights(self, name: str, tensors: dict[str, torch.Tensor]) -> Path:
-        """Save tensors as ``name`` (``.safetensors`` appended if missing)."""
+    def save_weights(self, name: str, tensors: dict[str, torch.Tensor],
+                     metadata: dict[str, str] | None = None) -> Path:
+        """Save tensors as ``name`` (``.safetensors`` appended if missing), with optional
+        string ``metadata`` in the file header (see :func:`load_weights_metadata`)."""
         if not name.endswith(".safetensors"):
             name += ".safetensors"
-        return save_weights(self.path / name, tensors)
+        return save_weights(self.path / name, tensors, metadata)
 
     def save_table(self, name: str, df: Any) -> Path:
         """Save a DataFrame (CSV or Parquet by suffix)."""

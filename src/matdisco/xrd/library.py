@@ -396,7 +396,7 @@ class ImageLibrary:
                                 f"dtype {labels.dtype} and shape {labels.shape}")
         bad = np.flatnonzero((labels < 0) | (labels >= len(region_names)))
         if len(bad):
-            raise MatdiscoError(f"{path}: row {int(bad[0])}: label {int(labels[bad[0]])} is "
+            raise MatdiscoError(f"{path}: row {int(bad[0]) + 1}: label {int(labels[bad[0]])} is "
                                 f"not a region index 0..{len(region_names) - 1}")
         comp = np.asarray(arrays["compositions"])
         if comp.shape != (n, 3) or comp.dtype.kind not in "iuf" or not np.all(

@@ -306,11 +306,11 @@ def validate_signals(x: Any, length: int | None = None, *, allow_negative: bool 
     bad = ~np.isfinite(a)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise MatdiscoError(f"{name}: row {r} has a non-finite value (NaN/inf) at index {c}")
+        raise MatdiscoError(f"{name}: row {r + 1} has a non-finite value (NaN/inf) at index {c}")
     if not allow_negative and (a < 0).any():
         r, c = np.argwhere(a < 0)[0]
         raise MatdiscoError(
-            f"{name}: row {r} has a negative intensity {a[r, c]:.4g} at index {c}; "
+            f"{name}: row {r + 1} has a negative intensity {a[r, c]:.4g} at index {c}; "
             "intensities must be ≥ 0"
         )
     if two_theta is not None and expected_two_theta is not None:
