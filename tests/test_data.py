@@ -174,9 +174,9 @@ def test_error_rows_name_the_data_row_of_a_bad_formula(tmp_path) -> None:
     p.write_text("formula,target\nFe2O3,1\nNaCl,2\nFe2Qq3,3\nMgO,4\n")
     with pytest.raises(MatdiscoError) as exc:
         load_table(p)
-    assert f"{p}, row 3: " in str(exc.value) and "Fe2Qq3" in str(exc.value)
+    assert f"{p}: row 3: " in str(exc.value) and "Fe2Qq3" in str(exc.value)
     # encode_fractions counts the same way (0-based index 1 -> row 2)
-    with pytest.raises(MatdiscoError, match="x.csv, row 2: "):
+    with pytest.raises(MatdiscoError, match="x.csv: row 2: "):
         encode_fractions(["Fe2O3", "Qq2"], source="x.csv")
 
 

@@ -187,3 +187,23 @@ def test_a_replaced_ensemble_stays_whole_until_the_new_one_is_written(
     assert len(cfg["members"]) == 3 and "matdisco property run: e<" in (
         ens / "report.html").read_text()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_ctrl_c_before_anything_is_written_leaves_no_folder(
+        tiny_df: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matdisco.training import RunDir
+
+    out = tmp_path / "run"
+    train_property(tiny_df, model="mlp", out=out, seed=0, **FAST)
+    old = _files(out)
+
+    def boom(self, config):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "write_config", boom)
+    with pytest.raises(KeyboardInterrupt, match="nothing was written; the old run is "
+                                                "untouched"):
+        train_property(tiny_df, model="mlp", out=out, seed=1, overwrite=True, **FAST)
+    with pytest.raises(KeyboardInterrupt, match="nothing was written"):
+        train_property(tiny_df, model="mlp", out=tmp_path / "new", **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and _files(out) == old

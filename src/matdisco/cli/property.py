@@ -71,7 +71,10 @@ def train(
     clean: bool = typer.Option(True, help="Apply the ElemNet cleaning."),
     resume: bool = typer.Option(False, help="Resume an interrupted run (same options)."),
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds "
-                                   "(otherwise an existing run is refused, never touched)."),
+                                   "(otherwise an existing run is refused, never touched). "
+                                   "The new run is written beside it and replaces it only "
+                                   "when complete; with --resume, an interrupted "
+                                   "replacement continues."),
 ) -> None:
     """Train (and cross-validate / test) a property model; writes a run directory."""
     from matdisco.property import train_property

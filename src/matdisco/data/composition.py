@@ -20,13 +20,14 @@ ELEMNET_ELEMENTS: tuple[str, ...] = tuple(
 
 
 def _where(row: int | None, source: str | None) -> str:
-    """``"source, row N: "`` for messages; ``row`` is a 0-based index, printed + 1."""
+    """``"source: row N: "`` for messages (the form of every input error); ``row`` is a
+    0-based index, printed + 1."""
     parts = []
     if source:
         parts.append(str(source))
     if row is not None:
         parts.append(f"row {row + 1}")
-    return (", ".join(parts) + ": ") if parts else ""
+    return (": ".join(parts) + ": ") if parts else ""
 
 
 @lru_cache(maxsize=1_000_000)

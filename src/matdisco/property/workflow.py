@@ -492,21 +492,21 @@ def train_property(
     # every input is validated above: only now is anything written
     work, fresh, staged = _training_dir(Path(out), resume, overwrite, config)
     run = RunDir(work)
-    run.write_config(config)
-    if synthetic is not None:
-        from matdisco._io import write_table
-
-        write_table(run / "synthetic.csv", pd.DataFrame(
-            {"formula": synthetic[2], "teacher_prediction": synthetic[1]}))
-
-    oof = np.full(len(df), np.nan)
-    fold_of = np.full(len(df), -1)
-    members = []
-    fold_metrics = []
-    train_time = 0.0
-    n_seen = 0
-    rng = np.random.default_rng(seed + 1)
+    members: list[Any] = []
     try:
+        run.write_config(config)
+        if synthetic is not None:
+            from matdisco._io import write_table
+
+            write_table(run / "synthetic.csv", pd.DataFrame(
+                {"formula": synthetic[2], "teacher_prediction": synthetic[1]}))
+
+        oof = np.full(len(df), np.nan)
+        fold_of = np.full(len(df), -1)
+        fold_metrics = []
+        train_time = 0.0
+        n_seen = 0
+        rng = np.random.default_rng(seed + 1)
         for k, (name, tr, te) in enumerate(splits):
             wpath = run / f"{name}.safetensors"
             if train_fraction < 1.0:
@@ -560,6 +560,10 @@ def train_property(
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     except KeyboardInterrupt:
+        if fresh and not any(run.path.iterdir()):  # stopped before anything was written
+            run.path.rmdir()
+            raise KeyboardInterrupt("nothing was written" + (
+                "; the old run is untouched" if staged else "")) from None
         if staged:  # the old run is untouched; say how to continue the replacement
             raise KeyboardInterrupt(
                 f"the run replacing {out} is kept in {run.path}; the old run is "
