@@ -339,3 +339,76 @@ def test_cli_train_resume_overwrite_and_bad_inputs(sim: dict, tmp_path: Path) ->
     fails(["evaluate", str(data), "--run-dir", str(run), "-o", str(run)], "training run")
     assert (run / "config.json").read_text() == cfg0
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_refinement_scores_follow_the_kept_solution(sim: dict,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict_with_scores returns the NCC score of the solution kept after the retry
+    (the scores were computed, then dropped)."""
+    import matdisco.ebsd.dictionary as dictionary
+
+    x, _ = sim["noise0"]
+    est = OMNetIndexer(loss="6d", preset="tiny", detector=DET)
+    est.model_ = est._build().eval()
+
+    def fake(patterns, q0, detector, trust):  # type: ignore[no-untyped-def]
+        n = len(patterns)
+        if trust == 5.0:  # patterns 0 and 1 fail the first pass; only 0 does better later
+            return np.tile([1.0, 0, 0, 0], (n, 1)), np.r_[0.1, 0.2, np.full(n - 2, 0.95)]
+        return np.tile([0.0, 1, 0, 0], (n, 1)), np.r_[0.99, 0.15]
+
+    monkeypatch.setattr(dictionary, "refine_orientations", fake)
+    q, score = est.predict_with_scores(x[:4], refine=True)
+    assert np.allclose(score, [0.99, 0.2, 0.95, 0.95])
+    assert np.allclose(q[0], [0, 1, 0, 0]) and np.allclose(q[1], [1, 0, 0, 0])
+    q2, none = est.predict_with_scores(x[:4])
+    assert none is None and q2.shape == (4, 4)
+
+
+def test_cli_index_writes_a_per_pattern_table(sim: dict, tmp_path: Path) -> None:
+    """`index --table` writes one row per pattern in input order (index, row, col, x, y,
+    quaternion, Euler angles, score) matching the CrystalMap; with --refine the scores
+    are in the table and the .h5 map (they used to be dropped). A --map-shape that
+    cannot hold the patterns is refused before indexing."""
+    import pandas as pd
+    from orix import io as oio
+
+    from matdisco.cli.ebsd import app
+
+    r = CliRunner()
+    data = tmp_path / "train.h5"
+    x, q = sim["noise0"][0][:12], sim["noise0"][1][:12]
+    save_dataset(data, x, q, {"detector": DetectorConfig(shape=x.shape[1:]).to_dict()})
+    run = tmp_path / "run"
+    res = r.invoke(app, ["train", str(data), "--run-dir", str(run), "--preset", "tiny",
+                         "--epochs", "1", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "-o",
+                         str(tmp_path / "m.ang"), "--map-shape", "3,4", "--table",
+                         str(tmp_path / "m.csv")])
+    assert res.exit_code == 0, res.output
+    t = pd.read_csv(tmp_path / "m.csv")
+    assert list(t.columns) == ["index", "row", "col", "x", "y", "qw", "qx", "qy", "qz",
+                               "phi1_deg", "Phi_deg", "phi2_deg", "score"]
+    assert t["index"].tolist() == list(range(12)) and t["score"].isna().all()
+    assert t["row"].tolist() == [i // 4 for i in range(12)]
+    assert t["col"].tolist() == [i % 4 for i in range(12)]
+    xmap = oio.load(tmp_path / "m.ang")
+    assert np.allclose(t[["x", "y"]].to_numpy(), np.c_[xmap.x, xmap.y])
+    assert np.allclose(t[["qw", "qx", "qy", "qz"]].to_numpy(),
+                       OMNetIndexer.load(run).predict(x), atol=1e-6)
+    res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "-o",
+                         str(tmp_path / "r.h5"), "--refine", "--table",
+                         str(tmp_path / "r.parquet")])
+    assert res.exit_code == 0, res.output
+    t = pd.read_parquet(tmp_path / "r.parquet")
+    assert t["row"].tolist() == [0] * 12 and t["col"].tolist() == list(range(12))
+    assert t["score"].notna().all() and (t["score"] > 0).all()
+    assert np.allclose(oio.load(tmp_path / "r.h5").prop["scores"], t["score"])
+    res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "-o",
+                         str(tmp_path / "z.ang"), "--map-shape", "3,5"])
+    assert res.exit_code == 2 and "holds 15 points" in res.output, res.output
+    res = r.invoke(app, ["index", str(data), "--run-dir", str(run), "-o",
+                         str(tmp_path / "z.ang"), "--table", str(tmp_path / "z.txt")])
+    assert res.exit_code == 2 and "--table" in res.output, res.output
+    assert not (tmp_path / "z.ang").exists()

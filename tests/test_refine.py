@@ -456,3 +456,61 @@ def test_cli_bad_labels_runs_and_failed_overwrite(tmp_path, monkeypatch) -> None
                                  str(tmp_path / "imp.npz"), "--output", str(tmp_path / "o.npz")])
     assert r.exit_code == 2 and "missing field(s) ['arch']" in r.output, r.output
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_cli_apply_keeps_signal_ids_and_order(tmp_path) -> None:
+    """`refine apply` keeps each signal joinable to its input: a table's name/ID and
+    label columns come first in a .csv/.parquet output (they used to be refused, or
+    dropped), a .npz's names and labels too; a column named like an output column is a
+    clear error before any write."""
+    import pandas as pd
+
+    from matdisco.cli.refine import app, load_signals
+
+    X, y = _toy(40)
+    np.savez(tmp_path / "ideal.npz", X=X, y=y)
+    Xi, yi = _toy(6, seed=5, noise=0.02)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--ideal", str(tmp_path / "ideal.npz"),
+                                 "--imperfect", str(tmp_path / "ideal.npz"), "--out",
+                                 str(run), "--clf-epochs", "1", "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    # the layout `xrd simulate -o p.csv` writes: a name, then one column per 2θ value
+    df = pd.DataFrame(Xi, columns=[f"{10 + 0.35 * i:.4f}" for i in range(L)])
+    df.insert(0, "sample", [f"S-{i}" for i in (5, 3, 0, 1, 4, 2)])
+    df["label"] = yi
+    df.to_csv(tmp_path / "imp.csv", index=False)
+
+    def apply(inp: str, out: str) -> object:
+        return CliRunner().invoke(app, ["apply", "--run", str(run), "--input",
+                                        str(tmp_path / inp), "--output", str(tmp_path / out)])
+
+    for out in ("o.csv", "o.parquet"):
+        r = apply("imp.csv", out)
+        assert r.exit_code == 0, r.output
+        o = (pd.read_csv if out.endswith(".csv") else pd.read_parquet)(tmp_path / out)
+        assert list(o.columns) == ["sample", "label", *[f"x{i}" for i in range(L)]]
+        assert o["sample"].tolist() == df["sample"].tolist()
+        assert o["label"].tolist() == yi.tolist()
+    # the output reads back as signals with the same labels and names
+    back = load_signals(tmp_path / "o.csv")
+    assert back["X"].shape == Xi.shape and back["y"].tolist() == yi.tolist()
+    # .npz: the names and labels of the input; a table's ID columns as arrays
+    np.savez(tmp_path / "imp.npz", X=Xi, y=yi, names=df["sample"].to_numpy(str))
+    assert apply("imp.npz", "n.csv").exit_code == 0
+    n = pd.read_csv(tmp_path / "n.csv")
+    assert n.columns[:2].tolist() == ["name", "label"]
+    assert n["name"].tolist() == df["sample"].tolist()
+    assert apply("imp.csv", "t.npz").exit_code == 0
+    with np.load(tmp_path / "t.npz") as z:
+        assert z["sample"].tolist() == df["sample"].tolist() and z["y"].tolist() == yi.tolist()
+    # a name clash with the output columns, and a bad value in a signal column
+    df.rename(columns={"sample": "x3"}).to_csv(tmp_path / "clash.csv", index=False)
+    r = apply("clash.csv", "c.csv")
+    assert r.exit_code == 2 and "already has column(s) ['x3']" in r.output, r.output
+    bad = df.astype({"10.3500": object})
+    bad.loc[1, "10.3500"] = "abc"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    r = apply("bad.csv", "c.csv")
+    assert r.exit_code == 2 and "row 2: column '10.3500' holds 'abc'" in r.output, r.output
+    assert not (tmp_path / "c.csv").exists()

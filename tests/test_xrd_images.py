@@ -3,6 +3,8 @@ baselines, readers and the CLI commands."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -404,12 +406,7 @@ def test_cli_bad_outputs_images_and_configs(tmp_path) -> None:
     from matdisco.cli.xrd import app
 
     runner = CliRunner()
-    lib = tmp_path / "lib.npz"
-    make_library(n_samples=6, shape=32, seed=0).save(lib)
-    run = tmp_path / "run"
-    r = runner.invoke(app, ["train", str(lib), "--out", str(run), "--epochs", "1", "--f",
-                            "3", "--device", "cpu"])
-    assert r.exit_code == 0, r.output
+    lib, run = _library_and_run(tmp_path, 6)
     (tmp_path / "dir").mkdir()
 
     def fails(args: list[str], text: str) -> None:
@@ -456,3 +453,62 @@ def test_cli_bad_outputs_images_and_configs(tmp_path) -> None:
         fails(["classify", str(bad), str(lib), "-o", str(tmp_path / "p.csv")],
               f"bad{i}/config.json")
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_cli_classify_and_background_name_every_input(tmp_path) -> None:
+    """`classify` writes path and index (position in that file) before the name, in input
+    order: two image files with the same name stay apart (they used to be both
+    'img.tif'). `background` into a directory refuses inputs that would overwrite each
+    other's output, and a .npz written from image files records their paths."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+    from matdisco.xrd.readers import write_image
+
+    runner = CliRunner()
+    lib, run = _library_and_run(tmp_path, 4)
+    r = runner.invoke(app, ["classify", str(run), str(lib), "-o", str(tmp_path / "l.csv")])
+    assert r.exit_code == 0, r.output
+    p = pd.read_csv(tmp_path / "l.csv")
+    assert list(p.columns) == ["path", "index", "name", "label", "region", "probability"]
+    assert p["path"].tolist() == [str(lib)] * 4 and p["index"].tolist() == [0, 1, 2, 3]
+    assert p["name"].tolist() == [f"lib[{i}]" for i in range(4)]
+    with np.load(lib) as z:
+        images = z["images"]
+    files = [tmp_path / "b" / "img.tif", tmp_path / "a" / "img.tif", tmp_path / "c.tif"]
+    for f, im in zip(files, images, strict=False):
+        f.parent.mkdir(exist_ok=True)
+        write_image(f, im[0])
+    r = runner.invoke(app, ["classify", str(run), *map(str, files), "-o",
+                            str(tmp_path / "f.parquet")])
+    assert r.exit_code == 0, r.output
+    q = pd.read_parquet(tmp_path / "f.parquet")
+    assert q["path"].tolist() == [str(f) for f in files] and q["index"].tolist() == [0, 0, 0]
+    assert q["name"].tolist() == ["img.tif", "img.tif", "c.tif"]
+    # the same library image gives the same prediction as its file
+    assert q["probability"].iloc[0] == pytest.approx(p["probability"].iloc[0], rel=1e-4)
+    r = runner.invoke(app, ["background", *map(str, files), "-o", str(tmp_path / "bg"),
+                            "--window", "3"])
+    assert r.exit_code == 2 and "would both be written as img_f*_cs.tif" in r.output, r.output
+    assert not (tmp_path / "bg").exists()
+    r = runner.invoke(app, ["background", *map(str, files), "-o", str(tmp_path / "bg.npz"),
+                            "--window", "3"])
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "bg.npz") as z:
+        assert z["paths"].tolist() == [str(f) for f in files] and len(z["images"]) == 3
+
+
+def _library_and_run(tmp_path: Path, n_samples: int) -> tuple[Path, Path]:
+    """A tiny 32² library saved as ``lib.npz`` and a PADNet trained on it for one epoch."""
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    lib = tmp_path / "lib.npz"
+    make_library(n_samples=n_samples, shape=32, seed=0).save(lib)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(lib), "--out", str(run), "--epochs", "1",
+                                 "--f", "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    return lib, run

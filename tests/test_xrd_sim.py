@@ -156,6 +156,36 @@ def test_cli_phasemap(tmp_path) -> None:
     assert r.exit_code == 2 and "NaN" in r.output
 
 
+def test_cli_phasemap_weights_keep_sample_names(tmp_path) -> None:
+    """weights.csv starts with the input's names (a table's text columns, a .npz's
+    ``names``) in input order; it used to hold only phase0.., and a table with a name
+    column was refused. A column named like a weight column is a clear error."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from matdisco.cli.xrd import app
+
+    lib = xrd.composition_library(_toy_phases()[:3], 12, xrd.default_two_theta(200), seed=1,
+                                  background=0.0, noise=0.002)
+    names = [f"W{i:02d}" for i in range(12)][::-1]
+    df = pd.DataFrame(lib.patterns, columns=[f"{t:.4f}" for t in lib.two_theta])
+    df.insert(0, "name", names)  # the layout of `xrd simulate -o p.csv`
+    df.to_csv(tmp_path / "p.csv", index=False)
+    np.savez(tmp_path / "p.npz", X=lib.patterns, names=np.array(names))
+    for inp in ("p.csv", "p.npz"):
+        out = tmp_path / f"pm_{inp[2:]}"
+        r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / inp),
+                                     "--n-phases", "2", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        w = pd.read_csv(out / "weights.csv")
+        assert list(w.columns) == ["name", "phase0", "phase1"] and w["name"].tolist() == names
+    df.rename(columns={"name": "phase1"}).to_csv(tmp_path / "clash.csv", index=False)
+    r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / "clash.csv"),
+                                 "--n-phases", "2", "--out", str(tmp_path / "pm_clash")])
+    assert r.exit_code == 2 and "already has column(s) ['phase1']" in r.output, r.output
+    assert not (tmp_path / "pm_clash").exists()
+
+
 def test_cli_ideal_feeds_refine_train(al: Structure, tmp_path) -> None:
     """`xrd ideal` writes a labelled ideal set that `refine train` reads, class names
     included; the background refiner runs from the CLI."""

@@ -206,13 +206,19 @@ def index(
                                 "master pattern (kikuchipy; dictionary-free, slower)."),
     trust_region: float = typer.Option(5.0, help="With --refine: +/- degrees per Euler "
                                        "angle around OMNet's orientation."),
+    table: Path = typer.Option(None, help="Also write one row per pattern, in input order "
+                               "(.csv or .parquet): index, row, col, x, y (as in the map), "
+                               "quaternion qw..qz, Euler angles phi1_deg, Phi_deg, phi2_deg "
+                               "and score (refinement NCC; empty without --refine)."),
 ) -> None:
     """Index patterns with a trained OMNet and write an orix CrystalMap."""
-    from matdisco._io import save_figure
+    from matdisco._io import save_figure, write_table
     from matdisco.ebsd import OMNetIndexer
-    from matdisco.ebsd.evaluation import plot_ipf_map, write_crystal_map
+    from matdisco.ebsd.evaluation import orientation_table, plot_ipf_map, write_crystal_map
 
     check_output_file(output, (".ang", ".h5"))
+    if table is not None:
+        check_output_file(table, (".csv", ".parquet"), "--table")
     shape: tuple[int, ...] | None = None
     if map_shape:
         try:
@@ -224,17 +230,24 @@ def index(
                                 f"got {map_shape!r}")
     est = OMNetIndexer.load(run_dir)
     x, _, nav = _read_patterns(patterns)
+    if shape is not None and shape[0] * shape[1] != len(x):  # refused before indexing
+        raise MatdiscoError(f"--map-shape {map_shape} holds {shape[0] * shape[1]} points, "
+                            f"but {patterns} has {len(x)} patterns")
     t0 = time.perf_counter()
-    qp = est.predict(x, refine=refine, trust_region=trust_region)
+    qp, scores = est.predict_with_scores(x, refine=refine, trust_region=trust_region)
     dt = time.perf_counter() - t0
     if shape is None and nav is not None and len(nav) == 2:
         shape = nav
-    write_crystal_map(output, qp, shape)  # type: ignore[arg-type]
+    write_crystal_map(output, qp, shape, scores)  # type: ignore[arg-type]
+    if table is not None:
+        write_table(table, orientation_table(qp, shape, scores))  # type: ignore[arg-type]
     extra = ""
     if shape is not None and len(shape) == 2 and shape[0] * shape[1] == len(qp):
         png = output.with_name(output.stem + "_ipf_z.png")
         save_figure(png, plot_ipf_map(qp, shape, "z", title=f"OMNet IPF-Z ({output.name})"))
         extra = f" and {png}"
+    if table is not None:
+        extra += f" and {table}"
     typer.echo(f"indexed {len(qp)} patterns ({len(qp) / max(dt, 1e-9):.0f} patterns/s) "
                f"-> {output}{extra}")
 

@@ -2,7 +2,8 @@
 
 Signals are read from ``.npz`` (arrays ``X`` and optionally ``y``, ``two_theta``,
 ``true``), ``.npy`` (just ``X``), or CSV/Parquet (one signal per row, numeric columns;
-a ``label`` column is taken as ``y``).
+a ``label`` column is taken as ``y``; columns of text such as sample names or IDs are
+not part of the signal and are carried to per-signal outputs).
 """
 
 from __future__ import annotations
@@ -40,17 +41,78 @@ def load_signals(path: Path) -> dict[str, Any]:
             df = pd.read_parquet(path) if suf == ".parquet" else pd.read_csv(path)
             out: dict[str, Any] = {}
             if "label" in df.columns:
-                out["y"] = df.pop("label").to_numpy()
-            bad = [c for c in df.columns if not np.issubdtype(df[c].dtype, np.number)]
-            if bad:
-                raise MatdiscoError(f"{path}: non-numeric column {bad[0]!r}")
-            out["X"] = df.to_numpy(float)
+                out["y"] = df["label"].to_numpy()
+            text = [c for c in df.columns
+                    if c != "label" and not np.issubdtype(df[c].dtype, np.number)]
+            for c in list(text):  # a signal point (named by its 2θ, say) stored as text
+                if _is_number(c):
+                    v = pd.to_numeric(df[c], errors="coerce")
+                    bad = np.flatnonzero(v.isna() & df[c].notna())
+                    if len(bad):
+                        i = int(bad[0])
+                        raise MatdiscoError(f"{path}: row {i + 1}: column {str(c)!r} holds "
+                                            f"{df[c].iloc[i]!r}, not a number")
+                    df[c] = v
+                    text.remove(c)
+            keep = [c for c in df.columns if c == "label" or c in text]
+            out["X"] = df.drop(columns=keep).to_numpy(float)
+            out[_TABLE] = df[keep].reset_index(drop=True)
             return out
     except (OSError, ValueError) as exc:
         if isinstance(exc, MatdiscoError):
             raise
         raise MatdiscoError(f"{path}: unreadable signal file ({exc})") from exc
     raise MatdiscoError(f"{path}: unsupported format {suf!r} (.npz, .npy, .csv, .parquet)")
+
+
+#: Key of :func:`load_signals`'s result holding a table's non-signal columns (a DataFrame).
+_TABLE = "\0columns"
+
+
+def _is_number(name: object) -> bool:
+    try:
+        float(str(name))
+    except ValueError:
+        return False
+    return True
+
+
+def signal_ids(data: dict[str, Any]) -> Any:
+    """The per-signal identifier columns of :func:`load_signals`'s result, one row per
+    signal in input order (a DataFrame, maybe without columns).
+
+    From a CSV/Parquet file: its columns that are not part of the signal (``label`` and
+    text columns such as names or IDs), in their input order. From a ``.npz``: ``name``
+    (its ``names`` array, as ``xrd simulate`` writes) and ``label`` (its ``y``) when they
+    hold one value per signal.
+    """
+    import pandas as pd
+
+    table = data.get(_TABLE)
+    if isinstance(table, pd.DataFrame):
+        return table
+    x = np.asarray(data["X"])
+    n = len(x) if x.ndim == 2 else 0  # other shapes are refused where they are used
+    cols: dict[str, Any] = {}
+    for key, col in (("names", "name"), ("y", "label")):
+        v = np.asarray(data[key]) if key in data else None
+        if v is not None and v.shape == (n,):
+            cols[col] = v
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
+def with_ids(ids: Any, result: Any, source: object) -> Any:
+    """``ids`` (from :func:`signal_ids`) then ``result``'s columns; an identifier column
+    named like a result column is refused (it would be overwritten or duplicated)."""
+    import pandas as pd
+
+    if not len(ids.columns):
+        return result
+    clash = [c for c in ids.columns if c in result.columns]
+    if clash:
+        raise MatdiscoError(f"{source}: already has column(s) {clash}, which the output "
+                            "columns would overwrite; rename them first")
+    return pd.concat([ids.reset_index(drop=True), result.reset_index(drop=True)], axis=1)
 
 
 def _labels(y: Any, path: Path) -> np.ndarray:
@@ -145,7 +207,7 @@ def train(
         metrics["mean_abs_change"] = float(np.abs(xr - np.asarray(imp["X"], float)).mean())
         metrics["classifier_train_accuracy"] = float((clf.predict(idl["X"]) == y_ideal).mean())
         rd.write_metrics(metrics)
-        _save_signals(rd / "refined.npz", xr, imp)
+        _save_signals(rd / "refined.npz", xr, imp, imperfect)
         side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
         rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
                                                        imp.get("two_theta"), image_side=side))
@@ -166,34 +228,58 @@ def apply(
     classifier: Path | None = typer.Option(None, help="Classifier run dir (default: the "
                                            "refiner's own; must be the one it was trained with)."),
 ) -> None:
-    """Refine signals with a trained refiner."""
+    """Refine signals with a trained refiner (one output signal per input, in order;
+    a .csv/.parquet output starts with the input's label and name/ID columns)."""
+    from matdisco._io import check_output_file
     from matdisco.refine import ImitationRefiner, SignalClassifier
 
+    suffixes = (".npz", ".npy", ".csv", ".parquet")
+    if output.is_dir() or output.suffix.lower() not in suffixes:  # before any work
+        check_output_file(output, suffixes)
     clf = SignalClassifier.load(classifier) if classifier is not None else None
     ref = ImitationRefiner.load(run, classifier=clf)
     data = load_signals(input)
+    x = np.asarray(data["X"])
+    if output.suffix.lower() in (".csv", ".parquet") and x.ndim == 2:  # before the work
+        import pandas as pd
+
+        with_ids(signal_ids(data), pd.DataFrame(columns=[f"x{i}" for i in range(x.shape[1])]),
+                 input)
     xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    _save_signals(output, xr, data)
+    _save_signals(output, xr, data, input)
     typer.echo(f"refined {len(xr)} signals -> {output}")
 
 
-def _save_signals(output: Path, xr: np.ndarray, data: dict[str, Any]) -> None:
-    """Write refined signals (.npz keeps the input's other arrays; .npy; .csv/.parquet),
-    atomically."""
+def _save_signals(output: Path, xr: np.ndarray, data: dict[str, Any],
+                  source: object = "input") -> None:
+    """Write refined signals atomically, in input order: .npz keeps the input's other
+    arrays (and a table's name/ID columns, one array each); .npy; .csv/.parquet start
+    with the input's identifier columns (:func:`signal_ids`), then ``x0, x1, ...``."""
+    import pandas as pd
+
     from matdisco._io import atomic_path, write_table
 
     suf = output.suffix.lower()
     if suf == ".npz":
+        extra = {k: v for k, v in data.items() if k not in ("X", _TABLE)}
+        table = data.get(_TABLE)
+        if isinstance(table, pd.DataFrame):
+            for c in table.columns:
+                if c == "label":  # already there as y
+                    continue
+                if str(c) in ("X", "y", "two_theta", "true", "class_names") or str(c) in extra:
+                    raise MatdiscoError(f"{source}: column {str(c)!r} has the name of an "
+                                        "output array; rename it first")
+                v = table[c].to_numpy()
+                extra[str(c)] = v.astype(str) if v.dtype == object else v
         with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-            extra = {k: v for k, v in data.items() if k != "X"}
             np.savez(fh, X=xr, **extra)
     elif suf == ".npy":
         with atomic_path(output) as tmp, open(tmp, "wb") as fh:
             np.save(fh, xr)
     elif suf in (".csv", ".parquet"):
-        import pandas as pd
-
-        write_table(output, pd.DataFrame(xr, columns=[f"x{i}" for i in range(xr.shape[1])]))
+        res = pd.DataFrame(xr, columns=[f"x{i}" for i in range(xr.shape[1])])
+        write_table(output, with_ids(signal_ids(data), res, source))
     else:
         raise MatdiscoError(f"{output}: unsupported output format {suf!r}")
 

@@ -242,7 +242,7 @@ def phasemap(
 
     import pandas as pd
 
-    from matdisco.cli.refine import load_signals
+    from matdisco.cli.refine import load_signals, signal_ids, with_ids
     from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
     from matdisco.xrd import match_phases
     from matdisco.xrd import phasemap as _phasemap
@@ -253,6 +253,8 @@ def phasemap(
     # overwritten one stays in place until the new phase map is published whole
     prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     data = load_signals(input)
+    ids = signal_ids(data)
+    with_ids(ids, pd.DataFrame(columns=[f"phase{i}" for i in range(n_phases)]), input)
     res = _phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
     arrays = {"X": res.basis, "weights": res.weights}
     if "two_theta" in data:
@@ -271,8 +273,9 @@ def phasemap(
     rd = RunDir(staged_run_dir(out))
     try:
         _save_npz(rd / "phases.npz", **arrays)
-        rd.save_table("weights.csv", pd.DataFrame(
-            res.weights, columns=[f"phase{i}" for i in range(n_phases)]))
+        # one row per input signal, in order, after its label and name/ID columns
+        rd.save_table("weights.csv", with_ids(ids, pd.DataFrame(
+            res.weights, columns=[f"phase{i}" for i in range(n_phases)]), input))
         rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
                          "max_phases": max_phases, "seed": seed})
         rd.write_metrics(metrics)
@@ -299,8 +302,15 @@ def _image_library(output: Path, n_samples: int, background_kind: str, n_frames:
                f"{size}x{size}, {len(lib.region_names)} regions {counts.tolist()} -> {output}")
 
 
-def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Images (N, F, H, W), compositions or None, and names from a library .npz or files."""
+def _load_images(inputs: list[Path]
+                 ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[tuple[str, int]]]:
+    """Images (N, F, H, W), compositions or None, names and sources from a library .npz
+    or files.
+
+    ``names`` are ``stem[i]`` for the images of a .npz and file names for image files;
+    ``sources`` are ``(path as given, index in that file)``, one per image in input order
+    (a unique key even when two image files share a name).
+    """
     import zipfile
 
     from matdisco.xrd.detector import validate_image
@@ -328,7 +338,8 @@ def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, lis
         elif x.ndim != 4:
             raise MatdiscoError(f"{p}: images must be (N, F, H, W), (N, H, W) or (H, W), "
                                 f"got shape {x.shape}")
-        return x, comp, [f"{p.stem}[{i}]" for i in range(len(x))]
+        return (x, comp, [f"{p.stem}[{i}]" for i in range(len(x))],
+                [(str(p), i) for i in range(len(x))])
     if any(p.suffix == ".npz" for p in inputs):
         raise MatdiscoError("give one library .npz, or image files (TIFF/EDF/CBF/...), not "
                             "several .npz files or a mixture")
@@ -336,7 +347,7 @@ def _load_images(inputs: list[Path]) -> tuple[np.ndarray, np.ndarray | None, lis
     shapes = {i.shape for i in imgs}
     if len(shapes) > 1:
         raise MatdiscoError(f"images have different sizes: {sorted(shapes)}")
-    return np.stack(imgs)[:, None], None, [p.name for p in inputs]
+    return np.stack(imgs)[:, None], None, [p.name for p in inputs], [(str(p), 0) for p in inputs]
 
 
 @app.command()
@@ -345,8 +356,8 @@ def background(
     inputs: list[Path] = typer.Argument(..., help="Library .npz or image files "
                                         "(TIFF/EDF/CBF/...)."),
     output: Path = typer.Option(..., "--output", "--out", "-o",
-        help="Output: .npz (all images) or a directory (one "
-                                ".tif per image)."),
+        help="Output: .npz (all images; from image files, also their 'paths') or a "
+             "directory (one .tif per image, named after it)."),
     method: str = typer.Option("cs", help="mf (minimum filter) or cs (MF + mean)."),
     window: int = typer.Option(None, help="Window f in pixels (default 200 on 2048², "
                                "scaled with size)."),
@@ -365,7 +376,16 @@ def background(
                                    ".json"):
         raise MatdiscoError(f"--output {output}: unsupported suffix {output.suffix!r}; give "
                             "a .npz file or a directory (one .tif per image)")
-    x, comp, names = _load_images(inputs)
+    x, comp, names, sources = _load_images(inputs)
+    stems = [Path(name).stem.replace("[", "_").replace("]", "") for name in names]
+    if output.suffix != ".npz":  # one file per image: two inputs must not share a name
+        first: dict[str, str] = {}
+        for (src, _), stem in zip(sources, stems, strict=True):
+            if stem in first:
+                raise MatdiscoError(f"{first[stem]} and {src} would both be written as "
+                                    f"{stem}_f*_{method}.tif in {output}; rename one, or "
+                                    "write a .npz (it keeps every input path)")
+            first[stem] = src
     t0 = time.perf_counter()
     out = remove_background(x, method, window)
     dt = time.perf_counter() - t0
@@ -376,12 +396,13 @@ def background(
         if len(inputs) == 1 and inputs[0].suffix == ".npz":
             with np.load(inputs[0], allow_pickle=False) as z:
                 arrays.update({k: z[k] for k in z.files if k not in arrays})
+        else:  # image files: record which file each image came from, in input order
+            arrays["paths"] = np.array([src for src, _ in sources])
         _save_npz(output, **arrays)
     else:
         output.mkdir(parents=True, exist_ok=True)
-        for i, name in enumerate(names):
+        for i, stem in enumerate(stems):
             for f in range(out.shape[1]):
-                stem = Path(name).stem.replace("[", "_").replace("]", "")
                 write_image(output / f"{stem}_f{f}_{method}.tif", out[i, f])
     typer.echo(f"removed {method} background of {len(x)} sample(s) in {dt:.2f} s -> {output}")
 
@@ -473,7 +494,8 @@ def classify(
     model: Path = typer.Argument(..., help="Run directory written by `train`."),
     inputs: list[Path] = typer.Argument(..., help="Library .npz or image files."),
     output: Path = typer.Option(..., "--output", "--out", "-o",
-        help="Predictions .csv or .parquet."),
+        help="Predictions .csv or .parquet, one row per image in input order: path, "
+             "index (position in that file), name, label, region, probability."),
 ) -> None:
     """Classify detector images into phase regions with a trained PADNet."""
     import pandas as pd
@@ -496,13 +518,16 @@ def classify(
             or not all(isinstance(r, str) for r in regions)):
         raise MatdiscoError(f"{source}: region_names must be a list of {clf.n_classes_} "
                             "names (one per class of the model)")
-    x, comp, names = _load_images(inputs)
+    x, comp, names, sources = _load_images(inputs)
     if clf.use_composition and comp is None:
         raise MatdiscoError("this model uses compositions; give a library .npz with them")
     x = remove_background(x, preprocess)
     proba = clf.predict_proba(x, comp if clf.use_composition else None)
     pred = proba.argmax(1)
-    df = pd.DataFrame({"name": names, "label": pred,
+    # path and index (position in that file) first: a unique key back to the inputs, in
+    # input order, even when two image files share a name
+    df = pd.DataFrame({"path": [src for src, _ in sources],
+                       "index": [i for _, i in sources], "name": names, "label": pred,
                        "region": [regions[i] for i in pred],
                        "probability": proba.max(1)})
     write_table(output, df)

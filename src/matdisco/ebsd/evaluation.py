@@ -14,7 +14,7 @@ from matdisco import MatdiscoError
 from matdisco.ebsd.rotations import disorientation_angle
 
 __all__ = ["disorientation_deg", "ipf_colors", "orientation_metrics", "plot_histograms",
-           "plot_ipf_map", "write_crystal_map"]
+           "orientation_table", "plot_ipf_map", "write_crystal_map"]
 
 
 def disorientation_deg(q_pred: np.ndarray, q_true: np.ndarray) -> np.ndarray:
@@ -116,3 +116,33 @@ def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
         finally:
             target.unlink(missing_ok=True)
     return path
+
+
+def orientation_table(quaternions: np.ndarray, shape: tuple[int, int] | None = None,
+                      scores: np.ndarray | None = None) -> Any:
+    """One row per pattern, in input order, of the CrystalMap :func:`write_crystal_map`
+    writes for the same arguments: a key back to the patterns and the map.
+
+    Columns: ``index`` (pattern position in the input, from 0), ``row`` and ``col`` (its
+    place in the ``(rows, cols)`` map, a single row when ``shape`` is omitted), ``x`` and
+    ``y`` (the map's coordinates, as in the ``.ang``), ``qw, qx, qy, qz`` (unit
+    quaternion), ``phi1_deg, Phi_deg, phi2_deg`` (Bunge Euler angles, degrees) and
+    ``score`` (the refinement's NCC score; empty, NaN, without scores).
+    """
+    import pandas as pd
+
+    from matdisco.ebsd.dictionary import crystal_map
+
+    xmap = crystal_map(quaternions, shape, scores)
+    n = xmap.size
+    cols = shape[1] if shape is not None else n
+    row, col = np.divmod(np.arange(n), max(cols, 1))
+    q = np.asarray(quaternions, dtype=np.float64).reshape(n, 4)
+    euler = np.rad2deg(xmap.rotations.to_euler()).reshape(n, 3)
+    return pd.DataFrame({
+        "index": np.arange(n), "row": row, "col": col,
+        "x": np.asarray(xmap.x, dtype=float), "y": np.asarray(xmap.y, dtype=float),
+        "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3],
+        "phi1_deg": euler[:, 0], "Phi_deg": euler[:, 1], "phi2_deg": euler[:, 2],
+        "score": (np.full(n, np.nan) if scores is None
+                  else np.asarray(scores, dtype=float).reshape(n))})

@@ -247,22 +247,35 @@ class OMNetIndexer:
         OMNet's orientation within +/- ``retry_trust_region`` degrees (``None``: no
         retry), and the better-scoring solution is kept.
         """
-        q = self._predict(patterns, batch_size)
-        if refine:
-            from matdisco.ebsd.dictionary import refine_orientations
+        return self.predict_with_scores(patterns, batch_size, refine, trust_region,
+                                        retry_trust_region)[0]
 
-            q0 = q
-            q, score = refine_orientations(patterns, q0, self.detector, trust_region)
-            q = np.array(q, dtype=np.float64)
-            if retry_trust_region is not None and len(q) > 1:
-                redo = np.flatnonzero(score < 0.9 * np.median(score))
-                if len(redo):
-                    q2, s2 = refine_orientations(np.asarray(patterns)[redo], q0[redo],
-                                                 self.detector, retry_trust_region)
-                    better = s2 > score[redo]
-                    q[redo[better]] = q2[better]
-            q[q[:, 0] < 0] *= -1
-        return q
+    def predict_with_scores(self, patterns: np.ndarray, batch_size: int | None = None,
+                            refine: bool = False, trust_region: float = 5.0,
+                            retry_trust_region: float | None = 15.0
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict`, also returning each pattern's score: the NCC of the kept
+        refined solution with ``refine`` (``(n,)`` floats), ``None`` without (OMNet
+        gives no score)."""
+        q = self._predict(patterns, batch_size)
+        if not refine:
+            return q, None
+        from matdisco.ebsd.dictionary import refine_orientations
+
+        q0 = q
+        q, score = refine_orientations(patterns, q0, self.detector, trust_region)
+        q = np.array(q, dtype=np.float64)
+        score = np.array(score, dtype=np.float64)
+        if retry_trust_region is not None and len(q) > 1:
+            redo = np.flatnonzero(score < 0.9 * np.median(score))
+            if len(redo):
+                q2, s2 = refine_orientations(np.asarray(patterns)[redo], q0[redo],
+                                             self.detector, retry_trust_region)
+                better = s2 > score[redo]
+                q[redo[better]] = q2[better]
+                score[redo[better]] = s2[better]
+        q[q[:, 0] < 0] *= -1
+        return q, score
 
     @torch.no_grad()
     def _predict(self, patterns: np.ndarray, batch_size: int | None) -> np.ndarray:
