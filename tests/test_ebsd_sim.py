@@ -412,3 +412,18 @@ def test_cli_index_writes_a_per_pattern_table(sim: dict, tmp_path: Path) -> None
                          str(tmp_path / "z.ang"), "--table", str(tmp_path / "z.txt")])
     assert res.exit_code == 2 and "--table" in res.output, res.output
     assert not (tmp_path / "z.ang").exists()
+
+
+def test_ang_output_carries_refinement_scores_as_confidence_index(tmp_path: Path) -> None:
+    from orix import io as oio
+    from orix.quaternion import Rotation
+
+    from matdisco.ebsd.evaluation import write_crystal_map
+
+    q = Rotation.random(6).data
+    scores = np.linspace(0.1, 0.6, 6)
+    write_crystal_map(tmp_path / "m.ang", q, (2, 3), scores=scores)
+    np.testing.assert_allclose(oio.load(str(tmp_path / "m.ang")).prop["ci"], scores,
+                               atol=1e-5)
+    write_crystal_map(tmp_path / "n.ang", q, (2, 3))  # without scores: CI stays 0
+    assert (oio.load(str(tmp_path / "n.ang")).prop["ci"] == 0).all()

@@ -98,7 +98,11 @@ def plot_histograms(disorientations: dict[str, np.ndarray], bins: int = 50) -> A
 def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
                       shape: tuple[int, int] | None = None,
                       scores: np.ndarray | None = None) -> Path:
-    """Write orientations as an orix CrystalMap (``.ang`` or orix ``.h5``) atomically."""
+    """Write orientations as an orix CrystalMap (``.ang`` or orix ``.h5``) atomically.
+
+    With ``scores`` (the refinement's NCC scores) the map carries a ``scores`` property;
+    in an ``.ang`` file they fill the confidence-index (CI) column that EBSD software reads.
+    """
     from orix import io as oio
 
     from matdisco._io import atomic_path
@@ -111,7 +115,9 @@ def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
     with atomic_path(path) as tmp:
         target = tmp.with_name(tmp.stem + "_w" + path.suffix)
         try:
-            oio.save(str(target), xmap, overwrite=True)
+            extra = ({"confidence_index_prop": "scores"}
+                     if scores is not None and path.suffix == ".ang" else {})
+            oio.save(str(target), xmap, overwrite=True, **extra)
             os.replace(target, tmp)
         finally:
             target.unlink(missing_ok=True)
