@@ -51,6 +51,13 @@ def _detector(shape: int, pc: str | None) -> DetectorConfig:
 def _read_patterns(path: Path, shape: tuple[int, int] | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...] | None]:
     """Patterns (and true quaternions when known) from an HDF5 set or a kikuchipy file."""
+    x, q, nav, _ = _read_patterns_and_step(path)
+    return x, q, nav
+
+
+def _read_patterns_and_step(path: Path) -> tuple[np.ndarray, np.ndarray | None,
+                                                 tuple[int, ...] | None, float | None]:
+    """:func:`_read_patterns` plus the scan step of a kikuchipy file (None if unknown)."""
     from matdisco.ebsd import load_dataset
     from matdisco.ebsd.io import load_patterns
 
@@ -66,9 +73,12 @@ def _read_patterns(path: Path, shape: tuple[int, int] | None = None
             raise MatdiscoError(f"{path}: not a readable HDF5 file ({exc})") from exc
         if ours:
             x, q, _ = load_dataset(path)
-            return x, q, None
-    x, nav, _ = load_patterns(path)
-    return x, None, nav
+            return x, q, None, None
+    x, nav, sig = load_patterns(path)
+    axes = sig.axes_manager.navigation_axes
+    scale = float(axes[0].scale) if axes else None
+    return x, None, nav, scale if scale is not None and math.isfinite(scale) and scale > 0 \
+        else None
 
 
 @app.command()
@@ -210,6 +220,9 @@ def index(
                                "(.csv or .parquet): index, row, col, x, y (as in the map), "
                                "quaternion qw..qz, Euler angles phi1_deg, Phi_deg, phi2_deg "
                                "and score (refinement NCC; empty without --refine)."),
+    step: float = typer.Option(None, help="Scan step for the map's x, y coordinates "
+                               "(default: the file's step, e.g. 1.5 um for kikuchipy's Ni "
+                               "data; 1 when the file has none)."),
 ) -> None:
     """Index patterns with a trained OMNet and write an orix CrystalMap."""
     from matdisco._io import save_figure, write_table
@@ -228,8 +241,11 @@ def index(
         if shape is None or len(shape) != 2 or min(shape) < 1:
             raise MatdiscoError(f"--map-shape must be two positive integers 'rows,cols', "
                                 f"got {map_shape!r}")
+    if step is not None and not (math.isfinite(step) and step > 0):
+        raise MatdiscoError(f"--step must be a positive number, got {step}")
     est = OMNetIndexer.load(run_dir)
-    x, _, nav = _read_patterns(patterns)
+    x, _, nav, file_step = _read_patterns_and_step(patterns)
+    step = step if step is not None else (file_step or 1.0)
     if shape is not None and shape[0] * shape[1] != len(x):  # refused before indexing
         raise MatdiscoError(f"--map-shape {map_shape} holds {shape[0] * shape[1]} points, "
                             f"but {patterns} has {len(x)} patterns")
@@ -238,9 +254,10 @@ def index(
     dt = time.perf_counter() - t0
     if shape is None and nav is not None and len(nav) == 2:
         shape = nav
-    write_crystal_map(output, qp, shape, scores)  # type: ignore[arg-type]
+    write_crystal_map(output, qp, shape, scores, step=step)  # type: ignore[arg-type]
     if table is not None:
-        write_table(table, orientation_table(qp, shape, scores))  # type: ignore[arg-type]
+        write_table(table, orientation_table(qp, shape, scores,  # type: ignore[arg-type]
+                                             step=step))
     extra = ""
     if shape is not None and len(shape) == 2 and shape[0] * shape[1] == len(qp):
         png = output.with_name(output.stem + "_ipf_z.png")

@@ -97,11 +97,12 @@ def plot_histograms(disorientations: dict[str, np.ndarray], bins: int = 50) -> A
 
 def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
                       shape: tuple[int, int] | None = None,
-                      scores: np.ndarray | None = None) -> Path:
+                      scores: np.ndarray | None = None, step: float = 1.0) -> Path:
     """Write orientations as an orix CrystalMap (``.ang`` or orix ``.h5``) atomically.
 
     With ``scores`` (the refinement's NCC scores) the map carries a ``scores`` property;
     in an ``.ang`` file they fill the confidence-index (CI) column that EBSD software reads.
+    ``step`` is the scan step (x and y coordinates are ``col * step``, ``row * step``).
     """
     from orix import io as oio
 
@@ -111,7 +112,7 @@ def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
     path = Path(path)
     if path.suffix not in (".ang", ".h5"):
         raise MatdiscoError(f"{path}: CrystalMap output must end in .ang or .h5")
-    xmap = crystal_map(quaternions, shape, scores)
+    xmap = crystal_map(quaternions, shape, scores, step=step)
     with atomic_path(path) as tmp:
         target = tmp.with_name(tmp.stem + "_w" + path.suffix)
         try:
@@ -125,7 +126,7 @@ def write_crystal_map(path: str | os.PathLike[str], quaternions: np.ndarray,
 
 
 def orientation_table(quaternions: np.ndarray, shape: tuple[int, int] | None = None,
-                      scores: np.ndarray | None = None) -> Any:
+                      scores: np.ndarray | None = None, step: float = 1.0) -> Any:
     """One row per pattern, in input order, of the CrystalMap :func:`write_crystal_map`
     writes for the same arguments: a key back to the patterns and the map.
 
@@ -139,7 +140,7 @@ def orientation_table(quaternions: np.ndarray, shape: tuple[int, int] | None = N
 
     from matdisco.ebsd.dictionary import crystal_map
 
-    xmap = crystal_map(quaternions, shape, scores)
+    xmap = crystal_map(quaternions, shape, scores, step=step)
     n = xmap.size
     cols = shape[1] if shape is not None else n
     row, col = np.divmod(np.arange(n), max(cols, 1))
