@@ -294,6 +294,8 @@ def test_cli_train_resume_overwrite_and_bad_inputs(sim: dict, tmp_path: Path) ->
     fails([*train, "--overwrite", "--lr", "-1"], "lr")
     fails([*train[:5], "compact", *train[6:], "--resume"], "cannot resume")
     fails([*train, "--loss", "mae", "--resume"], "differs in loss")
+    # more epochs on a finished run would silently train nothing: refused
+    fails([*train[:7], "3", *train[8:], "--resume"], "differs in trainer.epochs")
     assert (run / "config.json").read_text() == cfg0
     assert (run / "model.safetensors").read_bytes() == w0
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

@@ -339,6 +339,13 @@ def test_cli_train_apply_evaluate(tmp_path) -> None:
                                  "--epochs", "1", "--refiner-output", "mask"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "mask" / "config.json").read_text())["output"] == "mask"
+    assert "note:" not in r.output  # the imperfect file has labels: targeted
+    np.savez(tmp_path / "imp_nolabels.npz", X=Xi)
+    r = CliRunner().invoke(app, ["train", "--ideal", str(tmp_path / "ideal.npz"),
+                                 "--imperfect", str(tmp_path / "imp_nolabels.npz"),
+                                 "--out", str(tmp_path / "nt"), "--clf-epochs", "1",
+                                 "--epochs", "1"])
+    assert r.exit_code == 0 and "has no labels (y): training a non-targeted" in r.output
     # the same --out again is refused, the run untouched
     before = (tmp_path / "mask" / "config.json").read_bytes()
     r = CliRunner().invoke(app, ["train", "--ideal", str(tmp_path / "ideal.npz"),

@@ -207,3 +207,81 @@ def test_ctrl_c_before_anything_is_written_leaves_no_folder(
     with pytest.raises(KeyboardInterrupt, match="nothing was written"):
         train_property(tiny_df, model="mlp", out=tmp_path / "new", **FAST)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and _files(out) == old
+
+
+def test_overwrite_never_deletes_what_is_not_part_of_the_run(tiny_df: pd.DataFrame,
+                                                            tmp_path: Path) -> None:
+    from matdisco.training import prepare_run_dir
+
+    out = tmp_path / "parent"
+    train_property(tiny_df, model="mlp", out=out, **FAST)
+    train_property(tiny_df, model="mlp", out=out / "child", **FAST)  # a run inside a run
+    (out / "mynotes.txt").write_text("keep me")
+    with pytest.raises(MatdiscoError, match=r"not part of the run \(child/, mynotes.txt\)"):
+        train_property(tiny_df, model="mlp", out=out, seed=1, overwrite=True, **FAST)
+    demo = ["demo", "--out", str(out), "--folds", "2", "--epochs", "1"]
+    res = CliRunner().invoke(app, demo)  # demo replaces only a demo run
+    assert res.exit_code == 2 and "is not a demo run" in res.output, res.output
+    res = CliRunner().invoke(app, [*demo, "--overwrite"])
+    assert res.exit_code == 2 and "not part of the run" in res.output, res.output
+    assert (out / "mynotes.txt").read_text() == "keep me" and (out / "child" /
+                                                               "config.json").exists()
+    # the generic rule of every other command: a nested run is never deleted
+    with pytest.raises(MatdiscoError, match=r"another run inside it \(child/\)"):
+        prepare_run_dir(out, overwrite=True)
+    assert prepare_run_dir(out, overwrite=True, staged=True, own_subruns=("child",))
+    (out / "mynotes.txt").unlink()
+    import shutil
+
+    shutil.rmtree(out / "child")
+    train_property(tiny_df, model="mlp", out=out, seed=1, overwrite=True, **FAST)
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+
+
+def test_cli_details_a_new_user_meets(tiny_df: pd.DataFrame, tmp_path: Path) -> None:
+    """--version, -o everywhere, evaluate's default columns, strict metrics JSON,
+    screen distill --train by name, and the defaults stated in `train --help`."""
+    import re
+
+    from matdisco import __version__
+    from matdisco.property.workflow import NN_DEFAULTS
+
+    r = CliRunner()
+    res = r.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == __version__, res.output
+
+    help_text = re.sub(r"[\s│]+", " ", r.invoke(app, ["train", "--help"]).output)
+    for key, opt in (("epochs", "epochs"), ("batch_size", "batch size"), ("patience",
+                                                                          "validation loss")):
+        assert f"{opt} (default {NN_DEFAULTS[key]})" in help_text.lower(), key
+    assert f"default {NN_DEFAULTS['lr']:g}" in help_text
+
+    data = tmp_path / "d.csv"
+    tiny_df.rename(columns={"formula": "comp", "target": "Ef"}).to_csv(data, index=False)
+    run = tmp_path / "run"
+    res = r.invoke(app, ["train", "--data", str(data), "--formula", "comp", "--target", "Ef",
+                         "--model", "mlp", "--out", str(run), "--epochs", "1",
+                         "--holdout-system", "Ni-S", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["evaluate", str(run), str(data)])  # the run's own column names
+    assert res.exit_code == 0 and json.loads(res.output)["n"] == len(tiny_df), res.output
+    assert json.loads((run / "metrics.json").read_text())["holdout"]["Ni-S"]["r2"] is None
+    # metrics.json is strict JSON (no bare NaN), whatever the metrics hold
+    text = (run / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+
+    forms = tmp_path / "f.csv"
+    forms.write_text("comp\nFe2O3\n")
+    res = r.invoke(app, ["predict", str(run), str(forms), "--formula", "comp", "-o",
+                         str(tmp_path / "p.csv")])
+    assert res.exit_code == 0 and (tmp_path / "p.csv").exists(), res.output
+    from matdisco.cli.screen import app as screen_app
+
+    for cmd in (["plot", "--help"], ["holdout", "--help"]):
+        assert " -o " in r.invoke(screen_app, cmd).output
+    res = r.invoke(screen_app, ["distill", "--teacher", str(run), "--out",
+                                str(tmp_path / "s"), "--train", "no_such_dataset"])
+    assert res.exit_code == 2 and "unknown dataset 'no_such_dataset'" in res.output, \
+        res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)

@@ -61,6 +61,10 @@ def test_run_hull_holdout(tmp_path):
     cands = pd.read_parquet(tmp_path / "h" / "candidates.parquet")
     assert sum(summ["totals"].values()) == len(cands)
     assert (cands["distance"] <= 0).all()
+    r = runner.invoke(app, ["hull", "--results", str(out), "--references", str(refs),
+                            "--out", str(tmp_path / "h0"), "--threshold", "1000"])
+    assert r.exit_code == 0 and "no composition is predicted 1000 eV/atom" in r.output
+    assert "Empty DataFrame" not in r.output
     r = runner.invoke(app, ["holdout", "--system", "Ti-O", "--model", f"m={model}",
                             "--references", str(refs), "--out", str(tmp_path / "ho.json")])
     assert r.exit_code == 0, r.output

@@ -48,10 +48,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def _strict(o: Any) -> Any:
+    """``o`` with every non-finite float (NaN, inf) replaced by ``None``."""
+    if isinstance(o, float | np.floating):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _strict(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_strict(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _strict(o.tolist())
+    return o
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically."""
+    """Write ``obj`` as indented, strict JSON atomically.
+
+    Non-finite numbers (e.g. R² of a one-row holdout) are written as ``null``: bare
+    ``NaN`` is not JSON, and strict parsers (browsers, ``jq``, other languages) reject it.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_default, allow_nan=True) + "\n")
+        tmp.write_text(json.dumps(_strict(obj), indent=2, default=_default, allow_nan=False)
+                       + "\n")
     return Path(path)
 
 

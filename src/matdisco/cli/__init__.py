@@ -52,11 +52,17 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """matdisco: deep-learning methods of materials discovery."""
 
 
 from matdisco.cli import property as _property  # noqa: E402

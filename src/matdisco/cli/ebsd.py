@@ -25,7 +25,9 @@ app = typer.Typer(help="EBSD orientation indexing of cubic (m-3m) crystals: simu
 
 
 # entries of an OMNet run's configuration that --resume may change
-_RESUME_FREE = ("trainer.epochs", "trainer.patience", "trainer.device", "trainer.progress")
+#: Settings that may change on --resume (not the epochs: the schedule depends on them, and
+#: a finished run would silently not train the extra epochs).
+_RESUME_FREE = ("trainer.patience", "trainer.device", "trainer.progress")
 
 
 def _detector(shape: int, pc: str | None) -> DetectorConfig:

@@ -44,10 +44,12 @@ def train(
     aux_weight: float = typer.Option(None, help="With --aux-data: loss weight of an "
                                      "auxiliary row (default 1)."),
     out: Path = typer.Option(Path("runs/property"), help="Run directory."),
-    epochs: int = typer.Option(None, help="Maximum epochs."),
-    batch_size: int = typer.Option(None, help="Batch size."),
-    lr: float = typer.Option(None, help="Learning rate."),
-    patience: int = typer.Option(None, help="Early-stopping patience."),
+    epochs: int = typer.Option(None, help="Maximum epochs (default 100)."),
+    batch_size: int = typer.Option(None, help="Batch size (default 256)."),
+    lr: float = typer.Option(None, help="Peak learning rate of the cosine schedule "
+                             "(default 0.001; AdamW, weight decay 1e-5, 1 warm-up epoch)."),
+    patience: int = typer.Option(None, help="Early-stopping patience in epochs on the "
+                                 "validation loss (default 30)."),
     dropout_anneal: int = typer.Option(None, help="Epochs at the end over which dropout is "
                                        "annealed to zero (default: a tenth of --epochs)."),
     dropout_scale: float = typer.Option(None, help="Multiply every dropout probability "
@@ -129,7 +131,8 @@ def _summary(run: Path) -> None:
 @handle_errors
 def predict(run: Path = typer.Argument(..., help="Run directory."),
             data: Path = typer.Argument(..., help="CSV/Parquet with a formula column."),
-            out: Path = typer.Option(Path("predictions.csv"), help="Output CSV/Parquet."),
+            out: Path = typer.Option(Path("predictions.csv"), "--out", "-o",
+                                     help="Output CSV/Parquet."),
             formula: str = typer.Option("formula", help="Formula column.")) -> None:
     """Predict a file of formulas (mean and spread over the run's ensemble)."""
     from matdisco.property import predict_file
@@ -141,8 +144,10 @@ def predict(run: Path = typer.Argument(..., help="Run directory."),
 def evaluate(run: Path = typer.Argument(..., help="Run directory."),
              data: str = typer.Argument(None, help="Labelled dataset; default: print the "
                                         "run's own metrics."),
-             target: str = typer.Option("target", help="Target column."),
-             formula: str = typer.Option("formula", help="Formula column.")) -> None:
+             target: str = typer.Option(None, help="Target column (default: the one the "
+                                        "run was trained with)."),
+             formula: str = typer.Option(None, help="Formula column (default: the one the "
+                                         "run was trained with).")) -> None:
     """Evaluate a run on a labelled dataset (or show its recorded metrics)."""
     from matdisco.property import evaluate_run
 
@@ -182,11 +187,30 @@ def report(run: Path = typer.Argument(..., help="Run directory.")) -> None:
 @handle_errors
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
          folds: int = typer.Option(5, help="Cross-validation folds."),
-         epochs: int = typer.Option(25, help="Maximum epochs per fold.")) -> None:
+         epochs: int = typer.Option(25, help="Maximum epochs per fold."),
+         overwrite: bool = typer.Option(False, help="Also replace a run in --out that is "
+                                        "not a demo run.")) -> None:
     """The main job: cross-validate ElemNet on the embedded experimental formation
     enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report
-    (a demo run already in ``--out`` is replaced)."""
+    (a demo run already in ``--out`` is replaced; any other run only with --overwrite)."""
+    import json
+
+    from matdisco import MatdiscoError
     from matdisco.property import train_property
+    from matdisco.training import holds_run
+
+    if holds_run(out) and not overwrite:
+        try:
+            cfg = json.loads((out / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        is_demo = (isinstance(cfg, dict) and cfg.get("model") == "elemnet"
+                   and isinstance(cfg.get("data"), dict)
+                   and cfg["data"].get("source") == "exp_formation_enthalpy"
+                   and isinstance(cfg.get("split"), dict) and cfg["split"].get("cv"))
+        if not is_demo:
+            raise MatdiscoError(f"{out} holds a run that is not a demo run; choose another "
+                                "--out, or pass --overwrite to replace it")
 
     typer.echo(f"ElemNet, {folds}-fold CV on the embedded experimental formation "
                "enthalpies (pymatgen exp_compounds.json.gz) ...")

@@ -149,7 +149,9 @@ def train(
                                        "background (a smooth background to subtract)."),
     lr: float = typer.Option(1e-3, help="Refiner learning rate."),
     prototypical: bool = typer.Option(False, help="Prototypical classifier."),
-    targeted: bool = typer.Option(True, help="Use the imperfect file's y as targets."),
+    targeted: bool = typer.Option(True, help="Use the imperfect file's y as targets "
+                                  "(a file without y trains non-targeted, and says so, "
+                                  "unless --target-class is given)."),
     target_class: int | None = typer.Option(None, help="Refine every signal towards this class."),
     lam: float = typer.Option(1.0, help="Weight of the prediction loss."),
     alpha: float = typer.Option(0.0, help="Weight of the prototype loss."),
@@ -193,6 +195,10 @@ def train(
         y = np.full(len(imp["X"]), target_class, np.int64)
     elif targeted and y_imp is not None:
         y = y_imp
+    elif targeted:
+        typer.echo(f"note: {imperfect} has no labels (y): training a non-targeted refiner "
+                   "(pass --target-class K for a targeted one, or --no-targeted to silence "
+                   "this)", err=True)
     ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
                            psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed,
                            psi_window=psi_window, floor_window=floor_window)

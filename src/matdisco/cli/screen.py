@@ -125,7 +125,11 @@ def hull(
     write_json(out / "summary.json", {"threshold": threshold, "totals": totals,
                                       "n_systems": len(per)})
     typer.echo(f"{len(stable):,} candidates: {totals}")
-    typer.echo(per.head(20).to_string(index=False))
+    if len(per):
+        typer.echo(per.head(20).to_string(index=False))
+    else:
+        typer.echo(f"no composition is predicted {threshold:g} eV/atom or more below the "
+                   f"known hull (files in {out} are empty; try a smaller --threshold)")
 
 
 def _references(path: Path | None) -> object:
@@ -148,7 +152,7 @@ def _references(path: Path | None) -> object:
 def plot(
     system: str = typer.Argument(..., help="Chemical system, e.g. Ti-O or Fe-Ni-O."),
     model: list[str] = typer.Option(..., help="NAME=RUN_DIR (repeat for several models)."),
-    out: Path = typer.Option(..., help="Output PNG."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output PNG."),
     references: Path = typer.Option(None, help="Reference formation enthalpies."),
     max_atoms: int = typer.Option(None, help="Grid density (max atoms per formula)."),
 ) -> None:
@@ -181,7 +185,7 @@ def holdout(
     references: Path = typer.Option(None, help="Reference formation enthalpies."),
     tol: float = typer.Option(0.05, help="Fraction tolerance to a known hull compound."),
     max_atoms: int = typer.Option(None, help="Grid density."),
-    out: Path = typer.Option(None, help="Write the counts as JSON."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the counts as JSON."),
 ) -> None:
     """Count spurious stable predictions in held-out systems (ElemNet holdout test)."""
     from matdisco._io import write_json
@@ -204,7 +208,9 @@ def holdout(
 def distill(
     teacher: list[Path] = typer.Option(..., help="Teacher run directory (repeat: ensemble)."),
     out: Path = typer.Option(..., help="Run directory of the student."),
-    train: Path = typer.Option(None, help="Real compositions to include (formula column)."),
+    train: str = typer.Option(None, help="Real compositions to include: a dataset name "
+                              "(`matdisco data list`) or a CSV/Parquet file with a formula "
+                              "column."),
     n_synthetic: int = typer.Option(100_000, help="Compositions sampled from the space."),
     widths: str = typer.Option("256,128,64", help="Hidden widths of the student MLP."),
     epochs: int = typer.Option(30),
@@ -212,7 +218,6 @@ def distill(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a small fast MLP to reproduce a model (the fast screening path)."""
-    import pandas as pd
 
     from matdisco.data import encode_fractions
     from matdisco.screening.distill import distill as _distill
@@ -222,9 +227,9 @@ def distill(
         t = load_model([str(p) for p in teacher])
         real = None
         if train is not None:
-            df = pd.read_csv(train)
-            if "formula" not in df.columns:
-                raise MatdiscoError(f"{train}: missing column 'formula'")
+            from matdisco.data import load_dataset
+
+            df = load_dataset(str(train), "formula", None)  # a name, CSV or Parquet
             real = encode_fractions(df["formula"], t.elements, source=str(train))
         try:
             w = [int(x) for x in widths.replace(",", " ").split()]

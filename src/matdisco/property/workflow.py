@@ -246,6 +246,11 @@ def _synthetic_rows(teacher: str | Path | None, n_synthetic: int, cv: int | None
             fraction_formulas(fr_syn, elements))
 
 
+#: Every name a property run writes in its directory (anything else is the user's and
+#: is never deleted by ``--overwrite``; see :func:`~matdisco.training.prepare_run_dir`).
+_ARTEFACTS = ("config.json", "metrics.json", "*.safetensors", "history*.jsonl",
+              "predictions.csv", "synthetic.csv", "*.png", "report.html")
+
 #: Config entries that may differ when a run is resumed (bookkeeping, not the recipe).
 _RESUME_FREE = ("estimator", "hyper.progress", "hyper.device")
 
@@ -660,10 +665,11 @@ def _training_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, An
         shutil.rmtree(pending)
     if overwrite and not resume and holds_run(out):
         # checks that ``out`` holds a run (a folder of other files is refused), keeps it
-        prepare_run_dir(out, overwrite=True, staged=True)
+        prepare_run_dir(out, overwrite=True, staged=True, artefacts=_ARTEFACTS)
         pending.mkdir(parents=True)
         return pending, True, True
-    return out, prepare_run_dir(out, resume, overwrite, config, free=_RESUME_FREE), False
+    return out, prepare_run_dir(out, resume, overwrite, config, free=_RESUME_FREE,
+                                artefacts=_ARTEFACTS), False
 
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
@@ -700,10 +706,19 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
     return write_table(out, res)
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path, formula_col: str = "formula",
-                 target_col: str = "target") -> dict[str, Any]:
-    """Metrics of a trained run on a labelled dataset."""
+def evaluate_run(run_dir: str | Path, data: str | Path, formula_col: str | None = None,
+                 target_col: str | None = None) -> dict[str, Any]:
+    """Metrics of a trained run on a labelled dataset.
+
+    ``formula_col`` and ``target_col`` default to the columns the run was trained with
+    (``config.json`` ``data.formula_col`` / ``data.target_col``; else ``formula`` and
+    ``target``).
+    """
     pred = load_run(run_dir)
+    rec = pred.config.get("data")
+    rec = rec if isinstance(rec, dict) else {}
+    formula_col = formula_col or str(rec.get("formula_col") or "formula")
+    target_col = target_col or str(rec.get("target_col") or "target")
     df = load_dataset(str(data), formula_col, target_col)
     mean, _ = pred.predict(df["formula"].tolist())
     out = regression_metrics(df["target"].to_numpy(), mean)
@@ -789,7 +804,7 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, overwrite: bool = 
                                 "another --out, or --overwrite to replace it")
     # an old ensemble (or, with overwrite, run) stays in place until the new one is
     # complete; the staging folder starts empty, so no stale member file is carried over
-    prepare_run_dir(out, overwrite=True, staged=True)
+    prepare_run_dir(out, overwrite=True, staged=True, artefacts=_ARTEFACTS)
     run = RunDir(staged_run_dir(out))
     run.write_config(config)
     for i, pr in enumerate(preds):  # weights already loaded (and checked) by load_run

@@ -487,7 +487,8 @@ def digits_demo(out: str | os.PathLike[str], per_class: int = 600, clf_epochs: i
         raise MatdiscoError("train_per_class must leave test digits: at most 499 of the 500 "
                             f"MNIST digits per class, got {train_per_class}")
     # an overwritten run stays in place until the new one is published whole
-    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True,
+                    own_subruns=("digits_refiner",))
     log = log or (lambda *_: None)
     fonts = digit_fonts()
     if not fonts:

@@ -14,6 +14,7 @@ Layout::
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import glob
 import json
 import os
@@ -152,7 +153,8 @@ def config_differences(old: dict[str, Any], new: dict[str, Any],
 def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
                     overwrite: bool = False, config: dict[str, Any] | None = None,
                     free: Collection[str] = (), can_resume: bool = True,
-                    staged: bool = False) -> bool:
+                    staged: bool = False, artefacts: Collection[str] | None = None,
+                    own_subruns: Collection[str] = ()) -> bool:
     """Check what ``path`` holds before a run is written there; call it before any write.
 
     An absent or empty directory is fine. A directory holding a run is refused unless
@@ -162,6 +164,12 @@ def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
     written in :func:`staged_run_dir`). A non-empty folder that is not a run is always
     refused and never deleted. ``can_resume=False`` (a command that cannot continue a
     run) only changes the advice in the error.
+
+    Replacing a run never deletes what is not part of it: with ``artefacts`` (glob
+    patterns of every name the command writes in its run directory) any other entry is
+    refused; without, a sub-folder that holds a run of its own is (a run nested inside
+    the one being replaced), unless ``own_subruns`` names it (a sub-run the command itself
+    writes). Hidden temporary files of atomic writes are always allowed.
 
     Returns
     -------
@@ -200,9 +208,32 @@ def prepare_run_dir(path: str | os.PathLike[str], resume: bool = False,
         advice = ("pass --resume to continue it or --overwrite to replace it" if can_resume
                   else "pass --overwrite to replace it, or choose another output directory")
         raise MatdiscoError(f"{p} already holds {state}; {advice}")
+    _refuse_foreign_entries(p, artefacts, own_subruns)
     if not staged:
         shutil.rmtree(p)
     return True
+
+
+def _refuse_foreign_entries(p: Path, artefacts: Collection[str] | None,
+                            own_subruns: Collection[str] = ()) -> None:
+    """Refuse to replace the run in ``p`` when it holds entries that are not the run's."""
+    foreign = []
+    for e in sorted(p.iterdir()):
+        if e.name.startswith(".") and e.name.endswith(".tmp"):
+            continue  # an interrupted atomic write of the run itself
+        if artefacts is not None:
+            if not any(fnmatch.fnmatchcase(e.name, pat) for pat in artefacts):
+                foreign.append(e.name + ("/" if e.is_dir() else ""))
+        elif e.is_dir() and e.name not in own_subruns and holds_run(e):
+            foreign.append(e.name + "/")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
+                                          if len(foreign) > 5 else "")
+        what = ("entries that are not part of the run" if artefacts is not None
+                else "another run inside it")
+        raise MatdiscoError(f"cannot replace the run in {p}: it holds {what} ({shown}), "
+                            "which --overwrite would delete; move them out or choose "
+                            "another output directory")
 
 
 def staged_run_dir(final: str | os.PathLike[str]) -> Path:

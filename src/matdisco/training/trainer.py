@@ -544,7 +544,7 @@ class Trainer:
                 "worse than the dropout network it averages (measured on ElemNet: MAE 2x "
                 "its training loss); anneal dropout (dropout_anneal_epochs / "
                 "--dropout-anneal) or turn it off (dropout_scale=0)",
-                UserWarning, stacklevel=2)
+                UserWarning, stacklevel=3)  # the caller of NeuralRegressor.fit
         self._best_state = None
         self._ema = None
         if cfg.ema:
