@@ -266,6 +266,8 @@ def test_cli_details_a_new_user_meets(tiny_df: pd.DataFrame, tmp_path: Path) -> 
     res = r.invoke(app, ["evaluate", str(run), str(data)])  # the run's own column names
     assert res.exit_code == 0 and json.loads(res.output)["n"] == len(tiny_df), res.output
     assert json.loads((run / "metrics.json").read_text())["holdout"]["Ni-S"]["r2"] is None
+    assert "<td>None</td>" not in (run / "report.html").read_text()
+    assert "<td>n/a</td>" in (run / "report.html").read_text()
     # metrics.json is strict JSON (no bare NaN), whatever the metrics hold
     text = (run / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text

@@ -141,7 +141,9 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     out = ["<table><tr><th>set</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for name, m in rows:
         cells = "".join(
-            f"<td>{m[c]:.4f}</td>" if isinstance(m.get(c), float) else f"<td>{m.get(c, '')}</td>"
+            f"<td>{m[c]:.4f}</td>" if isinstance(m.get(c), float)
+            else "<td>n/a</td>" if c in m and m[c] is None  # undefined, e.g. R² of one row
+            else f"<td>{m.get(c, '')}</td>"
             for c in cols
         )
         out.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
