@@ -71,7 +71,8 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
     print(f"{task}: library {lib.images.shape} in {time.perf_counter() - t0:.0f} s, "
           f"region counts {np.bincount(lib.labels).tolist()}", flush=True)
     common = {"n_samples": len(lib), "image_size": args.size, "n_frames": frames,
-              "folds": args.folds, "folds_run": args.max_folds or args.folds,
+              "folds": args.folds, "folds_run": args.max_folds or args.folds - args.first_fold,
+              "first_fold": args.first_fold,
               "background": bg, "seed": args.seed, "spottiness": args.spottiness,
               "counts": args.counts, "background_level": args.background_level}
     recs: list[dict] = []
@@ -81,6 +82,7 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
         for comp in (False, True):
             r = cross_validate_baseline(P, lib.labels, lib.compositions if comp else None,
                                         n_splits=args.folds, max_folds=args.max_folds,
+                                        first_fold=args.first_fold,
                                         seed=args.seed, method=method, use_composition=comp)
             name = f"{method}_1d" + ("_comp" if comp else "")
             print(f"{task} {name}: {r['mean']:.3f} ± {r['std']:.3f}", flush=True)
@@ -92,6 +94,7 @@ def bench_library(task: str, args: argparse.Namespace) -> list[dict]:
         t0 = time.perf_counter()
         res = cross_validate_matrix(lib.images, lib.labels, None, n_splits=args.folds,
                                     max_folds=args.max_folds, seed=args.seed,
+                                    first_fold=args.first_fold,
                                     f_background=f_bg, f=args.f,
                                     trainable_filters=(filters == "trainable"),
                                     epochs=args.epochs, patience=args.patience,
@@ -131,6 +134,10 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=177)
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--max-folds", type=int, default=None, help="run only the first folds")
+    ap.add_argument("--first-fold", type=int, default=0,
+                    help="start at this fold (0-based) of the split, with --max-folds: run a "
+                         "long cross-validation in parts (record it under its own "
+                         "--task-suffix)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--f", type=int, default=3, help="slope-filter size")

@@ -232,6 +232,15 @@ def test_padnet_learns_and_saves(small_lib: ImageLibrary, tmp_path) -> None:
     assert again.attention == "none" and again.model_.pad.attention == "none"
     np.testing.assert_allclose(again.predict_proba(lib.images[:5]),
                                flat.predict_proba(lib.images[:5]), atol=1e-5)
+    # a PADNet cross-validation run in parts equals the whole one, fold by fold
+    from matdisco.xrd.padnet import cross_validate_matrix
+
+    kw = dict(train_on=("none",), test_on=("none",), n_splits=4, f=3, channels=(8, 16),
+              epochs=2, batch_size=8, patience=None, device="cpu")
+    whole = cross_validate_matrix(lib.images, y, **kw)["train-I_test-I"]["folds"]
+    parts = [cross_validate_matrix(lib.images, y, first_fold=k, max_folds=n, **kw)
+             ["train-I_test-I"]["folds"] for k, n in ((0, 1), (1, 3))]
+    assert len(whole) == 4 and parts[0] + parts[1] == whole
 
 
 # ------------------------------------------------------------------ baselines + readers
@@ -260,6 +269,13 @@ def test_baselines_envelope_and_classifiers(small_lib: ImageLibrary) -> None:
         PatternClassifier("rf", use_composition=True).fit(P, y)
     with pytest.raises(MatdiscoError, match="frame"):
         integrate_images(lib.images, lib.geometries * 2)
+    # a cross-validation run in parts equals the whole one, fold by fold
+    from matdisco.xrd.baselines import cross_validate_baseline
+
+    whole = cross_validate_baseline(P, y, n_splits=5, method="logreg")["folds"]
+    parts = [cross_validate_baseline(P, y, n_splits=5, method="logreg", first_fold=k,
+                                     max_folds=n)["folds"] for k, n in ((0, 2), (2, 3))]
+    assert len(whole) == 5 and parts[0] + parts[1] == whole
 
 
 def test_readers_roundtrip(tmp_path) -> None:

@@ -155,13 +155,18 @@ class PatternClassifier:
 def cross_validate_baseline(patterns: np.ndarray, y: np.ndarray,
                             compositions: np.ndarray | None = None, *,
                             n_splits: int = 10, max_folds: int | None = None, seed: int = 0,
-                            **params: Any) -> dict[str, Any]:
-    """k-fold accuracy (mean, std, folds) of a :class:`PatternClassifier`."""
+                            first_fold: int = 0, **params: Any) -> dict[str, Any]:
+    """k-fold accuracy (mean, std, folds) of a :class:`PatternClassifier`.
+
+    ``first_fold`` and ``max_folds`` select folds ``first_fold .. first_fold + max_folds - 1``
+    of the same split (to run a long cross-validation in parts).
+    """
     from matdisco.xrd.padnet import kfold_indices
 
     y = np.asarray(y)
     accs = []
-    for tr, te in kfold_indices(y, n_splits, seed)[:max_folds]:
+    stop = None if max_folds is None else first_fold + max_folds
+    for tr, te in kfold_indices(y, n_splits, seed)[first_fold:stop]:
         clf = PatternClassifier(seed=seed, **params)
         clf.fit(patterns[tr], y[tr], None if compositions is None else compositions[tr])
         accs.append(clf.score(patterns[te], y[te],

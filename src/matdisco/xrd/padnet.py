@@ -423,9 +423,12 @@ def cross_validate_matrix(images: np.ndarray, y: np.ndarray,
                           test_on: Sequence[str] = ("none", "mf", "cs"),
                           f_background: int | None = None, n_splits: int = 10,
                           max_folds: int | None = None, seed: int = 0,
-                          return_predictions: bool = False,
+                          return_predictions: bool = False, first_fold: int = 0,
                           **params: Any) -> dict[str, Any]:
     """k-fold accuracy for every (train preprocessing, test preprocessing) pair.
+
+    ``first_fold`` and ``max_folds`` select folds ``first_fold .. first_fold + max_folds - 1``
+    of the same split (seeds do not depend on the fold, so parts run apart equal one run).
 
     Preprocessing ``none`` is the raw image ``I``, ``mf``/``cs`` are ``I − MF`` and
     ``I − CS`` (:func:`~matdisco.xrd.background.remove_background`). One model is trained
@@ -443,7 +446,8 @@ def cross_validate_matrix(images: np.ndarray, y: np.ndarray,
     x = _as_images(images)
     y = np.asarray(y)
     views = {m: remove_background(x, m, f_background) for m in set(train_on) | set(test_on)}
-    folds = kfold_indices(y, n_splits, seed)[:max_folds]
+    stop = None if max_folds is None else first_fold + max_folds
+    folds = kfold_indices(y, n_splits, seed)[first_fold:stop]
     scores: dict[str, list[float]] = {}
     oof: dict[str, np.ndarray] = {}
     times: list[float] = []
