@@ -193,30 +193,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
     """The main job: cross-validate ElemNet on the embedded experimental formation
     enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report
     (a demo run already in ``--out`` is replaced; any other run only with --overwrite)."""
-    import json
-
-    from matdisco import MatdiscoError
-    from matdisco.property import train_property
-    from matdisco.training import holds_run
-
-    if holds_run(out) and not overwrite:
-        try:
-            cfg = json.loads((out / "config.json").read_text())
-        except (OSError, ValueError):
-            cfg = {}
-        is_demo = (isinstance(cfg, dict) and cfg.get("model") == "elemnet"
-                   and isinstance(cfg.get("data"), dict)
-                   and cfg["data"].get("source") == "exp_formation_enthalpy"
-                   and isinstance(cfg.get("split"), dict) and cfg["split"].get("cv"))
-        if not is_demo:
-            raise MatdiscoError(f"{out} holds a run that is not a demo run; choose another "
-                                "--out, or pass --overwrite to replace it")
+    from matdisco.property import run_demo
 
     typer.echo(f"ElemNet, {folds}-fold CV on the embedded experimental formation "
                "enthalpies (pymatgen exp_compounds.json.gz) ...")
-    run = train_property("exp_formation_enthalpy", model="elemnet", out=out, cv=folds,
-                         epochs=epochs, batch_size=64, lr=1e-3, patience=10, progress=True,
-                         overwrite=True)
+    run = run_demo(out, folds=folds, epochs=epochs, overwrite=overwrite)
     _summary(run)
 
 

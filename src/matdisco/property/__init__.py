@@ -9,6 +9,7 @@ from matdisco.property.workflow import (
     load_run,
     make_estimator,
     predict_file,
+    run_demo,
     train_property,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "make_estimator",
     "predict_file",
     "regression_metrics",
+    "run_demo",
     "train_property",
     "write_plots",
     "write_report",

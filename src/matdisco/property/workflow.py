@@ -41,6 +41,7 @@ from matdisco.training import (
     load_weights,
     prepare_run_dir,
     publish_run_dir,
+    refuse_foreign_run,
     staged_run_dir,
 )
 
@@ -794,14 +795,7 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, overwrite: bool = 
     config["seed"] = [pr.config.get("seed") for pr in preds]
     for i, pr in enumerate(preds):
         config["members"] += [f"r{i}_{m}" for m in pr.config["members"]]
-    if holds_run(out) and not overwrite:
-        try:
-            old = json.loads((Path(out) / "config.json").read_text())
-        except (OSError, ValueError):
-            old = {}
-        if "ensemble_of" not in old:
-            raise MatdiscoError(f"{out} already holds a run that is not an ensemble; choose "
-                                "another --out, or --overwrite to replace it")
+    refuse_foreign_run(out, lambda cfg: "ensemble_of" in cfg, "an ensemble", overwrite)
     # an old ensemble (or, with overwrite, run) stays in place until the new one is
     # complete; the staging folder starts empty, so no stale member file is carried over
     prepare_run_dir(out, overwrite=True, staged=True, artefacts=_ARTEFACTS)
@@ -846,5 +840,32 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, overwrite: bool = 
     return publish_run_dir(run.path, out)
 
 
+def _is_demo_config(cfg: dict[str, Any]) -> bool:
+    """Whether a run's config is that of :func:`run_demo`."""
+    data, split = cfg.get("data"), cfg.get("split")
+    return (cfg.get("model") == "elemnet" and isinstance(data, dict)
+            and data.get("source") == "exp_formation_enthalpy"
+            and isinstance(split, dict) and bool(split.get("cv")))
+
+
+def run_demo(out: str | Path = "runs/demo", folds: int = 5, epochs: int = 25,
+             overwrite: bool = False, progress: bool = True) -> Path:
+    """The main job: cross-validate ElemNet on the embedded experimental formation
+    enthalpies (2,135 compounds shipped with pymatgen) and write the run and its report.
+
+    A demo run already in ``out`` is replaced (staged: it stays until the new one is
+    complete); any other run only with ``overwrite``.
+
+    Returns
+    -------
+    Path
+        The run directory.
+    """
+    refuse_foreign_run(out, _is_demo_config, "a demo run", overwrite)
+    return train_property("exp_formation_enthalpy", model="elemnet", out=out, cv=folds,
+                          epochs=epochs, batch_size=64, lr=1e-3, patience=10,
+                          progress=progress, overwrite=True)
+
+
 __all__ = ["PropertyPredictor", "combine_runs", "evaluate_run", "load_run",
-           "make_estimator", "predict_file", "train_property"]
+           "make_estimator", "predict_file", "run_demo", "train_property"]

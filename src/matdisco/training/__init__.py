@@ -10,6 +10,7 @@ from matdisco.training.rundir import (
     load_weights_metadata,
     prepare_run_dir,
     publish_run_dir,
+    refuse_foreign_run,
     save_weights,
     staged_run_dir,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "load_weights_metadata",
     "prepare_run_dir",
     "publish_run_dir",
+    "refuse_foreign_run",
     "resolve_device",
     "save_weights",
     "set_seed",

@@ -20,7 +20,7 @@ import json
 import os
 import platform
 import shutil
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,27 @@ def holds_run(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
     return p.is_dir() and ((p / "config.json").exists() or any(p.glob("*.safetensors"))
                            or any(p.glob("history*.jsonl")))
+
+
+def refuse_foreign_run(path: str | os.PathLike[str], is_own: Callable[[dict[str, Any]], bool],
+                       what: str, overwrite: bool = False) -> None:
+    """Refuse a run in ``path`` that a command may not replace without ``overwrite``.
+
+    For commands that replace their own earlier output without being asked (``demo``
+    replaces a demo run, ``ensemble`` an ensemble): ``is_own`` judges the run's
+    ``config.json`` (an unreadable or non-object config is never the command's own), and
+    any other run is refused, naming ``what`` the command would have accepted. An empty
+    or absent ``path`` and ``overwrite`` pass.
+    """
+    if overwrite or not holds_run(path):
+        return
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = None
+    if not (isinstance(cfg, dict) and is_own(cfg)):
+        raise MatdiscoError(f"{path} already holds a run that is not {what}; choose another "
+                            "--out, or pass --overwrite to replace it")
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any],
