@@ -418,13 +418,13 @@ def test_cli_index_writes_a_per_pattern_table(sim: dict, tmp_path: Path) -> None
     # a real scan (kikuchipy's 3x3 Ni h5ebsd file): its 1.5 um step is read for x, y
     import kikuchipy
 
-    from matdisco.cli.ebsd import _read_patterns_and_step
+    from matdisco.cli.ebsd import _read_patterns
     from matdisco.ebsd.evaluation import orientation_table
 
     ni = Path(kikuchipy.__file__).parent / "data" / "kikuchipy_h5ebsd" / "patterns.h5"
-    xs, _, nav, step = _read_patterns_and_step(ni)
+    xs, _, nav, step = _read_patterns(ni)
     assert xs.shape == (9, 60, 60) and nav == (3, 3) and step == pytest.approx(1.5)
-    assert _read_patterns_and_step(data)[3] is None  # our simulated sets have no scan
+    assert _read_patterns(data)[3] is None  # our simulated sets have no scan
     t = orientation_table(q[:9], (3, 3), step=1.5)
     assert np.allclose(t["x"], t["col"] * 1.5) and np.allclose(t["y"], t["row"] * 1.5)
     res = r.invoke(app, ["index", str(ni), "--run-dir", str(run), "-o",

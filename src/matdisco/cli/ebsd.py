@@ -50,16 +50,10 @@ def _detector(shape: int, pc: str | None) -> DetectorConfig:
     return d
 
 
-def _read_patterns(path: Path, shape: tuple[int, int] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...] | None]:
-    """Patterns (and true quaternions when known) from an HDF5 set or a kikuchipy file."""
-    x, q, nav, _ = _read_patterns_and_step(path)
-    return x, q, nav
-
-
-def _read_patterns_and_step(path: Path) -> tuple[np.ndarray, np.ndarray | None,
-                                                 tuple[int, ...] | None, float | None]:
-    """:func:`_read_patterns` plus the scan step of a kikuchipy file (None if unknown)."""
+def _read_patterns(path: Path) -> tuple[np.ndarray, np.ndarray | None,
+                                         tuple[int, ...] | None, float | None]:
+    """Patterns, true quaternions (our HDF5 sets), scan shape and scan step (kikuchipy
+    files) of a pattern file; each of the last three None where the file has none."""
     from matdisco.ebsd import load_dataset
     from matdisco.ebsd.io import load_patterns
 
@@ -246,7 +240,7 @@ def index(
     if step is not None and not (math.isfinite(step) and step > 0):
         raise MatdiscoError(f"--step must be a positive number, got {step}")
     est = OMNetIndexer.load(run_dir)
-    x, _, nav, file_step = _read_patterns_and_step(patterns)
+    x, _, nav, file_step = _read_patterns(patterns)
     step = step if step is not None else (file_step or 1.0)
     if shape is not None and shape[0] * shape[1] != len(x):  # refused before indexing
         raise MatdiscoError(f"--map-shape {map_shape} holds {shape[0] * shape[1]} points, "
