@@ -472,7 +472,8 @@ def test_cli_apply_keeps_signal_ids_and_order(tmp_path) -> None:
     clear error before any write."""
     import pandas as pd
 
-    from matdisco.cli.refine import app, load_signals
+    from matdisco.cli.refine import app
+    from matdisco.refine import load_signals
 
     X, y = _toy(40)
     np.savez(tmp_path / "ideal.npz", X=X, y=y)

@@ -1,9 +1,9 @@
 """``matdisco refine``: imitation refinement (train, apply, evaluate, digits).
 
-Signals are read from ``.npz`` (arrays ``X`` and optionally ``y``, ``two_theta``,
-``true``), ``.npy`` (just ``X``), or CSV/Parquet (one signal per row, numeric columns;
-a ``label`` column is taken as ``y``; columns of text such as sample names or IDs are
-not part of the signal and are carried to per-signal outputs).
+Signals are read and written by :mod:`matdisco.refine.io`: ``.npz`` (arrays ``X`` and
+optionally ``y``, ``two_theta``, ``true``), ``.npy`` (just ``X``), or CSV/Parquet (one
+signal per row, numeric columns; a ``label`` column is taken as ``y``; columns of text such
+as sample names or IDs are not part of the signal and are carried to per-signal outputs).
 """
 
 from __future__ import annotations
@@ -20,120 +20,6 @@ from matdisco.cli import handle_errors
 
 app = typer.Typer(help="Imitation refinement: refine imperfect signals so that a classifier "
                   "trained on ideal simulated data recognises them.", no_args_is_help=True)
-
-
-def load_signals(path: Path) -> dict[str, Any]:
-    """Read signals (and optional labels/grid/true signals) from a file."""
-    if not path.exists():
-        raise MatdiscoError(f"{path}: file not found")
-    suf = path.suffix.lower()
-    try:
-        if suf == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z:
-                    raise MatdiscoError(f"{path}: no array 'X' (found {sorted(z.files)})")
-                return {k: z[k] for k in z.files}
-        if suf == ".npy":
-            return {"X": np.load(path, allow_pickle=False)}
-        if suf in (".csv", ".parquet"):
-            import pandas as pd
-
-            df = pd.read_parquet(path) if suf == ".parquet" else pd.read_csv(path)
-            out: dict[str, Any] = {}
-            if "label" in df.columns:
-                out["y"] = df["label"].to_numpy()
-            text = [c for c in df.columns
-                    if c != "label" and not np.issubdtype(df[c].dtype, np.number)]
-            for c in list(text):  # a signal point (named by its 2θ, say) stored as text
-                if _is_number(c):
-                    v = pd.to_numeric(df[c], errors="coerce")
-                    bad = np.flatnonzero(v.isna() & df[c].notna())
-                    if len(bad):
-                        i = int(bad[0])
-                        raise MatdiscoError(f"{path}: row {i + 1}: column {str(c)!r} holds "
-                                            f"{df[c].iloc[i]!r}, not a number")
-                    df[c] = v
-                    text.remove(c)
-            keep = [c for c in df.columns if c == "label" or c in text]
-            out["X"] = df.drop(columns=keep).to_numpy(float)
-            out[_TABLE] = df[keep].reset_index(drop=True)
-            return out
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, MatdiscoError):
-            raise
-        raise MatdiscoError(f"{path}: unreadable signal file ({exc})") from exc
-    raise MatdiscoError(f"{path}: unsupported format {suf!r} (.npz, .npy, .csv, .parquet)")
-
-
-#: Key of :func:`load_signals`'s result holding a table's non-signal columns (a DataFrame).
-_TABLE = "\0columns"
-
-
-def _is_number(name: object) -> bool:
-    try:
-        float(str(name))
-    except ValueError:
-        return False
-    return True
-
-
-def signal_ids(data: dict[str, Any]) -> Any:
-    """The per-signal identifier columns of :func:`load_signals`'s result, one row per
-    signal in input order (a DataFrame, maybe without columns).
-
-    From a CSV/Parquet file: its columns that are not part of the signal (``label`` and
-    text columns such as names or IDs), in their input order. From a ``.npz``: ``name``
-    (its ``names`` array, as ``xrd simulate`` writes) and ``label`` (its ``y``) when they
-    hold one value per signal.
-    """
-    import pandas as pd
-
-    table = data.get(_TABLE)
-    if isinstance(table, pd.DataFrame):
-        return table
-    x = np.asarray(data["X"])
-    n = len(x) if x.ndim == 2 else 0  # other shapes are refused where they are used
-    cols: dict[str, Any] = {}
-    for key, col in (("names", "name"), ("y", "label")):
-        v = np.asarray(data[key]) if key in data else None
-        if v is not None and v.shape == (n,):
-            cols[col] = v
-    return pd.DataFrame(cols, index=pd.RangeIndex(n))
-
-
-def with_ids(ids: Any, result: Any, source: object) -> Any:
-    """``ids`` (from :func:`signal_ids`) then ``result``'s columns; an identifier column
-    named like a result column is refused (it would be overwritten or duplicated)."""
-    import pandas as pd
-
-    if not len(ids.columns):
-        return result
-    clash = [c for c in ids.columns if c in result.columns]
-    if clash:
-        raise MatdiscoError(f"{source}: already has column(s) {clash}, which the output "
-                            "columns would overwrite; rename them first")
-    return pd.concat([ids.reset_index(drop=True), result.reset_index(drop=True)], axis=1)
-
-
-def _labels(y: Any, path: Path) -> np.ndarray:
-    """Integer class labels read from ``path``; non-integer values are an error (never
-    truncated)."""
-    a = np.asarray(y)
-    if a.ndim != 1:
-        raise MatdiscoError(f"{path}: labels 'y' must be 1-D, got shape {a.shape}")
-    if np.issubdtype(a.dtype, np.integer):
-        return a.astype(np.int64)
-    try:
-        f = a.astype(float)
-    except (TypeError, ValueError):
-        raise MatdiscoError(f"{path}: labels 'y' must be integer class indices, got "
-                            f"{a.dtype} values") from None
-    bad = ~np.isfinite(f) | (f != np.round(f))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MatdiscoError(f"{path}: row {i + 1}: label {a[i].item()!r} is not an integer "
-                            "class index")
-    return f.astype(np.int64)
 
 
 @app.command()
@@ -174,14 +60,15 @@ def train(
         compare_refinement,
         plot_refinement,
     )
+    from matdisco.refine.io import class_labels, load_signals, save_signals
     from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
 
     idl = load_signals(ideal)
     imp = load_signals(imperfect)
     if "y" not in idl:
         raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
-    y_ideal = _labels(idl["y"], ideal)
-    y_imp = _labels(imp["y"], imperfect) if "y" in imp else None
+    y_ideal = class_labels(idl["y"], ideal)
+    y_imp = class_labels(imp["y"], imperfect) if "y" in imp else None
     # an existing run is never silently replaced; an overwritten one stays in place until
     # the new run is published whole (a killed training leaves nothing at --out)
     prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
@@ -213,7 +100,7 @@ def train(
         metrics["mean_abs_change"] = float(np.abs(xr - np.asarray(imp["X"], float)).mean())
         metrics["classifier_train_accuracy"] = float((clf.predict(idl["X"]) == y_ideal).mean())
         rd.write_metrics(metrics)
-        _save_signals(rd / "refined.npz", xr, imp, imperfect)
+        save_signals(rd / "refined.npz", xr, imp, imperfect)
         side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
         rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
                                                        imp.get("two_theta"), image_side=side))
@@ -238,6 +125,7 @@ def apply(
     a .csv/.parquet output starts with the input's label and name/ID columns)."""
     from matdisco._io import check_output_file
     from matdisco.refine import ImitationRefiner, SignalClassifier
+    from matdisco.refine.io import check_ids, load_signals, save_signals, signal_ids
 
     suffixes = (".npz", ".npy", ".csv", ".parquet")
     if output.is_dir() or output.suffix.lower() not in suffixes:  # before any work
@@ -247,47 +135,10 @@ def apply(
     data = load_signals(input)
     x = np.asarray(data["X"])
     if output.suffix.lower() in (".csv", ".parquet") and x.ndim == 2:  # before the work
-        import pandas as pd
-
-        with_ids(signal_ids(data), pd.DataFrame(columns=[f"x{i}" for i in range(x.shape[1])]),
-                 input)
+        check_ids(signal_ids(data), [f"x{i}" for i in range(x.shape[1])], input)
     xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    _save_signals(output, xr, data, input)
+    save_signals(output, xr, data, input)
     typer.echo(f"refined {len(xr)} signals -> {output}")
-
-
-def _save_signals(output: Path, xr: np.ndarray, data: dict[str, Any],
-                  source: object = "input") -> None:
-    """Write refined signals atomically, in input order: .npz keeps the input's other
-    arrays (and a table's name/ID columns, one array each); .npy; .csv/.parquet start
-    with the input's identifier columns (:func:`signal_ids`), then ``x0, x1, ...``."""
-    import pandas as pd
-
-    from matdisco._io import atomic_path, write_table
-
-    suf = output.suffix.lower()
-    if suf == ".npz":
-        extra = {k: v for k, v in data.items() if k not in ("X", _TABLE)}
-        table = data.get(_TABLE)
-        if isinstance(table, pd.DataFrame):
-            for c in table.columns:
-                if c == "label":  # already there as y
-                    continue
-                if str(c) in ("X", "y", "two_theta", "true", "class_names") or str(c) in extra:
-                    raise MatdiscoError(f"{source}: column {str(c)!r} has the name of an "
-                                        "output array; rename it first")
-                v = table[c].to_numpy()
-                extra[str(c)] = v.astype(str) if v.dtype == object else v
-        with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, X=xr, **extra)
-    elif suf == ".npy":
-        with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, xr)
-    elif suf in (".csv", ".parquet"):
-        res = pd.DataFrame(xr, columns=[f"x{i}" for i in range(xr.shape[1])])
-        write_table(output, with_ids(signal_ids(data), res, source))
-    else:
-        raise MatdiscoError(f"{output}: unsupported output format {suf!r}")
 
 
 @app.command()
@@ -305,11 +156,12 @@ def evaluate(
 
     from matdisco._io import write_json
     from matdisco.refine import ImitationRefiner, compare_refinement
+    from matdisco.refine.io import class_labels, load_signals
 
     ref = ImitationRefiner.load(run)
     data = load_signals(input)
     xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    y = _labels(data["y"], input) if "y" in data else None
+    y = class_labels(data["y"], input) if "y" in data else None
     res = compare_refinement(ref.classifier, data["X"], xr, y, data.get("true"))
     if output is not None:
         write_json(output, res)

@@ -242,7 +242,7 @@ def phasemap(
 
     import pandas as pd
 
-    from matdisco.cli.refine import load_signals, signal_ids, with_ids
+    from matdisco.refine.io import check_ids, load_signals, signal_ids, with_ids
     from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
     from matdisco.xrd import match_phases
     from matdisco.xrd import phasemap as _phasemap
@@ -254,7 +254,7 @@ def phasemap(
     prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     data = load_signals(input)
     ids = signal_ids(data)
-    with_ids(ids, pd.DataFrame(columns=[f"phase{i}" for i in range(n_phases)]), input)
+    check_ids(ids, [f"phase{i}" for i in range(n_phases)], input)  # before the work
     res = _phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
     arrays = {"X": res.basis, "weights": res.weights}
     if "two_theta" in data:

@@ -13,6 +13,7 @@ Notebook-friendly API::
 from matdisco.refine.denoise import wavelet_denoise
 from matdisco.refine.digits import digits_demo
 from matdisco.refine.estimators import ImitationRefiner, SignalClassifier
+from matdisco.refine.io import load_signals, save_signals
 from matdisco.refine.losses import (
     entropy,
     highpass,
@@ -53,9 +54,11 @@ __all__ = [
     "entropy",
     "highpass",
     "kl_discrepancy",
+    "load_signals",
     "prediction_loss",
     "prototype_loss",
     "regularization_loss",
+    "save_signals",
     "compare_refinement",
     "plot_refinement",
     "signal_distances",
