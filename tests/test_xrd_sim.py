@@ -150,6 +150,20 @@ def test_cli_phasemap(tmp_path) -> None:
     assert sorted(m["assignment"]) == [0, 1, 2]
     with np.load(tmp_path / "pm" / "phases.npz") as z:
         assert z["X"].shape == (3, 300)
+        assert z["true"].shape == (3, 300)
+    assert (tmp_path / "pm" / "phases.png").stat().st_size > 0
+
+    # more phases than the library has: the extra one matches nothing, so no 'true' array
+    # (it used to hold a copy of true phase 0, which refine evaluate compared against)
+    r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / "lib.npz"),
+                                 "--n-phases", "4", "--out", str(tmp_path / "pm4")])
+    assert r.exit_code == 0, r.output
+    assert "match no true phase" in r.output
+    m = json.loads((tmp_path / "pm4" / "metrics.json").read_text())
+    assert m["assignment"].count(-1) == 1 and m["correlation"].count(None) == 1
+    with np.load(tmp_path / "pm4" / "phases.npz") as z:
+        assert "true" not in z.files and z["X"].shape == (4, 300)
+    assert (tmp_path / "pm4" / "phases.png").exists()
     np.save(tmp_path / "bad.npy", np.full((4, 10), np.nan))
     r = CliRunner().invoke(app, ["phasemap", "--input", str(tmp_path / "bad.npy"),
                                  "--n-phases", "2", "--out", str(tmp_path / "pm2")])

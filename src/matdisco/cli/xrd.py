@@ -244,7 +244,7 @@ def phasemap(
 
     from matdisco.refine.io import check_ids, load_signals, signal_ids, with_ids
     from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
-    from matdisco.xrd import match_phases
+    from matdisco.xrd import match_phases, plot_phases
     from matdisco.xrd import phasemap as _phasemap
 
     if method == "gibbs" and max_phases < 1:
@@ -261,15 +261,24 @@ def phasemap(
         arrays["two_theta"] = data["two_theta"]
     metrics: dict = {"method": method, "n_phases": n_phases,
                      "reconstruction_error": res.reconstruction_error}
+    matched: np.ndarray | None = None  # the true phase of each basis pattern, if known
+    corr: np.ndarray | None = None
     if "true_phases" in data:
         true = np.asarray(data["true_phases"])
         if true.ndim != 2 or true.shape[1] != res.basis.shape[1]:
             raise MatdiscoError(f"{input}: true_phases has shape {true.shape}; expected "
                                 f"(K, {res.basis.shape[1]}) like the patterns X")
         assign, corr = match_phases(res.basis, true)
-        arrays["true"] = true[np.clip(assign, 0, None)]
+        matched = true[np.clip(assign, 0, None)].astype(float)
+        matched[assign < 0] = np.nan  # more basis patterns than true phases
+        if (assign >= 0).all():  # `refine evaluate` measures distances to these
+            arrays["true"] = matched
+        else:
+            metrics["note"] = (f"{int((assign < 0).sum())} of the {n_phases} phases match no "
+                               "true phase (the library has fewer); phases.npz has no "
+                               "'true' array")
         metrics["assignment"] = assign.tolist()
-        metrics["correlation"] = [float(c) for c in corr]
+        metrics["correlation"] = [float(c) if np.isfinite(c) else None for c in corr]
     rd = RunDir(staged_run_dir(out))
     try:
         _save_npz(rd / "phases.npz", **arrays)
@@ -279,12 +288,15 @@ def phasemap(
         rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
                          "max_phases": max_phases, "seed": seed})
         rd.write_metrics(metrics)
+        rd.save_plot("phases", plot_phases(res.basis, data.get("two_theta"), matched, corr))
         publish_run_dir(rd.path, out)
     except BaseException:
         shutil.rmtree(rd.path, ignore_errors=True)
         raise
     typer.echo(f"{n_phases} phases ({method}), relative error {res.reconstruction_error:.3f} "
-               f"-> {out}")
+               f"-> {out} (phases.npz, weights.csv, phases.png)")
+    if "note" in metrics:
+        typer.echo(f"note: {metrics['note']}", err=True)
 
 
 # ---------------------------------------------------------------- 2D detector images

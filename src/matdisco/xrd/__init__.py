@@ -23,7 +23,7 @@ from matdisco.xrd.library import (
     default_region_map,
     make_library,
 )
-from matdisco.xrd.phasemap import PhaseMapResult, match_phases, phasemap
+from matdisco.xrd.phasemap import PhaseMapResult, match_phases, phasemap, plot_phases
 from matdisco.xrd.readers import integrate, read_image, read_pattern
 from matdisco.xrd.simulate import (
     CRYSTAL_SYSTEMS,
@@ -90,6 +90,7 @@ __all__ = [
     "mixture_pattern",
     "peak_list",
     "phasemap",
+    "plot_phases",
     "prototype_phases",
     "pseudo_voigt",
     "pure_pattern",

@@ -16,6 +16,7 @@ maximum total correlation (Hungarian assignment).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -124,3 +125,41 @@ def match_phases(basis: np.ndarray, true_phases: np.ndarray) -> tuple[np.ndarray
     assign[rows] = cols
     cc[rows] = corr[rows, cols]
     return assign, cc
+
+
+def plot_phases(basis: np.ndarray, two_theta: np.ndarray | None = None,
+                true: np.ndarray | None = None, correlation: np.ndarray | None = None
+                ) -> Any:
+    """One panel per basis pattern (scaled to unit maximum), with its matched true phase
+    dashed and their correlation in the panel title when given.
+
+    ``true`` rows follow ``basis`` (row ``i`` is the match of basis pattern ``i``); a row
+    of NaN (an unmatched basis pattern) is not drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b = np.asarray(basis, float)
+    x = np.arange(b.shape[1]) if two_theta is None else np.asarray(two_theta, float)
+    fig, axes = plt.subplots(len(b), 1, figsize=(7, 1.3 * len(b) + 0.5), sharex=True,
+                             squeeze=False)
+    for i, ax in enumerate(axes[:, 0]):
+        ax.plot(x, b[i] / max(float(b[i].max()), 1e-12), color="tab:red", lw=0.9,
+                label="extracted")
+        if true is not None and np.all(np.isfinite(true[i])):
+            t = np.asarray(true[i], float)
+            ax.plot(x, t / max(float(t.max()), 1e-12), color="k", lw=0.7, ls="--",
+                    label="true (matched)")
+        title = f"phase {i}"
+        if correlation is not None and np.isfinite(correlation[i]):
+            title += f": correlation {float(correlation[i]):.3f} with its true phase"
+        elif correlation is not None:
+            title += ": no true phase left to match"
+        ax.set_title(title, fontsize=8, loc="left")
+        ax.set_yticks([])
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("2θ (°)" if two_theta is not None else "index")
+    fig.tight_layout()
+    return fig
