@@ -427,6 +427,8 @@ def test_cli_index_writes_a_per_pattern_table(sim: dict, tmp_path: Path) -> None
     assert _read_patterns(data)[3] is None  # our simulated sets have no scan
     t = orientation_table(q[:9], (3, 3), step=1.5)
     assert np.allclose(t["x"], t["col"] * 1.5) and np.allclose(t["y"], t["row"] * 1.5)
+    t1 = orientation_table(q[:9], step=2.0)  # no map shape: one row, y = 0 (was empty)
+    assert t1["y"].tolist() == [0.0] * 9 and np.allclose(t1["x"], np.arange(9) * 2.0)
     res = r.invoke(app, ["index", str(ni), "--run-dir", str(run), "-o",
                          str(tmp_path / "ni.ang"), "--step", "-1"])
     assert res.exit_code == 2 and "--step must be a positive number" in res.output

@@ -148,7 +148,9 @@ def orientation_table(quaternions: np.ndarray, shape: tuple[int, int] | None = N
     euler = np.rad2deg(xmap.rotations.to_euler()).reshape(n, 3)
     return pd.DataFrame({
         "index": np.arange(n), "row": row, "col": col,
-        "x": np.asarray(xmap.x, dtype=float), "y": np.asarray(xmap.y, dtype=float),
+        # the map's coordinates (orix drops a constant y, i.e. a one-row map: y is 0,
+        # as the .ang file writes it)
+        "x": col * float(step), "y": row * float(step),
         "qw": q[:, 0], "qx": q[:, 1], "qy": q[:, 2], "qz": q[:, 3],
         "phi1_deg": euler[:, 0], "Phi_deg": euler[:, 1], "phi2_deg": euler[:, 2],
         "score": (np.full(n, np.nan) if scores is None
