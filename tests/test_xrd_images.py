@@ -311,6 +311,31 @@ def test_readers_roundtrip(tmp_path) -> None:
         read_pattern(tmp_path / "p.csv")
 
 
+def test_load_images_from_files_and_npz(tmp_path) -> None:
+    from matdisco.xrd import load_images
+    from matdisco.xrd.readers import write_image
+
+    a = np.arange(48 * 48, dtype=float).reshape(48, 48)
+    write_image(tmp_path / "a.tif", a)
+    write_image(tmp_path / "b.edf", a + 1)
+    x, comp, names, sources = load_images([tmp_path / "a.tif", str(tmp_path / "b.edf")])
+    assert x.shape == (2, 1, 48, 48) and comp is None and names == ["a.tif", "b.edf"]
+    assert [s[1] for s in sources] == [0, 0]
+    np.testing.assert_allclose(x[1, 0], a + 1)
+    np.savez(tmp_path / "lib.npz", images=np.stack([a, a, a]), compositions=np.eye(3))
+    x, comp, names, sources = load_images([tmp_path / "lib.npz"])
+    assert x.shape == (3, 1, 48, 48) and comp.shape == (3, 3)
+    assert names == ["lib[0]", "lib[1]", "lib[2]"] and sources[2][1] == 2
+    write_image(tmp_path / "c.tif", np.zeros((32, 32)))
+    with pytest.raises(MatdiscoError, match="different sizes"):
+        load_images([tmp_path / "a.tif", tmp_path / "c.tif"])
+    with pytest.raises(MatdiscoError, match="not several .npz"):
+        load_images([tmp_path / "lib.npz", tmp_path / "a.tif"])
+    np.savez(tmp_path / "noimg.npz", other=a)
+    with pytest.raises(MatdiscoError, match="no 'images'"):
+        load_images([tmp_path / "noimg.npz"])
+
+
 # ------------------------------------------------------------------ CLI
 def test_cli_library_background_train_classify(tmp_path) -> None:
     import json

@@ -314,54 +314,6 @@ def _image_library(output: Path, n_samples: int, background_kind: str, n_frames:
                f"{size}x{size}, {len(lib.region_names)} regions {counts.tolist()} -> {output}")
 
 
-def _load_images(inputs: list[Path]
-                 ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[tuple[str, int]]]:
-    """Images (N, F, H, W), compositions or None, names and sources from a library .npz
-    or files.
-
-    ``names`` are ``stem[i]`` for the images of a .npz and file names for image files;
-    ``sources`` are ``(path as given, index in that file)``, one per image in input order
-    (a unique key even when two image files share a name).
-    """
-    import zipfile
-
-    from matdisco.xrd.detector import validate_image
-    from matdisco.xrd.readers import read_image
-
-    if len(inputs) == 1 and inputs[0].suffix == ".npz":
-        p = inputs[0]
-        if not p.exists():
-            raise MatdiscoError(f"{p}: file not found")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                if "images" not in z.files:
-                    raise MatdiscoError(f"{p}: no 'images' array in the .npz")
-                x = z["images"]
-                comp = z["compositions"] if "compositions" in z.files else None
-        except MatdiscoError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise MatdiscoError(f"{p}: not a readable .npz of images ({exc})") from exc
-        x = validate_image(x, name=f"{p}: images")
-        if x.ndim == 2:  # one image
-            x = x[None, None]
-        elif x.ndim == 3:
-            x = x[:, None]
-        elif x.ndim != 4:
-            raise MatdiscoError(f"{p}: images must be (N, F, H, W), (N, H, W) or (H, W), "
-                                f"got shape {x.shape}")
-        return (x, comp, [f"{p.stem}[{i}]" for i in range(len(x))],
-                [(str(p), i) for i in range(len(x))])
-    if any(p.suffix == ".npz" for p in inputs):
-        raise MatdiscoError("give one library .npz, or image files (TIFF/EDF/CBF/...), not "
-                            "several .npz files or a mixture")
-    imgs = [read_image(p) for p in inputs]
-    shapes = {i.shape for i in imgs}
-    if len(shapes) > 1:
-        raise MatdiscoError(f"images have different sizes: {sorted(shapes)}")
-    return np.stack(imgs)[:, None], None, [p.name for p in inputs], [(str(p), 0) for p in inputs]
-
-
 @app.command()
 @handle_errors
 def background(
@@ -378,7 +330,7 @@ def background(
     import time
 
     from matdisco.xrd.background import remove_background
-    from matdisco.xrd.readers import IMAGE_SUFFIXES, write_image
+    from matdisco.xrd.readers import IMAGE_SUFFIXES, load_images, write_image
 
     if output.suffix == ".npz":
         check_output_file(output, (".npz",))
@@ -388,7 +340,7 @@ def background(
                                    ".json"):
         raise MatdiscoError(f"--output {output}: unsupported suffix {output.suffix!r}; give "
                             "a .npz file or a directory (one .tif per image)")
-    x, comp, names, sources = _load_images(inputs)
+    x, comp, names, sources = load_images(inputs)
     stems = [Path(name).stem.replace("[", "_").replace("]", "") for name in names]
     if output.suffix != ".npz":  # one file per image: two inputs must not share a name
         first: dict[str, str] = {}
@@ -516,6 +468,7 @@ def classify(
     from matdisco.training import RunDir
     from matdisco.xrd.background import METHODS, remove_background
     from matdisco.xrd.padnet import PADNetClassifier
+    from matdisco.xrd.readers import load_images
 
     check_output_file(output, (".csv", ".parquet"))
     clf = PADNetClassifier.load(model)
@@ -530,7 +483,7 @@ def classify(
             or not all(isinstance(r, str) for r in regions)):
         raise MatdiscoError(f"{source}: region_names must be a list of {clf.n_classes_} "
                             "names (one per class of the model)")
-    x, comp, names, sources = _load_images(inputs)
+    x, comp, names, sources = load_images(inputs)
     if clf.use_composition and comp is None:
         raise MatdiscoError("this model uses compositions; give a library .npz with them")
     x = remove_background(x, preprocess)

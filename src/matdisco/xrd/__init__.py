@@ -24,7 +24,7 @@ from matdisco.xrd.library import (
     make_library,
 )
 from matdisco.xrd.phasemap import PhaseMapResult, match_phases, phasemap, plot_phases
-from matdisco.xrd.readers import integrate, read_image, read_pattern
+from matdisco.xrd.readers import integrate, load_images, read_image, read_pattern
 from matdisco.xrd.simulate import (
     CRYSTAL_SYSTEMS,
     PeakList,
@@ -66,6 +66,7 @@ __all__ = [
     "default_region_map",
     "estimate_background",
     "integrate",
+    "load_images",
     "make_library",
     "read_image",
     "read_pattern",

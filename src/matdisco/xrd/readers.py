@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,49 @@ def read_pattern(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         raise MatdiscoError(f"{p}: row {r + 1} has a non-numeric or NaN value")
     order = np.argsort(arr[:, 0])
     return arr[order, 0], arr[order, 1]
+
+
+def load_images(inputs: Sequence[str | os.PathLike[str]]
+                ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[tuple[str, int]]]:
+    """Images (N, F, H, W), compositions or None, names and sources from a library .npz
+    or files.
+
+    ``names`` are ``stem[i]`` for the images of a .npz and file names for image files;
+    ``sources`` are ``(path as given, index in that file)``, one per image in input order
+    (a unique key even when two image files share a name).
+    """
+    import zipfile
+
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and paths[0].suffix == ".npz":
+        p = paths[0]
+        if not p.exists():
+            raise MatdiscoError(f"{p}: file not found")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "images" not in z.files:
+                    raise MatdiscoError(f"{p}: no 'images' array in the .npz")
+                x = z["images"]
+                comp = z["compositions"] if "compositions" in z.files else None
+        except MatdiscoError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise MatdiscoError(f"{p}: not a readable .npz of images ({exc})") from exc
+        x = validate_image(x, name=f"{p}: images")
+        if x.ndim == 2:  # one image
+            x = x[None, None]
+        elif x.ndim == 3:
+            x = x[:, None]
+        elif x.ndim != 4:
+            raise MatdiscoError(f"{p}: images must be (N, F, H, W), (N, H, W) or (H, W), "
+                                f"got shape {x.shape}")
+        return (x, comp, [f"{p.stem}[{i}]" for i in range(len(x))],
+                [(str(p), i) for i in range(len(x))])
+    if any(p.suffix == ".npz" for p in paths):
+        raise MatdiscoError("give one library .npz, or image files (TIFF/EDF/CBF/...), not "
+                            "several .npz files or a mixture")
+    imgs = [read_image(p) for p in paths]
+    shapes = {i.shape for i in imgs}
+    if len(shapes) > 1:
+        raise MatdiscoError(f"images have different sizes: {sorted(shapes)}")
+    return np.stack(imgs)[:, None], None, [p.name for p in paths], [(str(p), 0) for p in paths]
