@@ -212,7 +212,8 @@ def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
                          "--pc-jitter", "0.003"])
     assert res.exit_code == 0, res.output
     assert load_dataset(jit)[0].shape == (12, 20, 20)
-    res = r.invoke(app, ["train", str(jit), "--run-dir", str(tmp_path / "aug"), "--preset",
+    res = r.invoke(app, ["train", "--data", str(jit), "--run-dir", str(tmp_path / "aug"),
+                         "--preset",
                          "tiny", "--epochs", "1", "--batch-size", "4", "--augment", "noise2"])
     assert res.exit_code == 0, res.output
     assert OMNetIndexer.load(tmp_path / "aug").augment == "noise2"
@@ -309,6 +310,8 @@ def test_cli_train_resume_overwrite_and_bad_inputs(sim: dict, tmp_path: Path) ->
     bad = tmp_path / "zero.h5"
     save_dataset(bad, x, np.zeros_like(q), {})
     fails(["train", str(bad), "--run-dir", new], "row 1 ")
+    fails(["train", "--run-dir", new], "missing the training set")
+    fails(["train", str(data), "--data", str(bad), "--run-dir", new], "not both")
     import h5py
 
     with h5py.File(tmp_path / "meta.h5", "w") as f:

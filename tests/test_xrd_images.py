@@ -481,6 +481,10 @@ def test_cli_bad_outputs_images_and_configs(tmp_path) -> None:
     fails(["train", str(tmp_path / "cxlib.npz"), "--out", str(tmp_path / "r2"), "--epochs",
            "1"], "complex")
     assert not (tmp_path / "r2").exists()
+    fails(["train", "--out", str(tmp_path / "r2")], "missing the image library")
+    fails(["train", str(lib), "--data", str(tmp_path / "cxlib.npz"), "--out",
+           str(tmp_path / "r2")], "not both")
+    assert not (tmp_path / "r2").exists()
     # edited run configurations
     for i, edit in enumerate([lambda c: c["params"].update(bogus=1),
                               lambda c: c.pop("n_classes"),
@@ -549,7 +553,7 @@ def _library_and_run(tmp_path: Path, n_samples: int) -> tuple[Path, Path]:
     lib = tmp_path / "lib.npz"
     make_library(n_samples=n_samples, shape=32, seed=0).save(lib)
     run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["train", str(lib), "--out", str(run), "--epochs", "1",
-                                 "--f", "3", "--device", "cpu"])
+    r = CliRunner().invoke(app, ["train", "--data", str(lib), "--out", str(run), "--epochs",
+                                 "1", "--f", "3", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     return lib, run

@@ -52,6 +52,18 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def one_input(positional: Any, option: Any, what: str) -> Any:
+    """The input file of a command that takes it positionally or as ``--data`` (the name
+    ``matdisco train`` uses): exactly one of the two must be given."""
+    if positional is not None and option is not None and positional != option:
+        raise MatdiscoError(f"give the {what} once: as an argument ({positional}) or as "
+                            f"--data ({option}), not both")
+    got = positional if positional is not None else option
+    if got is None:
+        raise MatdiscoError(f"missing the {what}: give it as an argument or as --data")
+    return got
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(__version__)

@@ -11,7 +11,7 @@ import typer
 
 from matdisco import MatdiscoError
 from matdisco._io import check_output_file
-from matdisco.cli import handle_errors
+from matdisco.cli import handle_errors, one_input
 
 if TYPE_CHECKING:  # imported lazily at runtime to keep the CLI start fast
     import numpy as np
@@ -121,7 +121,8 @@ def simulate(
 @app.command()
 @handle_errors
 def train(
-    data: Path = typer.Argument(..., help="HDF5 training set from `simulate`."),
+    data: Path = typer.Argument(None, help="HDF5 training set from `simulate` (or --data)."),
+    data_option: Path = typer.Option(None, "--data", help="The training set, as an option."),
     run_dir: Path = typer.Option(..., "--run-dir", "--out", help="Run directory."),
     loss: str = typer.Option("mae_mde", help="mae, mde, mae_mde, quat or 6d."),
     preset: str = typer.Option("compact", help="OMNet preset: full, compact, tiny."),
@@ -139,6 +140,7 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --run-dir already holds."),
 ) -> None:
     """Train OMNet on simulated patterns with the shared Trainer."""
+    data = one_input(data, data_option, "training set")
     import shutil
 
     import numpy as np

@@ -10,7 +10,7 @@ import typer
 
 from matdisco import MatdiscoError
 from matdisco._io import check_output_file
-from matdisco.cli import handle_errors
+from matdisco.cli import handle_errors, one_input
 
 app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector images, "
                   "build composition-spread libraries, map phases, remove 2D backgrounds "
@@ -374,7 +374,9 @@ def background(
 @app.command()
 @handle_errors
 def train(
-    library: Path = typer.Argument(..., help="Image library .npz (from `library --images`)."),
+    library: Path = typer.Argument(None, help="Image library .npz (from `library --images`; "
+                                   "or --data)."),
+    data_option: Path = typer.Option(None, "--data", help="The image library, as an option."),
     out: Path = typer.Option(..., help="Run directory."),
     preprocess: str = typer.Option("none", help="Training images: none (raw I), mf or cs."),
     trainable_filters: bool = typer.Option(False, help="Train the slope filters."),
@@ -393,6 +395,7 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train PADNet on a library of detector images and save it to a run directory."""
+    library = one_input(library, data_option, "image library")
     import shutil
 
     import pandas as pd
