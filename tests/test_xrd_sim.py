@@ -170,6 +170,34 @@ def test_cli_phasemap(tmp_path) -> None:
     assert r.exit_code == 2 and "NaN" in r.output
 
 
+def test_run_phasemap_api(tmp_path) -> None:
+    """The phasemap run directory from Python, as the CLI writes it."""
+    import json
+
+    from matdisco import MatdiscoError
+
+    lib = xrd.composition_library(_toy_phases()[:3], 20, xrd.default_two_theta(200), seed=2,
+                                  background=0.0, noise=0.002)
+    np.savez(tmp_path / "lib.npz", **lib.to_npz_dict())
+    m = xrd.run_phasemap(tmp_path / "lib.npz", 3, tmp_path / "pm", seed=1)
+    assert sorted(m["assignment"]) == [0, 1, 2] and 0 < m["reconstruction_error"] < 1
+    assert json.loads((tmp_path / "pm" / "metrics.json").read_text()) == m
+    assert {p.name for p in (tmp_path / "pm").iterdir()} >= {
+        "phases.npz", "weights.csv", "config.json", "metrics.json", "phases.png"}
+    before = (tmp_path / "pm" / "phases.npz").read_bytes()
+    with pytest.raises(MatdiscoError, match="overwrite"):
+        xrd.run_phasemap(tmp_path / "lib.npz", 2, tmp_path / "pm")
+    assert (tmp_path / "pm" / "phases.npz").read_bytes() == before
+    m2 = xrd.run_phasemap(tmp_path / "lib.npz", 2, tmp_path / "pm", overwrite=True)
+    assert m2["n_phases"] == 2 and m2["reconstruction_error"] > m["reconstruction_error"]
+    with np.load(tmp_path / "pm" / "phases.npz") as z:
+        assert z["X"].shape == (2, 200)
+    with pytest.raises(MatdiscoError, match="max_phases"):
+        xrd.run_phasemap(tmp_path / "lib.npz", 2, tmp_path / "g", method="gibbs",
+                         max_phases=0)
+    assert not (tmp_path / "g").exists()
+
+
 def test_cli_phasemap_weights_keep_sample_names(tmp_path) -> None:
     """weights.csv starts with the input's names (a table's text columns, a .npz's
     ``names``) in input order; it used to hold only phase0.., and a table with a name

@@ -183,3 +183,13 @@ def save_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 120) -> Path:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     plt.close(fig)
     return path
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+    """Write arrays as an uncompressed ``.npz`` atomically (temporary name, then rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        # numpy>=2.1 stubs have `allow_pickle: bool` before `**kwds`, and mypy matches
+        # `**arrays` against it; passing allow_pickle explicitly would break numpy<2.1
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    return path

@@ -10,6 +10,7 @@ import typer
 
 from matdisco import MatdiscoError
 from matdisco._io import check_output_file
+from matdisco._io import save_npz as _save_npz
 from matdisco.cli import handle_errors, one_input
 
 app = typer.Typer(help="X-ray diffraction: simulate 1D patterns and 2D detector images, "
@@ -30,15 +31,6 @@ class _PADNetParams(TypedDict):
     weight_decay: float
     patience: int
     device: str
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    from matdisco._io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        # numpy>=2.1 stubs have `allow_pickle: bool` before `**kwds`, and mypy matches
-        # `**arrays` against it; passing allow_pickle explicitly would break numpy<2.1
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -238,63 +230,15 @@ def phasemap(
                                    "holds."),
 ) -> None:
     """Decompose a library into K phases (NMF); match them to the true phases if present."""
-    import shutil
-
-    import pandas as pd
-
-    from matdisco.refine.io import check_ids, load_signals, signal_ids, with_ids
-    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
-    from matdisco.xrd import match_phases, plot_phases
-    from matdisco.xrd import phasemap as _phasemap
+    from matdisco.xrd.phasemap import run_phasemap
 
     if method == "gibbs" and max_phases < 1:
         raise MatdiscoError(f"--max-phases must be ≥ 1, got {max_phases}")
-    # an existing run (a phase map or any other) is never silently replaced; an
-    # overwritten one stays in place until the new phase map is published whole
-    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
-    data = load_signals(input)
-    ids = signal_ids(data)
-    check_ids(ids, [f"phase{i}" for i in range(n_phases)], input)  # before the work
-    res = _phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
-    arrays = {"X": res.basis, "weights": res.weights}
-    if "two_theta" in data:
-        arrays["two_theta"] = data["two_theta"]
-    metrics: dict = {"method": method, "n_phases": n_phases,
-                     "reconstruction_error": res.reconstruction_error}
-    matched: np.ndarray | None = None  # the true phase of each basis pattern, if known
-    corr: np.ndarray | None = None
-    if "true_phases" in data:
-        true = np.asarray(data["true_phases"])
-        if true.ndim != 2 or true.shape[1] != res.basis.shape[1]:
-            raise MatdiscoError(f"{input}: true_phases has shape {true.shape}; expected "
-                                f"(K, {res.basis.shape[1]}) like the patterns X")
-        assign, corr = match_phases(res.basis, true)
-        matched = true[np.clip(assign, 0, None)].astype(float)
-        matched[assign < 0] = np.nan  # more basis patterns than true phases
-        if (assign >= 0).all():  # `refine evaluate` measures distances to these
-            arrays["true"] = matched
-        else:
-            metrics["note"] = (f"{int((assign < 0).sum())} of the {n_phases} phases match no "
-                               "true phase (the library has fewer); phases.npz has no "
-                               "'true' array")
-        metrics["assignment"] = assign.tolist()
-        metrics["correlation"] = [float(c) if np.isfinite(c) else None for c in corr]
-    rd = RunDir(staged_run_dir(out))
-    try:
-        _save_npz(rd / "phases.npz", **arrays)
-        # one row per input signal, in order, after its label and name/ID columns
-        rd.save_table("weights.csv", with_ids(ids, pd.DataFrame(
-            res.weights, columns=[f"phase{i}" for i in range(n_phases)]), input))
-        rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
-                         "max_phases": max_phases, "seed": seed})
-        rd.write_metrics(metrics)
-        rd.save_plot("phases", plot_phases(res.basis, data.get("two_theta"), matched, corr))
-        publish_run_dir(rd.path, out)
-    except BaseException:
-        shutil.rmtree(rd.path, ignore_errors=True)
-        raise
-    typer.echo(f"{n_phases} phases ({method}), relative error {res.reconstruction_error:.3f} "
-               f"-> {out} (phases.npz, weights.csv, phases.png)")
+    metrics = run_phasemap(input, n_phases, out, method=method, max_phases=max_phases,
+                           seed=seed, overwrite=overwrite)
+    typer.echo(f"{n_phases} phases ({method}), relative error "
+               f"{metrics['reconstruction_error']:.3f} -> {out} (phases.npz, weights.csv, "
+               "phases.png)")
     if "note" in metrics:
         typer.echo(f"note: {metrics['note']}", err=True)
 

@@ -23,7 +23,13 @@ from matdisco.xrd.library import (
     default_region_map,
     make_library,
 )
-from matdisco.xrd.phasemap import PhaseMapResult, match_phases, phasemap, plot_phases
+from matdisco.xrd.phasemap import (
+    PhaseMapResult,
+    match_phases,
+    phasemap,
+    plot_phases,
+    run_phasemap,
+)
 from matdisco.xrd.readers import integrate, load_images, read_image, read_pattern
 from matdisco.xrd.simulate import (
     CRYSTAL_SYSTEMS,
@@ -92,6 +98,7 @@ __all__ = [
     "peak_list",
     "phasemap",
     "plot_phases",
+    "run_phasemap",
     "prototype_phases",
     "pseudo_voigt",
     "pure_pattern",

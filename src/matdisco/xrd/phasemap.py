@@ -15,7 +15,10 @@ maximum total correlation (Hungarian assignment).
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,3 +166,88 @@ def plot_phases(basis: np.ndarray, two_theta: np.ndarray | None = None,
     axes[-1, 0].set_xlabel("2θ (°)" if two_theta is not None else "index")
     fig.tight_layout()
     return fig
+
+
+def run_phasemap(input: str | os.PathLike[str], n_phases: int,
+                 out: str | os.PathLike[str], *, method: str = "nmf", max_phases: int = 3,
+                 seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+    """Phase-map a signal file into a run directory (the ``xrd phasemap`` command).
+
+    Parameters
+    ----------
+    input : path
+        Library ``.npz`` (``X``, optional ``two_theta``, ``true_phases`` and label/name
+        columns) or ``.npy``/``.csv`` patterns, read by :func:`matdisco.refine.load_signals`.
+    n_phases : int
+        Number of basis patterns K.
+    out : path
+        Run directory. It receives ``phases.npz`` (``X`` = the basis, ``weights``,
+        ``two_theta``, and ``true`` = the matched true phase of every basis pattern when
+        each has one), ``weights.csv`` (one row per input signal, after its ID columns),
+        ``config.json``, ``metrics.json`` and ``phases.png``.
+    method, max_phases, seed
+        As in :func:`phasemap`.
+    overwrite : bool
+        Replace a run that ``out`` already holds (it stays in place until the new one is
+        complete); without it an existing run is refused before any work.
+
+    Returns
+    -------
+    dict
+        The metrics: method, n_phases, reconstruction_error and, with true phases,
+        assignment, correlation (and a ``note`` when some phase matches no true phase).
+    """
+    import pandas as pd
+
+    from matdisco._io import save_npz
+    from matdisco.refine.io import check_ids, load_signals, signal_ids, with_ids
+    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
+
+    if method == "gibbs" and max_phases < 1:
+        raise MatdiscoError(f"max_phases must be ≥ 1, got {max_phases}")
+    input, out = Path(input), Path(out)
+    # an existing run (a phase map or any other) is never silently replaced; an
+    # overwritten one stays in place until the new phase map is published whole
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
+    data = load_signals(input)
+    ids = signal_ids(data)
+    check_ids(ids, [f"phase{i}" for i in range(n_phases)], input)  # before the work
+    res = phasemap(data["X"], n_phases, method=method, max_phases=max_phases, seed=seed)
+    arrays = {"X": res.basis, "weights": res.weights}
+    if "two_theta" in data:
+        arrays["two_theta"] = data["two_theta"]
+    metrics: dict[str, Any] = {"method": method, "n_phases": n_phases,
+                               "reconstruction_error": res.reconstruction_error}
+    matched: np.ndarray | None = None  # the true phase of each basis pattern, if known
+    corr: np.ndarray | None = None
+    if "true_phases" in data:
+        true = np.asarray(data["true_phases"])
+        if true.ndim != 2 or true.shape[1] != res.basis.shape[1]:
+            raise MatdiscoError(f"{input}: true_phases has shape {true.shape}; expected "
+                                f"(K, {res.basis.shape[1]}) like the patterns X")
+        assign, corr = match_phases(res.basis, true)
+        matched = true[np.clip(assign, 0, None)].astype(float)
+        matched[assign < 0] = np.nan  # more basis patterns than true phases
+        if (assign >= 0).all():  # `refine evaluate` measures distances to these
+            arrays["true"] = matched
+        else:
+            metrics["note"] = (f"{int((assign < 0).sum())} of the {n_phases} phases match no "
+                               "true phase (the library has fewer); phases.npz has no "
+                               "'true' array")
+        metrics["assignment"] = assign.tolist()
+        metrics["correlation"] = [float(c) if np.isfinite(c) else None for c in corr]
+    rd = RunDir(staged_run_dir(out))
+    try:
+        save_npz(rd / "phases.npz", **arrays)
+        # one row per input signal, in order, after its label and name/ID columns
+        rd.save_table("weights.csv", with_ids(ids, pd.DataFrame(
+            res.weights, columns=[f"phase{i}" for i in range(n_phases)]), input))
+        rd.write_config({"input": str(input), "n_phases": n_phases, "method": method,
+                         "max_phases": max_phases, "seed": seed})
+        rd.write_metrics(metrics)
+        rd.save_plot("phases", plot_phases(res.basis, data.get("two_theta"), matched, corr))
+        publish_run_dir(rd.path, out)
+    except BaseException:
+        shutil.rmtree(rd.path, ignore_errors=True)
+        raise
+    return metrics
