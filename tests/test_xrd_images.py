@@ -243,6 +243,53 @@ def test_padnet_learns_and_saves(small_lib: ImageLibrary, tmp_path) -> None:
     assert len(whole) == 4 and parts[0] + parts[1] == whole
 
 
+def test_padnet_settings_refused_when_made() -> None:
+    """Bad settings used to surface mid-training (or never: a negative lr trained)."""
+    from matdisco.xrd.padnet import PADNetClassifier
+
+    for kw, name in [({"f": 1}, "slope-filter"), ({"epochs": 0}, "epochs"),
+                     ({"batch_size": 0}, "batch_size"), ({"lr": -1e-3}, "lr"),
+                     ({"lr": float("nan")}, "lr"), ({"weight_decay": -1}, "weight_decay"),
+                     ({"val_fraction": 1.0}, "val_fraction"), ({"dropout": 1.0}, "dropout"),
+                     ({"patience": -1}, "patience"), ({"channels": ()}, "channels"),
+                     ({"channels": (8, 0)}, "channel"), ({"attention": "max"}, "attention"),
+                     ({"transform": "exp"}, "transform"), ({"device": "tpu"}, "device"),
+                     ({"epochs": True}, "epochs")]:
+        with pytest.raises(MatdiscoError, match=name):
+            PADNetClassifier(**kw)
+    PADNetClassifier(patience=None, val_fraction=0.0, device="cuda:1")  # all fine
+
+
+def test_train_padnet_and_classify_images_api(small_lib: ImageLibrary, tmp_path) -> None:
+    """The `xrd train` / `xrd classify` workflow from Python."""
+    import json
+
+    from matdisco.xrd.workflow import classify_images, train_padnet
+
+    small_lib.save(tmp_path / "lib.npz")
+    run = tmp_path / "run"
+    with pytest.raises(MatdiscoError, match="preprocess"):
+        train_padnet(tmp_path / "lib.npz", run, preprocess="gauss", epochs=1)
+    with pytest.raises(MatdiscoError, match="cv"):
+        train_padnet(tmp_path / "lib.npz", run, cv=1, epochs=1)
+    with pytest.raises(MatdiscoError, match="epochs"):
+        train_padnet(tmp_path / "lib.npz", run, epochs=0)
+    assert not run.exists()
+    m = train_padnet(tmp_path / "lib.npz", run, preprocess="cs", cv=2, f=3, epochs=1,
+                     channels=(4, 8), device="cpu")
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    assert m["epochs_run"] == 1 and "train-I-CS_test-I-CS" in m["cv"]
+    assert (run / "cv_predictions.csv").exists() and (run / "confusion_cv.png").exists()
+    with pytest.raises(MatdiscoError, match="overwrite"):
+        train_padnet(tmp_path / "lib.npz", run, epochs=1, f=3, device="cpu")
+    df = classify_images(run, [tmp_path / "lib.npz"])
+    assert len(df) == len(small_lib) and list(df.columns) == [
+        "path", "index", "name", "label", "region", "probability"]
+    assert df["index"].tolist() == list(range(len(small_lib)))
+    assert set(df["region"]) <= set(small_lib.region_names)
+    assert ((df["probability"] > 0) & (df["probability"] <= 1)).all()
+
+
 # ------------------------------------------------------------------ baselines + readers
 def test_baselines_envelope_and_classifiers(small_lib: ImageLibrary) -> None:
     from matdisco.xrd.baselines import (

@@ -339,59 +339,15 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train PADNet on a library of detector images and save it to a run directory."""
+    from matdisco.xrd.workflow import train_padnet
+
     library = one_input(library, data_option, "image library")
-    import shutil
-
-    import pandas as pd
-
-    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
-    from matdisco.training.plots import plot_confusion, plot_history
-    from matdisco.xrd.background import remove_background
-    from matdisco.xrd.library import ImageLibrary
-    from matdisco.xrd.padnet import PADNetClassifier, count_parameters, cross_validate_matrix
-
     params = _PADNetParams(f=f, trainable_filters=trainable_filters,
                            use_composition=use_composition, attention=attention,
                            epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, patience=patience, device=device)
-    lib = ImageLibrary.load(library)
-    # an existing run is never silently replaced; an overwritten one stays in place until
-    # the new run is published whole (a failed or killed training leaves it untouched)
-    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
-    comp = lib.compositions if use_composition else None
-    metrics: dict = {}
-    oof = None
-    if cv:
-        res = cross_validate_matrix(lib.images, lib.labels, comp, train_on=(preprocess,),
-                                    test_on=(preprocess,), n_splits=cv, seed=seed,
-                                    return_predictions=True, **params)
-        oof = next(iter(res.pop("predictions").values()))
-        metrics["cv"] = res
-    x = remove_background(lib.images, preprocess)
-    staged = staged_run_dir(out)
-    try:
-        clf = PADNetClassifier(seed=seed, **params).fit(x, lib.labels, comp, run_dir=staged)
-        clf.save(staged, extra={"library": str(library), "preprocess": preprocess,
-                                "region_names": lib.region_names})
-        metrics.update({"train_accuracy": clf.score(x, lib.labels, comp),
-                        "epochs_run": len(clf.history_),
-                        "n_parameters": count_parameters(clf.model_),
-                        "seconds_per_image": clf.seconds_per_image(x, comp)})
-        rd = RunDir(staged)
-        rd.write_metrics(metrics)
-        names = list(lib.region_names)
-        rd.save_plot("training_curve", plot_history(clf.history_, "PADNet"))
-        if oof is not None:
-            y = np.asarray(lib.labels)
-            rd.save_table("cv_predictions.csv", pd.DataFrame({
-                "sample": np.arange(len(y)), "label": y, "region": [names[i] for i in y],
-                "predicted": oof,
-                "predicted_region": [names[i] if i >= 0 else "" for i in oof]}))
-            rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
-        publish_run_dir(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+    metrics = train_padnet(library, out, preprocess=preprocess, cv=cv, seed=seed,
+                           overwrite=overwrite, **params)
     msg = f"PADNet trained ({metrics['epochs_run']} epochs)"
     if cv:
         key = next(k for k in metrics["cv"] if k.startswith("train-"))
@@ -409,38 +365,10 @@ def classify(
              "index (position in that file), name, label, region, probability."),
 ) -> None:
     """Classify detector images into phase regions with a trained PADNet."""
-    import pandas as pd
-
     from matdisco._io import write_table
-    from matdisco.training import RunDir
-    from matdisco.xrd.background import METHODS, remove_background
-    from matdisco.xrd.padnet import PADNetClassifier
-    from matdisco.xrd.readers import load_images
+    from matdisco.xrd.workflow import classify_images
 
     check_output_file(output, (".csv", ".parquet"))
-    clf = PADNetClassifier.load(model)
-    cfg = RunDir(model).read_config()
-    source = model / "config.json"
-    preprocess = cfg.get("preprocess", "none")
-    if preprocess not in METHODS:
-        raise MatdiscoError(f"{source}: preprocess is {preprocess!r}, not one of "
-                            f"{', '.join(METHODS)}")
-    regions = cfg.get("region_names") or [str(i) for i in range(clf.n_classes_)]
-    if (not isinstance(regions, list) or len(regions) != clf.n_classes_
-            or not all(isinstance(r, str) for r in regions)):
-        raise MatdiscoError(f"{source}: region_names must be a list of {clf.n_classes_} "
-                            "names (one per class of the model)")
-    x, comp, names, sources = load_images(inputs)
-    if clf.use_composition and comp is None:
-        raise MatdiscoError("this model uses compositions; give a library .npz with them")
-    x = remove_background(x, preprocess)
-    proba = clf.predict_proba(x, comp if clf.use_composition else None)
-    pred = proba.argmax(1)
-    # path and index (position in that file) first: a unique key back to the inputs, in
-    # input order, even when two image files share a name
-    df = pd.DataFrame({"path": [src for src, _ in sources],
-                       "index": [i for _, i in sources], "name": names, "label": pred,
-                       "region": [regions[i] for i in pred],
-                       "probability": proba.max(1)})
+    df = classify_images(model, inputs)
     write_table(output, df)
     typer.echo(f"classified {len(df)} sample(s) -> {output}")

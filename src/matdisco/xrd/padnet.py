@@ -198,6 +198,49 @@ def _as_images(images: Any, name: str = "images") -> np.ndarray:
     return a
 
 
+def _check_params(*, f: Any, channels: Any, epochs: Any, batch_size: Any, lr: Any,
+                  weight_decay: Any, patience: Any, val_fraction: Any, dropout: Any,
+                  pool_grid: Any, transform: Any, attention: Any, device: Any) -> None:
+    """Refuse bad :class:`PADNetClassifier` settings when it is made, not mid-training."""
+    import math
+
+    def integer(name: str, v: Any, least: int) -> None:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
+            raise MatdiscoError(f"{name} must be an integer ≥ {least}, got {v!r}")
+
+    def number(name: str, v: Any, lo: float, hi: float | None = None,
+               lo_open: bool = False) -> None:
+        ok = (not isinstance(v, bool) and isinstance(v, int | float | np.number)
+              and math.isfinite(float(v))
+              and (float(v) > lo if lo_open else float(v) >= lo)
+              and (hi is None or float(v) < hi))
+        if not ok:
+            rng = f"{'>' if lo_open else '≥'} {lo:g}" + (f" and < {hi:g}" if hi else "")
+            raise MatdiscoError(f"{name} must be a number {rng}, got {v!r}")
+
+    integer("f (slope-filter size)", f, 2)
+    integer("epochs", epochs, 1)
+    integer("batch_size", batch_size, 1)
+    if patience is not None:  # None: no early stopping
+        integer("patience", patience, 0)
+    integer("pool_grid", pool_grid, 1)
+    number("lr", lr, 0.0, lo_open=True)
+    number("weight_decay", weight_decay, 0.0)
+    number("val_fraction", val_fraction, 0.0, 1.0)
+    number("dropout", dropout, 0.0, 1.0)
+    if isinstance(channels, str | bytes) or not len(channels):
+        raise MatdiscoError(f"channels must be a non-empty list of widths, got {channels!r}")
+    for c in channels:
+        integer("every channel width", c, 1)
+    if transform not in ("sqrt", "log", "none"):
+        raise MatdiscoError(f"transform must be 'sqrt', 'log' or 'none', got {transform!r}")
+    if attention not in ATTENTIONS:
+        raise MatdiscoError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if not isinstance(device, str) or not (device in ("auto", "cpu")
+                                           or device.startswith("cuda")):
+        raise MatdiscoError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+
+
 class PADNetClassifier:
     """Scikit-learn-style PADNet estimator.
 
@@ -214,8 +257,9 @@ class PADNetClassifier:
     epochs, batch_size, lr : training settings.
     weight_decay : float
         L2 penalty (Adam's coupled weight decay, as an L2 regulariser).
-    patience : int
-        Early-stopping patience (epochs without validation improvement).
+    patience : int or None
+        Early-stopping patience (epochs without validation improvement); None trains every
+        epoch.
     val_fraction : float
         Fraction of the training samples held out for early stopping.
     seed : int
@@ -230,10 +274,14 @@ class PADNetClassifier:
     def __init__(self, f: int = 5, trainable_filters: bool = False,
                  use_composition: bool = False, channels: Sequence[int] = (16, 32, 64),
                  epochs: int = 60, batch_size: int = 16, lr: float = 2e-3,
-                 weight_decay: float = 1e-4, patience: int = 12, val_fraction: float = 0.15,
+                 weight_decay: float = 1e-4, patience: int | None = 12, val_fraction: float = 0.15,
                  dropout: float = 0.2, seed: int = 0, device: str = "auto",
                  progress: bool = False, pool_grid: int = 4, transform: str = "sqrt",
                  attention: str = "softmax") -> None:
+        _check_params(f=f, channels=channels, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, patience=patience,
+                      val_fraction=val_fraction, dropout=dropout, pool_grid=pool_grid,
+                      transform=transform, attention=attention, device=device)
         self.f = f
         self.trainable_filters = trainable_filters
         self.use_composition = use_composition
