@@ -162,6 +162,44 @@ def test_non_cubic_phase_is_refused() -> None:
         _check_cubic(fake, "scan.h5")
 
 
+def test_workflow_api_train_index_evaluate(tmp_path: Path) -> None:
+    """`ebsd train`, `index` and `evaluate` from Python (matdisco.ebsd.workflow)."""
+    import json
+
+    import pandas as pd
+
+    from matdisco.ebsd import DetectorConfig, save_dataset, simulate_dataset
+    from matdisco.ebsd.workflow import evaluate_runs, index_patterns, train_omnet
+
+    det = DetectorConfig(shape=(20, 20))
+    x, q = simulate_dataset(12, seed=3, config=det, levels=("noise0",))["noise0"]
+    save_dataset(tmp_path / "d.h5", x, q, {"detector": det.to_dict(), "level": "noise0"})
+    run = tmp_path / "run"
+    with pytest.raises(MatdiscoError, match="val_fraction"):
+        train_omnet(tmp_path / "d.h5", run, val_fraction=1.0)
+    assert not run.exists()
+    est, met = train_omnet(tmp_path / "d.h5", run, preset="tiny", epochs=2, batch_size=4)
+    assert met["epochs_run"] == 2 == len(est.history_) and est.run_dir == run
+    assert json.loads((run / "metrics.json").read_text())["n_train"] == met["n_train"]
+    with pytest.raises(MatdiscoError, match="overwrite"):
+        train_omnet(tmp_path / "d.h5", run, preset="tiny", epochs=2, batch_size=4)
+    res = index_patterns(tmp_path / "d.h5", run, tmp_path / "m.ang", map_shape=(3, 4),
+                         table=tmp_path / "m.csv", step=2.0)
+    assert res["n_patterns"] == 12 and res["shape"] == [3, 4] and res["step"] == 2.0
+    assert Path(res["ipf_png"]).exists() and len(pd.read_csv(tmp_path / "m.csv")) == 12
+    with pytest.raises(MatdiscoError, match="holds 6 points"):
+        index_patterns(tmp_path / "d.h5", run, tmp_path / "n.ang", map_shape=(2, 3))
+    with pytest.raises(MatdiscoError, match="map_shape"):
+        index_patterns(tmp_path / "d.h5", run, tmp_path / "n.ang", map_shape=(0, 12))
+    assert not (tmp_path / "n.ang").exists()
+    results = evaluate_runs(tmp_path / "d.h5", [run], tmp_path / "ev")
+    assert set(results) == {f"omnet_{est.loss}"}
+    assert 0 <= results[f"omnet_{est.loss}"]["mean_disorientation_deg"] <= 62.8
+    assert (tmp_path / "ev" / "disorientation_hist.png").exists()
+    with pytest.raises(MatdiscoError, match="holds a training run"):
+        evaluate_runs(tmp_path / "d.h5", [run], run)
+
+
 def test_cli_simulate_train_index_evaluate(sim: dict, tmp_path: Path) -> None:
     from orix import io as oio
 
@@ -421,8 +459,8 @@ def test_cli_index_writes_a_per_pattern_table(sim: dict, tmp_path: Path) -> None
     # a real scan (kikuchipy's 3x3 Ni h5ebsd file): its 1.5 um step is read for x, y
     import kikuchipy
 
-    from matdisco.cli.ebsd import _read_patterns
     from matdisco.ebsd.evaluation import orientation_table
+    from matdisco.ebsd.workflow import read_patterns as _read_patterns
 
     ni = Path(kikuchipy.__file__).parent / "data" / "kikuchipy_h5ebsd" / "patterns.h5"
     xs, _, nav, step = _read_patterns(ni)

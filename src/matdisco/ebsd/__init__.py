@@ -14,6 +14,9 @@ dictionary
     kikuchipy dictionary indexing + refinement baseline.
 io, evaluation
     Readers with background correction; metrics, IPF maps, histograms, CrystalMaps.
+workflow
+    The run-directory workflows of ``matdisco ebsd``: :func:`train_omnet`,
+    :func:`index_patterns`, :func:`evaluate_runs` and :func:`read_patterns`.
 
 kikuchipy/orix are imported lazily (they are slow to import).
 """
@@ -38,8 +41,13 @@ from matdisco.ebsd.simulate import (
     simulate_dataset,
     simulate_patterns,
 )
+from matdisco.ebsd.workflow import evaluate_runs, index_patterns, read_patterns, train_omnet
 
 __all__ = [
+    "evaluate_runs",
+    "index_patterns",
+    "read_patterns",
+    "train_omnet",
     "DEGRADATION_LEVELS",
     "Degradation",
     "DetectorConfig",
