@@ -183,6 +183,9 @@ def test_workflow_api_train_index_evaluate(tmp_path: Path) -> None:
     assert json.loads((run / "metrics.json").read_text())["n_train"] == met["n_train"]
     with pytest.raises(MatdiscoError, match="overwrite"):
         train_omnet(tmp_path / "d.h5", run, preset="tiny", epochs=2, batch_size=4)
+    est, met = train_omnet(tmp_path / "d.h5", run, preset="tiny", epochs=1, batch_size=4,
+                           overwrite=True)
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
     res = index_patterns(tmp_path / "d.h5", run, tmp_path / "m.ang", map_shape=(3, 4),
                          table=tmp_path / "m.csv", step=2.0)
     assert res["n_patterns"] == 12 and res["shape"] == [3, 4] and res["step"] == 2.0

@@ -308,6 +308,38 @@ def test_metrics_and_wavelet() -> None:
     assert signal_distances(den, clean)["l2"].mean() < signal_distances(noisy, clean)["l2"].mean()
 
 
+def test_workflow_api_train_apply_evaluate(tmp_path) -> None:
+    """`refine train`, `apply` and `evaluate` from Python (matdisco.refine.workflow)."""
+    from matdisco.refine.workflow import apply_refiner, evaluate_refiner, train_refinement
+
+    X, y = _toy(120)
+    np.savez(tmp_path / "ideal.npz", X=X, y=y)
+    Xi, yi = _toy(24, seed=5, noise=0.02)
+    np.savez(tmp_path / "imp.npz", X=Xi, y=yi, true=_toy(24, seed=5)[0])
+    np.savez(tmp_path / "nolab.npz", X=Xi)
+    with pytest.raises(MatdiscoError, match="need labels"):
+        train_refinement(tmp_path / "nolab.npz", tmp_path / "imp.npz", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    notes: list[str] = []
+    ref, met = train_refinement(tmp_path / "ideal.npz", tmp_path / "nolab.npz",
+                                tmp_path / "r", clf_epochs=1, epochs=1, log=notes.append)
+    assert met["targeted"] is False and len(notes) == 1 and "non-targeted" in notes[0]
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["targeted"] is False
+    with pytest.raises(MatdiscoError, match="overwrite"):
+        train_refinement(tmp_path / "ideal.npz", tmp_path / "imp.npz", tmp_path / "r")
+    ref, met = train_refinement(tmp_path / "ideal.npz", tmp_path / "imp.npz", tmp_path / "r",
+                                clf_epochs=1, epochs=1, overwrite=True)
+    assert met["targeted"] is True and ref.classifier is not None
+    xr = apply_refiner(tmp_path / "r", tmp_path / "imp.npz", tmp_path / "out.npz")
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["X"], xr)
+    np.testing.assert_allclose(xr, ref.transform(Xi), atol=1e-5)
+    with pytest.raises(MatdiscoError, match="out.txt"):
+        apply_refiner(tmp_path / "r", tmp_path / "imp.npz", tmp_path / "out.txt")
+    res = evaluate_refiner(tmp_path / "r", tmp_path / "imp.npz", tmp_path / "ev.json")
+    assert json.loads((tmp_path / "ev.json").read_text()) == json.loads(json.dumps(res))
+    assert set(res) >= {"raw", "refined"} and 0 <= res["raw"]["accuracy"] <= 1
+
+
 def test_cli_train_apply_evaluate(tmp_path) -> None:
     from matdisco.cli.refine import app
 
@@ -441,10 +473,18 @@ def test_cli_bad_labels_runs_and_failed_overwrite(tmp_path, monkeypatch) -> None
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ImitationRefiner, "fit", killed)
-    CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz"), "--overwrite"])
+    r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz"),
+                                 "--overwrite"])
+    # killed in fit (it used to be refused before: the run's own classifier/ sub-run was
+    # taken for a foreign run, so --overwrite never replaced a refine run)
+    assert r.exit_code == 130 and "interrupted" in r.output, r.output
     assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     monkeypatch.undo()
+    r = CliRunner().invoke(app, [*args, "--ideal", str(tmp_path / "ideal.npz"), "--overwrite",
+                                 "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["training"]["seed"] == 1
     # evaluate: labels of the wrong length and NaN true signals are clear errors
     np.savez(tmp_path / "short_y.npz", X=Xi, y=yi[:3])
     np.savez(tmp_path / "nan_true.npz", X=Xi, true=np.full_like(Xi, np.nan))

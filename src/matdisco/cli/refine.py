@@ -8,14 +8,10 @@ as sample names or IDs are not part of the signal and are carried to per-signal 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import typer
 
-from matdisco import MatdiscoError
 from matdisco.cli import handle_errors
 
 app = typer.Typer(help="Imitation refinement: refine imperfect signals so that a classifier "
@@ -54,61 +50,16 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a classifier on ideal signals, then a refiner on imperfect signals."""
-    from matdisco.refine import (
-        ImitationRefiner,
-        SignalClassifier,
-        compare_refinement,
-        plot_refinement,
-    )
-    from matdisco.refine.io import class_labels, load_signals, save_signals
-    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
+    from matdisco.refine.workflow import train_refinement
 
-    idl = load_signals(ideal)
-    imp = load_signals(imperfect)
-    if "y" not in idl:
-        raise MatdiscoError(f"{ideal}: ideal signals need labels (array 'y')")
-    y_ideal = class_labels(idl["y"], ideal)
-    y_imp = class_labels(imp["y"], imperfect) if "y" in imp else None
-    # an existing run is never silently replaced; an overwritten one stays in place until
-    # the new run is published whole (a killed training leaves nothing at --out)
-    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
-    grid = idl.get("two_theta")
-    names = [str(c) for c in idl["class_names"]] if "class_names" in idl else None
-    clf = SignalClassifier(arch=arch, prototypical=prototypical, epochs=clf_epochs,
-                           seed=seed, two_theta=grid, class_names=names)
-    clf.fit(idl["X"], y_ideal, two_theta=grid)
-    y = None
-    if target_class is not None:
-        y = np.full(len(imp["X"]), target_class, np.int64)
-    elif targeted and y_imp is not None:
-        y = y_imp
-    elif targeted:
-        typer.echo(f"note: {imperfect} has no labels (y): training a non-targeted refiner "
-                   "(pass --target-class K for a targeted one, or --no-targeted to silence "
-                   "this)", err=True)
-    ref = ImitationRefiner(clf, arch=refiner, lam=lam, alpha=alpha, beta=beta, gamma=gamma,
-                           psi=psi, output=refiner_output, epochs=epochs, lr=lr, seed=seed,
-                           psi_window=psi_window, floor_window=floor_window)
-    staged = staged_run_dir(out)
-    try:
-        ref.fit(imp["X"], y, run_dir=staged, two_theta=imp.get("two_theta"))
-        ref.save(staged)
-        # the run's own record of what it did to its training signals
-        xr = ref.transform(imp["X"], two_theta=imp.get("two_theta"))
-        rd = RunDir(staged)
-        metrics: dict[str, Any] = compare_refinement(clf, imp["X"], xr, y_imp, imp.get("true"))
-        metrics["mean_abs_change"] = float(np.abs(xr - np.asarray(imp["X"], float)).mean())
-        metrics["classifier_train_accuracy"] = float((clf.predict(idl["X"]) == y_ideal).mean())
-        rd.write_metrics(metrics)
-        save_signals(rd / "refined.npz", xr, imp, imperfect)
-        side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
-        rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
-                                                       imp.get("two_theta"), image_side=side))
-        publish_run_dir(staged, out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    typer.echo(f"trained refiner ({'targeted' if y is not None else 'non-targeted'}) -> {out}")
+    _, metrics = train_refinement(
+        ideal, imperfect, out, arch=arch, refiner=refiner, refiner_output=refiner_output,
+        lr=lr, prototypical=prototypical, targeted=targeted, target_class=target_class,
+        lam=lam, alpha=alpha, beta=beta, gamma=gamma, psi=psi, psi_window=psi_window,
+        floor_window=floor_window, clf_epochs=clf_epochs, epochs=epochs, seed=seed,
+        overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
+    kind = "targeted" if metrics["targeted"] else "non-targeted"
+    typer.echo(f"trained refiner ({kind}) -> {out}")
 
 
 @app.command()
@@ -123,21 +74,9 @@ def apply(
 ) -> None:
     """Refine signals with a trained refiner (one output signal per input, in order;
     a .csv/.parquet output starts with the input's label and name/ID columns)."""
-    from matdisco._io import check_output_file
-    from matdisco.refine import ImitationRefiner, SignalClassifier
-    from matdisco.refine.io import check_ids, load_signals, save_signals, signal_ids
+    from matdisco.refine.workflow import apply_refiner
 
-    suffixes = (".npz", ".npy", ".csv", ".parquet")
-    if output.is_dir() or output.suffix.lower() not in suffixes:  # before any work
-        check_output_file(output, suffixes)
-    clf = SignalClassifier.load(classifier) if classifier is not None else None
-    ref = ImitationRefiner.load(run, classifier=clf)
-    data = load_signals(input)
-    x = np.asarray(data["X"])
-    if output.suffix.lower() in (".csv", ".parquet") and x.ndim == 2:  # before the work
-        check_ids(signal_ids(data), [f"x{i}" for i in range(x.shape[1])], input)
-    xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    save_signals(output, xr, data, input)
+    xr = apply_refiner(run, input, output, classifier=classifier)
     typer.echo(f"refined {len(xr)} signals -> {output}")
 
 
@@ -154,17 +93,9 @@ def evaluate(
     to the true signals (when given)."""
     import json
 
-    from matdisco._io import write_json
-    from matdisco.refine import ImitationRefiner, compare_refinement
-    from matdisco.refine.io import class_labels, load_signals
+    from matdisco.refine.workflow import evaluate_refiner
 
-    ref = ImitationRefiner.load(run)
-    data = load_signals(input)
-    xr = ref.transform(data["X"], two_theta=data.get("two_theta"))
-    y = class_labels(data["y"], input) if "y" in data else None
-    res = compare_refinement(ref.classifier, data["X"], xr, y, data.get("true"))
-    if output is not None:
-        write_json(output, res)
+    res = evaluate_refiner(run, input, output)
     typer.echo(json.dumps(res, indent=2))
 
 
