@@ -72,3 +72,60 @@ def test_distilled_student_follows_the_teacher(tiny_df: pd.DataFrame, tmp_path) 
         train_property(tiny_df, model="mlp", out=tmp_path / "bad2", n_synthetic=10,
                        epochs=1, **FAST)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()
+
+
+def _screening_teacher(path):
+    from matdisco.models import NeuralRegressor
+    from matdisco.screening import CompositionSpace
+    from matdisco.screening.distill import save_screening_model
+
+    sp = CompositionSpace(elements=["Ti", "O", "Fe"], arities=3, max_atoms=6)
+    X = sp.fractions(0, len(sp))
+    m = NeuralRegressor(arch="mlp", arch_kwargs={"widths": [8]}, epochs=1, device="cpu").fit(
+        X, X[:, ELEMNET_ELEMENTS.index("O")])
+    return save_screening_model(path, [m], ELEMNET_ELEMENTS, [8]), sp
+
+
+def test_screening_distill_refuses_bad_settings_before_writing(tmp_path) -> None:
+    from matdisco.screening.distill import distill
+
+    teacher, sp = _screening_teacher(tmp_path / "t")
+    for kwargs, msg in (({"epochs": 0}, "epochs must be a positive integer"),
+                        ({"epochs": 1.5}, "epochs must be a positive integer"),
+                        ({"n_synthetic": -1}, "n_synthetic must be an integer >= 0")):
+        with pytest.raises(MatdiscoError, match=msg):
+            distill(teacher, tmp_path / "s", space=sp, widths=(8,), **{"epochs": 1, **kwargs})
+        assert not (tmp_path / "s").exists()
+        assert [p.name for p in tmp_path.iterdir()] == ["t"]  # no staged folder either
+
+
+def test_screening_distill_records_the_teacher_as_an_absolute_path(tmp_path,
+                                                                    monkeypatch) -> None:
+    from matdisco.screening.distill import distill
+
+    teacher, sp = _screening_teacher(tmp_path / "t")
+    monkeypatch.chdir(tmp_path)
+    for spec in ("t", ["t"]):
+        distill(spec, "s", space=sp, n_synthetic=60, widths=(8,), epochs=1, overwrite=True)
+        cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+        assert cfg["distilled_from"] == str(teacher.resolve())
+
+
+def test_screening_distill_from_a_list_of_model_objects(tmp_path) -> None:
+    # a list of loaded models is a valid teacher (an ensemble); recording its name used to
+    # fail after training (Path(model)), leaving a staged folder behind
+    from matdisco.screening import CompositionSpace
+    from matdisco.screening.distill import distill
+
+    class Toy:
+        elements = ELEMNET_ELEMENTS
+
+        def predict_fractions(self, fr):
+            e = fr[:, ELEMNET_ELEMENTS.index("O")].astype(np.float32)
+            return e, np.zeros_like(e)
+
+    sp = CompositionSpace(elements=["Ti", "O", "Fe"], arities=3, max_atoms=6)
+    distill([Toy(), Toy()], tmp_path / "s", space=sp, n_synthetic=60, widths=(8,), epochs=1)
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert cfg["distilled_from"] == ["Toy", "Toy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]

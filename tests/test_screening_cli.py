@@ -150,3 +150,77 @@ def test_distill_bad_widths_and_failed_overwrite_keep_the_old_run(tmp_path, monk
     runner.invoke(app, [*args, "--overwrite"])
     assert {f.name: f.read_bytes() for f in (tmp_path / "s").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.")] == []
+
+
+def _refs(tmp_path):
+    refs = tmp_path / "refs.csv"
+    refs.write_text("formula,target\nTiO2,-3\nFe2O3,-1.5\n")
+    return refs
+
+
+def test_hull_of_an_unfinished_output_warns_and_says_so_in_the_summary(tmp_path):
+    teacher = _tiny_teacher(tmp_path)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["run", "--model", str(teacher), "--out", str(out), "--elements",
+                            "Ti,O,Fe", "--arity", "3", "--max-atoms", "6", "--chunk-size",
+                            "20", "--no-progress", "--max-chunks", "1"])
+    assert r.exit_code == 0, r.output
+    n_chunks = json.loads((out / "manifest.json").read_text())["n_chunks"]
+    assert n_chunks > 1
+    r = runner.invoke(app, ["hull", "--results", str(out), "--references",
+                            str(_refs(tmp_path)), "--out", str(tmp_path / "h"),
+                            "--threshold", "0.0"])
+    assert r.exit_code == 0, r.output
+    assert f"warning: the screening output is unfinished (1/{n_chunks} chunks)" in r.output
+    summ = json.loads((tmp_path / "h" / "summary.json").read_text())
+    assert summ["complete"] is False and len(summ["warnings"]) == 1
+    assert "unfinished" in summ["warnings"][0]
+    assert summ["chunks_completed"] == 1 and summ["n_chunks"] == n_chunks
+    assert summ["results"] == str(out.resolve())
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    teacher = _tiny_teacher(tmp_path)
+    refs = _refs(tmp_path)
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    r = runner.invoke(app, ["hull", "--results", str(tmp_path / "nope"), "--references",
+                            str(refs), "--out", str(taken)])
+    assert r.exit_code == 2 and "is a file; give a folder" in r.output, r.output
+    assert taken.read_text() == "mine"
+    r = runner.invoke(app, ["plot", "Ti-O", "--model", f"m={teacher}", "--references",
+                            str(refs), "--out", str(tmp_path / "x.jpg")])
+    assert r.exit_code == 2 and "give a name ending in .png" in r.output, r.output
+    assert not (tmp_path / "x.jpg").exists()
+    r = runner.invoke(app, ["plot", "Ti-O", "--model", f"m={teacher}", "--references",
+                            str(refs), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "is a folder" in r.output, r.output
+
+
+def test_holdout_refuses_duplicate_model_names_and_nan_tol(tmp_path):
+    teacher = _tiny_teacher(tmp_path)
+    base = ["holdout", "--system", "Ti-O", "--references", str(_refs(tmp_path)),
+            "--out", str(tmp_path / "ho.json")]
+    r = runner.invoke(app, [*base, "--model", f"a={teacher}", "--model", f"a={teacher}"])
+    assert r.exit_code == 2 and "the name 'a' is given twice" in r.output, r.output
+    r = runner.invoke(app, [*base, "--model", f" ={teacher}"])
+    assert r.exit_code == 2 and "with both parts" in r.output, r.output
+    for tol in ("nan", "-0.1", "inf"):
+        r = runner.invoke(app, [*base, "--model", f"a={teacher}", "--tol", tol])
+        assert r.exit_code == 2 and "--tol must be a finite fraction" in r.output, r.output
+    assert not (tmp_path / "ho.json").exists()
+
+
+def test_run_interrupted_before_the_manifest_is_written(tmp_path, monkeypatch):
+    import matdisco.screening.run as run_mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "screen", interrupted)
+    r = runner.invoke(app, ["run", "--model", str(tmp_path / "m"), "--out",
+                            str(tmp_path / "out"), "--elements", "Ti,O", "--arity", "2",
+                            "--max-atoms", "4", "--no-progress"])
+    assert r.exit_code == 130
+    assert "interrupted before any chunk was recorded" in r.output
+    assert "manifest.json" not in r.output

@@ -132,3 +132,89 @@ def test_reference_with_unknown_element_is_refused():
     refs = pd.DataFrame({"formula": ["TiO2", "FeQ2"], "target": [-3.0, -1.0]})
     with pytest.raises(MatdiscoError, match="row 2: formula 'FeQ2'.*'Q'"):
         load_references(refs)
+
+
+def test_zero_amounts_go_through_the_full_parser():
+    # 'Fe2O0' used to take the fast path and give a Fe-O entry with 0 % oxygen
+    refs = load_references(pd.DataFrame({"formula": ["Fe2O0", "Ti1O0Fe1", "FeO0Ti"],
+                                         "target": [-0.5, -1.0, -0.9]}))
+    by = refs.set_index("formula")
+    assert by.loc["Fe2O0", "system"] == "Fe" and by.loc["Fe2O0", "elements"] == ("Fe",)
+    assert by.loc["Fe2O0", "key"] == "Fe1.000000"
+    # the fast-path formula now equals the full parser's FeO0Ti (one composition, lowest kept)
+    assert "FeO0Ti" not in by.index
+    assert by.loc["Ti1O0Fe1", "system"] == "Fe-Ti"
+    assert by.loc["Ti1O0Fe1", "fractions"] == {"Fe": 0.5, "Ti": 0.5}
+    assert not any("O" in els for els in refs["elements"])
+
+
+def _toy_screen(tmp_path, name="out", **kwargs):
+    from matdisco.screening import CompositionSpace
+    from matdisco.screening.run import screen
+
+    sp = CompositionSpace(elements=["Ti", "O"], arities=2, max_atoms=8, chunk_size=5)
+    screen(sp, _ToyModel(dip=True), tmp_path / name, threads=1, **kwargs)
+    return tmp_path / name, sp
+
+
+def test_analyse_screen_warns_about_incomplete_outputs(tmp_path):
+    import warnings
+
+    from matdisco.screening.hull import analyse_screen, screen_warnings
+    from matdisco.screening.run import read_manifest
+
+    out, sp = _toy_screen(tmp_path, max_chunks=1)
+    with pytest.warns(UserWarning, match=rf"unfinished \(1/{sp.n_chunks} chunks\)"):
+        analyse_screen(out, load_references(REFS), threshold=0.2)
+    low, _ = _toy_screen(tmp_path, "low", keep_below=-1.0)
+    with pytest.warns(UserWarning, match="kept only rows predicted <= -1"):
+        analyse_screen(low, load_references(REFS), threshold=0.2)
+    assert len(screen_warnings(read_manifest(low), 0.2)) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # finished, and keep_below -1 <= -threshold: nothing missing
+        stable, _, _ = analyse_screen(low, load_references(REFS), threshold=1.0)
+    assert screen_warnings(read_manifest(low), 1.0) == []
+    assert list(stable["reduced_formula"]) == ["Ti3O"]  # the toy's spurious dip
+
+
+def test_analyse_screen_refuses_non_finite_threshold_and_damaged_parts(tmp_path):
+    from matdisco.screening.hull import analyse_screen
+    from matdisco.screening.run import part_path
+
+    out, _ = _toy_screen(tmp_path)
+    for t in (float("inf"), -float("inf")):
+        with pytest.raises(MatdiscoError, match="finite"):
+            analyse_screen(out, load_references(REFS), threshold=t)
+    p = part_path(out, 1)
+    p.write_bytes(p.read_bytes()[:20])
+    with pytest.raises(MatdiscoError, match="unreadable part file"):
+        analyse_screen(out, load_references(REFS), threshold=0.2)
+
+
+def test_analyse_screen_of_an_output_without_chunks(tmp_path):
+    from matdisco.screening.hull import analyse_screen
+
+    out, _ = _toy_screen(tmp_path, max_chunks=0)
+    with pytest.warns(UserWarning, match="unfinished"):
+        stable, per, totals = analyse_screen(out, load_references(REFS), threshold=0.2)
+    assert len(stable) == 0 and len(per) == 0 and sum(totals.values()) == 0
+    assert "distance" in stable.columns
+
+
+def test_system_grid_with_an_element_the_model_lacks():
+    from matdisco.screening.hull import system_grid
+
+    with pytest.raises(MatdiscoError, match=r"Ti-Zr: the model's element list .*lacks \['Zr'\]"):
+        system_grid("Ti-Zr", 6, ["Ti", "O"])
+
+
+def test_spurious_stable_refuses_bad_settings(hulls):
+    model = _ToyModel(dip=False)
+    with pytest.raises(MatdiscoError, match="at least two elements"):
+        spurious_stable(model, hulls, "Ti", max_atoms=6)
+    for tol in (-0.01, float("nan"), float("inf")):
+        with pytest.raises(MatdiscoError, match="tol must be a finite fraction"):
+            spurious_stable(model, hulls, "Ti-O", max_atoms=6, tol=tol)
+    with pytest.raises(MatdiscoError, match="margin"):
+        spurious_stable(model, hulls, "Ti-O", max_atoms=6, margin=float("nan"))

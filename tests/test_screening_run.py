@@ -215,3 +215,107 @@ def test_members_field_must_be_a_list(model_dir, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(MatdiscoError, match="field 'members' must be a non-empty list"):
         load_model(bad)
+
+
+def test_empty_space_is_refused_before_anything_is_written(model_dir, tmp_path):
+    sp = CompositionSpace(elements=["Fe", "O"], arities=[3], max_atoms=7)
+    assert len(sp) == 0
+    with pytest.raises(MatdiscoError, match="composition space is empty"):
+        screen(sp, model_dir, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_or_damaged_part_files_are_recomputed_on_resume(model_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sp = _space(chunk_size=25)
+    out = tmp_path / "out"
+    screen(sp, model_dir, out, max_chunks=4)
+    part_path(out, 1).unlink()  # deleted
+    p2 = part_path(out, 2)
+    p2.write_bytes(p2.read_bytes()[: p2.stat().st_size // 2])  # truncated
+    # a readable file with another row count than recorded
+    pq.write_table(pq.read_table(part_path(out, 3)).slice(0, 3), part_path(out, 3))
+    res = screen(sp, model_dir, out)
+    assert res.finished and res.chunks_this_run == sp.n_chunks - 1  # only chunk 0 kept
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["completed"] == {str(c): len(sp.chunk(c)) for c in range(sp.n_chunks)}
+    assert pq.read_metadata(part_path(out, 2)).num_rows == 25
+    screen(sp, model_dir, tmp_path / "ref")
+    full, expected = _read(out), _read(tmp_path / "ref")
+    assert len(full) == len(sp) and full["formula"].is_unique
+    pd.testing.assert_frame_equal(full, expected)
+    assert open_results(out).schema.field("formula").type == pa.string()
+
+
+def test_open_results_names_a_missing_part_file(model_dir, tmp_path):
+    out = tmp_path / "out"
+    screen(_space(chunk_size=25), model_dir, out, max_chunks=2)
+    part_path(out, 1).unlink()
+    with pytest.raises(MatdiscoError, match="part-000001.parquet"):
+        open_results(out)
+
+
+def test_output_without_completed_chunks_is_an_empty_dataset(model_dir, tmp_path):
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    res = screen(_space(), model_dir, out, max_chunks=0)
+    assert res.completed == 0 and not res.finished
+    t = open_results(out).to_table()
+    assert t.num_rows == 0
+    assert t.schema.names == ["formula", "predicted", "spread", "chunk"]
+    assert t.schema.types == [pa.string(), pa.float32(), pa.float32(), pa.int32()]
+    # the explicit schema equals the part files' own
+    screen(_space(), model_dir, out, max_chunks=1)
+    import pyarrow.parquet as pq
+
+    assert pq.read_schema(part_path(out, 0)).remove_metadata().equals(t.schema)
+
+
+def _retrain_in_place(run, seed):
+    """Overwrite the weight files of ``run`` with other weights of the same shapes."""
+    import shutil
+
+    sp = _space()
+    X = sp.fractions(0, len(sp))
+    y = X @ np.random.default_rng(seed).normal(size=X.shape[1]).astype(np.float32)
+    members = [NeuralRegressor(arch="mlp", arch_kwargs={"widths": [16, 8]}, epochs=1,
+                               device="cpu", seed=seed + s).fit(X, y) for s in (0, 1)]
+    other = save_screening_model(run.parent / f"other{seed}", members, ELEMNET_ELEMENTS,
+                                 [16, 8])
+    for f in other.glob("*.safetensors"):
+        shutil.copyfile(f, run / f.name)
+
+
+def test_model_retrained_in_place_is_refused_on_resume(model_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)
+    sp = _space(chunk_size=25)
+    out = tmp_path / "out"
+    screen(sp, run, out, max_chunks=1)
+    weights = sorted(run.glob("*.safetensors"))
+    before = {f.name: (f.stat().st_size, f.read_bytes()) for f in weights}
+    _retrain_in_place(run, seed=5)
+    after = {f.name: (f.stat().st_size, f.read_bytes()) for f in weights}
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    assert all(after[k][1] != before[k][1] for k in before)
+    with pytest.raises(MatdiscoError, match="different model"):
+        screen(sp, run, out)
+    man = json.loads((out / "manifest.json").read_text())
+    assert sorted(man["completed"]) == ["0"]
+    assert set(man["model"]["sha256"]) == {str(f.resolve()) for f in weights}
+
+
+def test_manifest_without_sha256_still_resumes(model_dir, tmp_path):
+    sp = _space(chunk_size=25)
+    out = tmp_path / "out"
+    screen(sp, model_dir, out, max_chunks=1)
+    man = json.loads((out / "manifest.json").read_text())
+    man["model"].pop("sha256", None)  # as written before digests were recorded
+    (out / "manifest.json").write_text(json.dumps(man))
+    res = screen(sp, model_dir, out)
+    assert res.finished and res.chunks_this_run == sp.n_chunks - 1

@@ -39,6 +39,26 @@ def _space(elements: str | None, exclude: str | None, must_contain: str | None,
 
 ELEMENTS_HELP = "Elements or groups (3d, 4d, 5d, alkali, halogens, ...), comma separated; " \
     "default: the 86 ElemNet elements."
+ARITY_HELP = "Number of elements per composition: N means 1..N; a list (e.g. 2,3) means " \
+    "exactly those."
+REFERENCES_HELP = "Reference formation enthalpies (CSV/Parquet, formula,target in eV/atom); " \
+    "default: OQMD val+test of the shared data."
+
+
+def _check_out_file(path: Path, option: str, suffix: str | None = None) -> None:
+    """Refuse an output file path that cannot be written, before any work is done."""
+    if path.is_dir():
+        raise MatdiscoError(f"{option} {path} is a folder; give a file name")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise MatdiscoError(f"{option} {path}: {path.parent} is a file, not a folder")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise MatdiscoError(f"{option} {path}: the file is written as {suffix[1:].upper()}; "
+                            f"give a name ending in {suffix}")
+
+
+def _check_out_dir(path: Path, option: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise MatdiscoError(f"{option} {path} is a file; give a folder")
 
 
 @app.command()
@@ -47,7 +67,7 @@ def count(
     elements: str = typer.Option(None, help=ELEMENTS_HELP),
     exclude: str = typer.Option(None, help="Elements or groups to leave out."),
     must_contain: str = typer.Option(None, help="Every composition contains all of these."),
-    arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
+    arity: str = typer.Option("4", help=ARITY_HELP),
     max_atoms: int = typer.Option(10, help="Max total atoms w+x+y+z of the reduced formula."),
     chunk_size: int = typer.Option(250_000, help="Compositions per chunk."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -73,12 +93,14 @@ def run(
     elements: str = typer.Option(None, help=ELEMENTS_HELP),
     exclude: str = typer.Option(None, help="Elements or groups to leave out."),
     must_contain: str = typer.Option(None, help="Every composition contains all of these."),
-    arity: str = typer.Option("4", help="Max number of elements (or a list, e.g. 2,3)."),
+    arity: str = typer.Option("4", help=ARITY_HELP),
     max_atoms: int = typer.Option(10, help="Max total atoms of the reduced formula."),
     chunk_size: int = typer.Option(250_000, help="Compositions per chunk (resume unit)."),
     batch_size: int = typer.Option(4096, help="Rows per model call."),
-    keep_below: float = typer.Option(None, help="Only write rows predicted <= this value."),
-    threads: int = typer.Option(None, help="torch threads (per worker with Dask)."),
+    keep_below: float = typer.Option(None, help="Only write rows predicted <= this value "
+                                     "(eV/atom); default: write every row."),
+    threads: int = typer.Option(None, help="torch threads; default: all cores but one "
+                                "in-process, 1 per Dask worker."),
     scheduler: str = typer.Option(None, help="Dask scheduler address tcp://host:port."),
     workers: int = typer.Option(None, help="Start a Dask LocalCluster with N workers."),
     jit: bool = typer.Option(False, help="TorchScript-trace the networks."),
@@ -94,8 +116,12 @@ def run(
                      keep_below=keep_below, threads=threads, scheduler=scheduler,
                      workers=workers, jit=jit, max_chunks=max_chunks, progress=progress)
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: completed chunks are recorded in {out}/manifest.json; "
-                   "run the same command again to resume", err=True)
+        if (out / "manifest.json").is_file():
+            msg = (f"interrupted: completed chunks are recorded in {out}/manifest.json; "
+                   "run the same command again to resume")
+        else:
+            msg = "interrupted before any chunk was recorded; run the same command again"
+        typer.echo(msg, err=True)
         raise typer.Exit(130) from None
     rate = res.compositions_this_run / res.seconds if res.seconds > 0 else float("nan")
     typer.echo(f"{res.completed}/{res.n_chunks} chunks done ({res.chunks_this_run} now), "
@@ -106,24 +132,39 @@ def run(
 @handle_errors
 def hull(
     results: Path = typer.Option(..., help="Screening output folder."),
-    references: Path = typer.Option(None, help="Reference formation enthalpies (formula,target)"
-                                    "; default: OQMD val+test of the shared data."),
+    references: Path = typer.Option(None, help=REFERENCES_HELP),
     out: Path = typer.Option(..., help="Folder for candidates.parquet, summary.csv, "
-                             "summary.json."),
+                             "summary.json (replaced if present)."),
     threshold: float = typer.Option(0.2, help="Keep candidates this far below the hull "
                                     "(eV/atom)."),
     top: int = typer.Option(3, help="Examples per system."),
 ) -> None:
     """Candidates predicted at least THRESHOLD below the known hull, summarised per system."""
-    from matdisco._io import write_json, write_table
-    from matdisco.screening.hull import analyse_screen
+    import warnings
 
+    from matdisco._io import write_json, write_table
+    from matdisco.screening.hull import analyse_screen, screen_warnings
+    from matdisco.screening.run import read_manifest
+
+    _check_out_dir(out, "--out")
+    for name in ("candidates.parquet", "summary.csv", "summary.json"):
+        _check_out_file(out / name, "--out")
+    manifest = read_manifest(results)
     refs = _references(references)
-    stable, per, totals = analyse_screen(results, refs, threshold, top)
+    with warnings.catch_warnings():  # reported below, once, and kept in summary.json
+        warnings.simplefilter("ignore", UserWarning)
+        stable, per, totals = analyse_screen(results, refs, threshold, top)
+    notes = screen_warnings(manifest, threshold)
+    for w in notes:
+        typer.echo(f"warning: {w}", err=True)
     write_table(out / "candidates.parquet", stable)
     write_table(out / "summary.csv", per)
-    write_json(out / "summary.json", {"threshold": threshold, "totals": totals,
-                                      "n_systems": len(per)})
+    write_json(out / "summary.json", {
+        "threshold": threshold, "totals": totals, "n_systems": len(per),
+        "n_candidates": len(stable), "results": str(Path(results).resolve()),
+        "chunks_completed": len(manifest["completed"]), "n_chunks": manifest["n_chunks"],
+        "keep_below": manifest.get("keep_below"), "complete": not notes,
+        "warnings": notes})
     typer.echo(f"{len(stable):,} candidates: {totals}")
     if len(per):
         typer.echo(per.head(20).to_string(index=False))
@@ -152,14 +193,16 @@ def _references(path: Path | None) -> object:
 def plot(
     system: str = typer.Argument(..., help="Chemical system, e.g. Ti-O or Fe-Ni-O."),
     model: list[str] = typer.Option(..., help="NAME=RUN_DIR (repeat for several models)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output PNG."),
-    references: Path = typer.Option(None, help="Reference formation enthalpies."),
-    max_atoms: int = typer.Option(None, help="Grid density (max atoms per formula)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output PNG (name ending in .png)."),
+    references: Path = typer.Option(None, help=REFERENCES_HELP),
+    max_atoms: int = typer.Option(None, help="Grid density (max atoms per formula); "
+                                  "default: 24 for binaries, 16 for ternaries."),
 ) -> None:
     """Known and predicted convex hulls of a binary or ternary system."""
     from matdisco._io import save_figure
     from matdisco.screening.hull import ReferenceHulls, plot_phase_diagram
 
+    _check_out_file(out, "--out", ".png")
     models = _named_models(model)
     hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
     fig = plot_phase_diagram(system, hulls, models, max_atoms)
@@ -168,11 +211,16 @@ def plot(
 
 
 def _named_models(items: list[str]) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for it in items:
         if "=" not in it:
             raise MatdiscoError(f"--model {it!r}: expected NAME=RUN_DIR")
-        name, path = it.split("=", 1)
+        name, path = (x.strip() for x in it.split("=", 1))
+        if not name or not path:
+            raise MatdiscoError(f"--model {it!r}: expected NAME=RUN_DIR with both parts")
+        if name in out:
+            raise MatdiscoError(f"--model: the name {name!r} is given twice; give each "
+                                "model its own name")
         out[name] = path
     return out
 
@@ -182,15 +230,21 @@ def _named_models(items: list[str]) -> dict[str, str]:
 def holdout(
     system: list[str] = typer.Option(..., help="Held-out system (repeat), e.g. Ti-O."),
     model: list[str] = typer.Option(..., help="NAME=RUN_DIR of models trained without it."),
-    references: Path = typer.Option(None, help="Reference formation enthalpies."),
-    tol: float = typer.Option(0.05, help="Fraction tolerance to a known hull compound."),
-    max_atoms: int = typer.Option(None, help="Grid density."),
+    references: Path = typer.Option(None, help=REFERENCES_HELP),
+    tol: float = typer.Option(0.05, help="Atomic-fraction tolerance (max-norm) to a known "
+                              "hull compound."),
+    max_atoms: int = typer.Option(None, help="Grid density (max atoms per formula); default: "
+                                  "24 for binaries, 16 for ternaries, 12 otherwise."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the counts as JSON."),
 ) -> None:
     """Count spurious stable predictions in held-out systems (ElemNet holdout test)."""
     from matdisco._io import write_json
     from matdisco.screening.hull import ReferenceHulls, spurious_stable
 
+    if out is not None:
+        _check_out_file(out, "--out")
+    if not (tol >= 0 and tol < float("inf")):
+        raise MatdiscoError(f"--tol must be a finite fraction >= 0, got {tol}")
     models = _named_models(model)
     hulls = ReferenceHulls(_references(references))  # type: ignore[arg-type]
     res = [{"model": name, **spurious_stable(path, hulls, s, max_atoms, tol)}
@@ -211,10 +265,11 @@ def distill(
     train: str = typer.Option(None, help="Real compositions to include: a dataset name "
                               "(`matdisco data list`) or a CSV/Parquet file with a formula "
                               "column."),
-    n_synthetic: int = typer.Option(100_000, help="Compositions sampled from the space."),
+    n_synthetic: int = typer.Option(100_000, help="Compositions sampled uniformly from the "
+                                    "ElemNet space (86 elements, arity <= 4, <= 10 atoms)."),
     widths: str = typer.Option("256,128,64", help="Hidden widths of the student MLP."),
-    epochs: int = typer.Option(30),
-    seed: int = typer.Option(0),
+    epochs: int = typer.Option(30, help="Training epochs (early stopping on 5 % held out)."),
+    seed: int = typer.Option(0, help="Seed of sampling, split and training."),
     overwrite: bool = typer.Option(False, help="Replace the run that --out already holds."),
 ) -> None:
     """Train a small fast MLP to reproduce a model (the fast screening path)."""

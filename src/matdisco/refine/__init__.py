@@ -38,8 +38,12 @@ from matdisco.refine.nets import (
     UNet,
     build_classifier,
 )
+from matdisco.refine.workflow import apply_refiner, evaluate_refiner, train_refinement
 
 __all__ = [
+    "apply_refiner",
+    "evaluate_refiner",
+    "train_refinement",
     "CLASSIFIERS",
     "CNN1DClassifier",
     "DenseNet1DClassifier",

@@ -58,6 +58,18 @@ def save_screening_model(path: str | os.PathLike[str], members: Sequence[Any],
     return run.path
 
 
+def _teacher_name(teacher: Any) -> str | list[str]:
+    """The teacher as recorded in the student's config: absolute run path(s), or the class
+    name of a model object (an ensemble may mix both)."""
+    def one(t: Any) -> str:
+        return type(t).__name__ if hasattr(t, "predict_fractions") else str(Path(t).resolve())
+
+    if isinstance(teacher, (list, tuple)):
+        names = [one(t) for t in teacher]
+        return names[0] if len(names) == 1 else names
+    return one(teacher)
+
+
 def distill(teacher: Any, out: str | os.PathLike[str], *,
             space: CompositionSpace | None = None, real_fractions: np.ndarray | None = None,
             n_synthetic: int = 100_000, widths: Sequence[int] = (256, 128, 64),
@@ -103,6 +115,12 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
     bad = [w for w in widths if isinstance(w, bool) or int(w) != w or w < 1]
     if bad or not len(widths):
         raise MatdiscoError(f"widths must be positive integers, got {list(widths)!r}")
+    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+        raise MatdiscoError(f"epochs must be a positive integer, got {epochs!r}")
+    if isinstance(n_synthetic, bool) or int(n_synthetic) != n_synthetic or n_synthetic < 0:
+        raise MatdiscoError(f"n_synthetic must be an integer >= 0, got {n_synthetic!r}")
+    if space is not None and n_synthetic > 0 and len(space) == 0:
+        raise MatdiscoError("the composition space to sample from is empty")
     # an overwritten run stays in place until the new one is published whole
     prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
     tmodel = load_model(teacher)
@@ -144,8 +162,7 @@ def distill(teacher: Any, out: str | os.PathLike[str], *,
         preds = pd.DataFrame({"target": y[vi], "prediction": pv, "split": "held-out"})
     staged = staged_run_dir(out)
     save_screening_model(staged, [student], cols, widths,
-                         extra={"distilled_from": str(teacher) if not hasattr(
-                             teacher, "predict_fractions") else type(teacher).__name__,
+                         extra={"distilled_from": _teacher_name(teacher),
                              "n_real": 0 if real_fractions is None else len(real_fractions),
                              "n_synthetic": int(n_synthetic), "epochs": epochs,
                              "seed": seed},

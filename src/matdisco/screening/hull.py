@@ -80,8 +80,8 @@ def load_references(data: str | os.PathLike[str] | pd.DataFrame, formula_col: st
                 if el not in valid:
                     valid[el] = Element.is_valid_symbol(el)
             if not all(valid[el] for el in amounts) or len(amounts) != len(
-                    _TOKEN.findall(f.strip())):
-                amounts = None
+                    _TOKEN.findall(f.strip())) or not all(v > 0 for v in amounts.values()):
+                amounts = None  # the full parser (drops zero amounts like pymatgen)
         if amounts is None:
             amounts = parse_formula(f, row=i, source=source, elements=None)
             unknown = [el for el in amounts if not Element.is_valid_symbol(el)]
@@ -365,29 +365,64 @@ def analyse_screen(out: str | os.PathLike[str], references: pd.DataFrame | str |
 
     Returns ``(stable_candidates, per_system_summary, totals)``.
     """
+    import warnings
+
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from matdisco.screening.run import open_results
+    from matdisco.screening.run import open_results, read_manifest
 
     if np.isnan(threshold):
         raise MatdiscoError("threshold must be a number, got NaN")
+    if not np.isfinite(threshold):
+        raise MatdiscoError(f"threshold must be a finite number (eV/atom), got {threshold}")
     if top < 0:
         raise MatdiscoError(f"top must be >= 0, got {top}")
+    for w in screen_warnings(read_manifest(out), threshold):
+        warnings.warn(w, UserWarning, stacklevel=2)
     refs = references if isinstance(references, pd.DataFrame) else load_references(references)
     hulls = ReferenceHulls(refs)
     ds = open_results(out)
     parts = []
-    for batch in ds.to_batches(columns=["formula", "predicted", "spread"],
-                               filter=pc.field("predicted") <= -threshold,
-                               batch_size=batch_rows):
-        if batch.num_rows:
-            parts.append(hull_distances(batch.to_pandas(), hulls, threshold))
-    stable = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["formula", "predicted", "spread", "system", "arity", "hull_energy",
-                 "distance", "known", "reduced_formula"])
+    try:
+        for batch in ds.to_batches(columns=["formula", "predicted", "spread"],
+                                   filter=pc.field("predicted") <= -threshold,
+                                   batch_size=batch_rows):
+            if batch.num_rows:
+                parts.append(hull_distances(batch.to_pandas(), hulls, threshold))
+    except (pa.ArrowException, OSError) as exc:
+        raise MatdiscoError(
+            f"{out}: unreadable part file ({exc}); run the same `screen run` again to "
+            "recompute damaged chunks"
+        ) from exc
+    stable = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({
+        "formula": pd.Series(dtype=object), "predicted": pd.Series(dtype=np.float32),
+        "spread": pd.Series(dtype=np.float32), "system": pd.Series(dtype=object),
+        "arity": pd.Series(dtype=np.int64), "hull_energy": pd.Series(dtype=float),
+        "distance": pd.Series(dtype=float), "known": pd.Series(dtype=bool),
+        "reduced_formula": pd.Series(dtype=object)})
     stable = stable.sort_values("distance", kind="stable").reset_index(drop=True)
     per, totals = summarize(stable, top)
     return stable, per, totals
+
+
+def screen_warnings(manifest: dict[str, Any], threshold: float) -> list[str]:
+    """Why a hull analysis of a screening output at ``threshold`` would be incomplete.
+
+    An unfinished scan holds only some chunks; a scan written with ``keep_below`` above
+    ``-threshold`` dropped rows that could still lie ``threshold`` below the hull.
+    """
+    out = []
+    done, total = len(manifest.get("completed", {})), manifest.get("n_chunks")
+    if isinstance(total, int) and done < total:
+        out.append(f"the screening output is unfinished ({done}/{total} chunks); counts "
+                   "cover the completed chunks only (run the same `screen run` to finish)")
+    kb = manifest.get("keep_below")
+    if isinstance(kb, (int, float)) and kb < -threshold:
+        out.append(f"the screening output kept only rows predicted <= {kb:g} eV/atom, so "
+                   f"candidates predicted between {kb:g} and {-threshold:g} are missing; "
+                   f"use a threshold >= {-kb:g} or screen again without --keep-below")
+    return out
 
 
 # --------------------------------------------------------------------------- grids, holdout
@@ -401,6 +436,10 @@ def system_grid(system: Sequence[str] | str, max_atoms: int,
     from matdisco.data.splits import parse_system
 
     els = sorted(parse_system(system))
+    lacking = [e for e in els if e not in set(columns)]
+    if lacking:
+        raise MatdiscoError(f"system {'-'.join(els)}: the model's element list "
+                            f"({len(columns)} elements) lacks {lacking}")
     space = CompositionSpace(elements=els, arities=len(els), max_atoms=max_atoms,
                              universe=tuple(columns), chunk_size=10**9)
     formulas = space.formulas(0, len(space)).to_pylist()
@@ -441,8 +480,15 @@ def spurious_stable(model: Any, hulls: ReferenceHulls, system: Sequence[str] | s
     from matdisco.data.splits import parse_system
     from matdisco.screening.models import load_model
 
-    model = load_model(model)
+    if not (np.isfinite(tol) and tol >= 0):
+        raise MatdiscoError(f"tol must be a finite fraction >= 0, got {tol}")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise MatdiscoError(f"margin must be a finite energy >= 0 (eV/atom), got {margin}")
     els = sorted(parse_system(system))
+    if len(els) < 2:
+        raise MatdiscoError(f"holdout system {'-'.join(els)!r}: needs at least two elements "
+                            "(an element alone has no compounds)")
+    model = load_model(model)
     if max_atoms is None:
         max_atoms = {2: 24, 3: 16}.get(len(els), 12)
     formulas, fr, fr_sys = system_grid(els, max_atoms, model.elements)

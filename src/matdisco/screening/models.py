@@ -248,14 +248,22 @@ def load_model(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] |
 
 
 def describe_model(model: Any, spec: Any = None) -> dict[str, Any]:
-    """Identity of a model for the manifest (paths + weight file sizes/mtimes)."""
+    """Identity of a model for the manifest: run paths, weight file sizes and SHA-256
+    digests (a run retrained in place has weight files of the same size but other
+    content, and must not be mixed into a resumed screening output)."""
     if spec is not None and not hasattr(spec, "predict_fractions"):
+        import hashlib
+
         paths = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
         out = []
+        digests = {}
         for p in paths:
             p = Path(p).resolve()
             files = sorted(p.glob("*.safetensors"))
             out.append({"path": str(p), "weights": {f.name: f.stat().st_size for f in files}})
-        return {"runs": out, "elements": list(model.elements)}
+            for f in files:
+                with open(f, "rb") as fh:
+                    digests[str(f)] = hashlib.file_digest(fh, "sha256").hexdigest()
+        return {"runs": out, "elements": list(model.elements), "sha256": digests}
     return {"object": type(model).__name__, "name": getattr(model, "name", None),
             "elements": list(model.elements)}

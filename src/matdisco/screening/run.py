@@ -39,6 +39,15 @@ from matdisco.screening.models import describe_model, load_model
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
+
+def _result_schema() -> Any:
+    """Columns of every part file (and of an output without completed chunks)."""
+    import pyarrow as pa
+
+    return pa.schema([("formula", pa.string()), ("predicted", pa.float32()),
+                      ("spread", pa.float32()), ("chunk", pa.int32())])
+
+
 _MODEL_CACHE: dict[str, Any] = {}
 
 #: How long to wait for a Dask scheduler given by address.
@@ -221,13 +230,49 @@ def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def open_results(out: str | os.PathLike[str]) -> Any:
-    """The completed chunks of a screening output as a ``pyarrow.dataset.Dataset``."""
+    """The completed chunks of a screening output as a ``pyarrow.dataset.Dataset``.
+
+    Raises :class:`MatdiscoError` when a recorded part file is missing (a damaged file
+    surfaces when the dataset is scanned). Running :func:`screen` again on the folder
+    recomputes missing or damaged chunks. An output without completed chunks is an empty
+    dataset with the usual columns.
+    """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
+    schema = _result_schema()
     out = Path(out)
     m = read_manifest(out)
-    files = [str(part_path(out, int(k))) for k in sorted(m["completed"], key=int)]
-    return ds.dataset(files, format="parquet")
+    files = [part_path(out, int(k)) for k in sorted(m["completed"], key=int)]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise MatdiscoError(
+            f"{out}: {len(missing)} recorded chunk(s) have no part file (first: "
+            f"{missing[0]}); run the same `screen run` again to recompute them"
+        )
+    try:
+        return ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+    except (pa.ArrowException, OSError) as exc:
+        raise MatdiscoError(
+            f"{out}: unreadable part file ({exc}); run the same `screen run` again to "
+            "recompute damaged chunks"
+        ) from exc
+
+
+def _damaged_chunks(out: Path, completed: dict[int, int]) -> list[int]:
+    """Recorded chunks whose part file is missing, unreadable or has another row count."""
+    import pyarrow.parquet as pq
+
+    bad = []
+    for cid, rows in completed.items():
+        path = part_path(out, cid)
+        try:
+            ok = pq.read_metadata(path).num_rows == rows
+        except Exception:  # missing, truncated or not Parquet
+            ok = False
+        if not ok:
+            bad.append(cid)
+    return bad
 
 
 def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
@@ -298,11 +343,15 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
     if threads is None and scheduler is None and workers is None:
         threads = max(1, len(os.sched_getaffinity(0)) - 1) \
             if hasattr(os, "sched_getaffinity") else max(1, (os.cpu_count() or 2) - 1)
+    if len(space) == 0:
+        raise MatdiscoError("the composition space is empty (check arities against "
+                            "must_contain and the element filters); nothing to screen")
     _set_threads(threads)
     loaded = load_model(model, fast=fast, jit=jit)
     space.column_map(loaded.elements)  # the model must know every element of the space
-    identity = {"space": space.to_dict(), "model": describe_model(loaded, model),
-                "keep_below": keep_below}
+    identity: dict[str, Any] = {"space": space.to_dict(),
+                                "model": describe_model(loaded, model),
+                                "keep_below": keep_below}
     mpath = out / MANIFEST
     if out.exists() and not out.is_dir():
         raise MatdiscoError(f"screening output {out} is a file; choose a folder")
@@ -311,6 +360,10 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
                             "missing); choose a new or empty output folder")
     if mpath.exists():
         manifest = read_manifest(out)
+        old_model = manifest.get("model")
+        if isinstance(old_model, dict) and "sha256" not in old_model:
+            # a manifest written before weight digests were recorded: compare the rest
+            identity["model"] = {k: v for k, v in identity["model"].items() if k != "sha256"}
         for key in ("space", "model", "keep_below"):
             if manifest.get(key) != identity[key]:
                 raise MatdiscoError(
@@ -322,6 +375,12 @@ def screen(space: CompositionSpace, model: Any, out: str | os.PathLike[str], *,
                     "n_compositions": len(space), "completed": {}}
         write_json(mpath, manifest)
     completed = {int(k): int(v) for k, v in manifest["completed"].items()}
+    damaged = _damaged_chunks(out, completed)
+    if damaged:  # recorded, but the part file is gone or broken: compute them again
+        for cid in damaged:
+            del completed[cid]
+        manifest["completed"] = {str(k): v for k, v in sorted(completed.items())}
+        write_json(mpath, manifest)
     pending = [i for i in range(space.n_chunks) if i not in completed]
     if max_chunks is not None:
         pending = pending[:max_chunks]
