@@ -273,3 +273,87 @@ def test_too_few_rows_for_validation_run_the_whole_schedule(data) -> None:
     m = MDN(bounds=BOUNDS, **{**SMALL, "epochs": 6, "patience": 1, "min_steps": 0,
                               "lr": 0.5}).fit(x, y)
     assert m.training_["mdn"]["epochs"] == 6
+
+
+# --------------------------------------------------------------- parameter validation
+@pytest.mark.parametrize(("build", "name"), [
+    (lambda: NeuralAdjoint(steps=-1), "steps"),
+    (lambda: NeuralAdjoint(steps=True), "steps"),  # a bool is no integer
+    (lambda: NeuralAdjoint(starts_per_solution=0), "starts_per_solution"),
+    (lambda: NeuralAdjoint(step_lr=0.0), "step_lr"),
+    (lambda: NeuralAdjoint(forward_hidden=0), "forward_hidden"),
+    (lambda: NeuralAdjoint(forward_lr=-1e-3), "forward_lr"),
+    (lambda: NeuralAdjoint(forward_arch="xyz"), "forward_arch"),
+    (lambda: NeuralAdjoint(forward_from="na"), "forward_from"),
+    (lambda: CVAE(beta="x"), "beta"),
+    (lambda: CVAE(z_dim=0), "z_dim"),
+    (lambda: MDN(n_components=0), "n_components"),
+    (lambda: MDN(n_components=2.5), "n_components"),
+    (lambda: MDN(n_components=True), "n_components"),
+    (lambda: INN(n_blocks=0), "n_blocks"),
+    (lambda: INN(w_z=float("nan")), "w_z"),
+    (lambda: INN(pad=-1), "pad"),
+    (lambda: CINN(n_blocks=0), "n_blocks"),
+    (lambda: IPage(loc_lr=0), "loc_lr"),
+    (lambda: IPage(loc_steps=-1), "loc_steps"),
+    (lambda: IPage(retries=1.5), "retries"),
+    (lambda: IPage(inn_from="inn"), "inn_from"),
+    (lambda: IPage(inn_params=[1]), "inn_params"),
+    (lambda: MixtureTandem(sigma=0), "sigma"),
+    (lambda: MixtureTandem(repulsion=-1.0), "repulsion"),
+    (lambda: MDN(epochs=True), "epochs"),
+    (lambda: MDN(hidden=0), "hidden"),
+    (lambda: MDN(depth=-1), "depth"),
+    (lambda: MDN(seed=-1), "seed"),
+    (lambda: MDN(lr=0.0), "lr"),
+    (lambda: MDN(lr=float("inf")), "lr"),
+    (lambda: MDN(patience=-1), "patience"),
+    (lambda: MDN(device="gpu"), "device"),
+    (lambda: MDN(device=3), "device"),
+    (lambda: MDN(run_dir=5), "run_dir"),
+])
+def test_constructors_refuse_bad_parameters(build, name) -> None:
+    with pytest.raises(MatdiscoError, match=rf"\b{name}\b"):
+        build()
+
+
+def test_constructors_accept_valid_edge_values() -> None:
+    NeuralAdjoint(steps=0, boundary_weight=0, forward_depth=0)
+    MDN(n_components=np.int64(2), patience=None, lr=np.float32(1e-3), device="auto")
+    MDN(device="cpu:0")
+    CVAE(z_dim=None, beta=0)
+    IPage(loc_steps=0, retries=0, inn_params={"epochs": 3})
+
+
+def test_param_names_and_get_params_include_training_settings() -> None:
+    names = MDN.param_names()
+    assert names[0] == "n_components"  # the class's own first, then the base settings
+    for base in ("epochs", "lr", "batch_size", "min_steps", "hidden", "depth", "device"):
+        assert base in names
+    assert "kwargs" not in names and "self" not in names
+    assert len(names) == len(set(names))
+    na_names = NeuralAdjoint.param_names()
+    assert {"steps", "forward_epochs", "epochs", "lr"} <= set(na_names)
+    assert "k" in MixtureTandem.param_names() and "k" in get_solver("tandem").param_names()
+    p = MDN(n_components=3, epochs=7, lr=1e-3, min_steps=5, bounds=BOUNDS).get_params()
+    assert (p["n_components"], p["epochs"], p["lr"], p["min_steps"]) == (3, 7, 1e-3, 5)
+    assert p["bounds"] == [[-1.0, -1.0], [1.0, 1.0]]  # numpy made JSON-able
+    import json
+
+    json.dumps(p)
+    ip = IPage(inn_params={"epochs": 3}, forward_from=MDN()).get_params()
+    assert ip["inn_params"] == {"epochs": 3} and "forward_from" not in ip
+    assert ip["epochs"] == 100 and ip["sampler"] == "mlhs"
+
+
+def test_out_of_range_target_warns_once(na) -> None:
+    # propose checked the target and propose_many checked it again: two warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        na.propose(5.0, 2)
+    assert [w.category for w in caught] == [TargetRangeWarning]
+    assert caught[0].filename == __file__  # it points at the caller
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        na.propose_many([[5.0], [0.0]], 2)
+    assert len(caught) == 1 and caught[0].filename == __file__

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from matdisco import MatdiscoError
-from matdisco.inverse import get_task, latent_samples, mode_coverage, sinewave_modes
+from matdisco.inverse import (
+    InverseTask,
+    get_task,
+    latent_samples,
+    mode_coverage,
+    sinewave_modes,
+)
 from matdisco.inverse.fem import (
     E_VOID,
     NU,
@@ -189,3 +195,109 @@ def test_plot_proposals_for_every_picture(tmp_path) -> None:
         err = rng.uniform(0, 1, len(x))
         fig = plot_proposals(task, x, np.array(y_star), err)
         assert rd.save_plot(name, fig).stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ proposals tables
+class _Named(InverseTask):
+    """Two named inputs, two outputs: y = (a + b, a - b)."""
+
+    name = "named"
+    x_dim = 2
+    y_dim = 2
+    x_names = ("a", "b")
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], axis=1)
+
+
+def test_input_names() -> None:
+    from matdisco.inverse.tasks import MoS2Bandgap
+
+    assert get_task("sinewave").input_names() == ["x0", "x1"]
+    assert get_task("robotic_arm").input_names() == ["x0", "x1", "x2", "x3"]
+    assert _Named().input_names() == ["a", "b"]
+    assert _Named().describe()["x_names"] == ["a", "b"]
+    assert "x_names" not in get_task("sinewave").describe()
+    # MoS2 without its data: the names are class attributes
+    mos2 = object.__new__(MoS2Bandgap)
+    assert mos2.input_names() == ["a", "b", "c", "alpha", "beta", "gamma", "field"]
+
+    class Short(_Named):  # names that do not fit the inputs are not used
+        x_dim = 3
+
+        def _forward(self, x: np.ndarray) -> np.ndarray:
+            return x[:, :2]
+
+    assert Short().input_names() == ["x0", "x1", "x2"]
+
+
+def test_proposals_table_columns_and_errors() -> None:
+    from matdisco.inverse.evaluation import proposals_table
+
+    s = get_task("sinewave")
+    x = np.array([[1 / 6, 0.0], [0.0, 1 / 3], [0.5, 0.5]])
+    df = proposals_table(s, x, y_star=[2.0])
+    assert list(df.columns) == ["x0", "x1", "y_resim", "resim_error"]
+    np.testing.assert_allclose(df["y_resim"], s.forward(x)[:, 0])
+    np.testing.assert_allclose(df["resim_error"], (s.forward(x)[:, 0] - 2.0) ** 2)
+    assert df["resim_error"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    # several outputs: one column each; without y_star no error column; y given is used
+    t = _Named()
+    xt = np.array([[1.0, 0.5], [0.25, 0.25]])
+    df = proposals_table(t, xt)
+    assert list(df.columns) == ["a", "b", "y0_resim", "y1_resim"]
+    np.testing.assert_allclose(df[["y0_resim", "y1_resim"]].to_numpy(), [[1.5, 0.5],
+                                                                         [0.5, 0.0]])
+    df = proposals_table(t, xt, y=np.zeros((2, 2)), y_star=np.array([1.0, 0.0]))
+    np.testing.assert_allclose(df["y0_resim"], 0.0)
+    np.testing.assert_allclose(df["resim_error"], 0.5)
+
+
+def test_proposals_table_mos2_names() -> None:
+    from matdisco.inverse.evaluation import proposals_table
+    from matdisco.inverse.tasks import MoS2Bandgap
+
+    if MoS2Bandgap.default_dir() is None or not (MoS2Bandgap.default_dir()
+                                                 / "data_x.csv").exists():
+        pytest.skip("MoS2 data (shared/data/inverse/mos2_bandgap) not available")
+    task = MoS2Bandgap(n_estimators=3)
+    df = proposals_table(task, task.x_data[:4], y_star=task.single_target)
+    assert list(df.columns) == ["a", "b", "c", "alpha", "beta", "gamma", "field", "y_resim",
+                                "resim_error"]
+    assert len(df) == 4
+
+
+def test_single_target_returns_outputs_and_errors() -> None:
+    from matdisco.inverse.evaluation import single_target
+
+    s = get_task("sinewave")
+    x = s.sample_prior(6, seed=2)
+
+    class Fixed:  # a "solver" with known proposals
+        propose_seconds_ = 0.5
+        propose_cpu_seconds_ = 0.25
+
+        def propose(self, y, n):
+            assert np.shape(y) == (1,) and n == 6
+            return x
+
+    res = single_target(Fixed(), s, n=6)
+    np.testing.assert_allclose(res["y"], s.forward(x))
+    np.testing.assert_allclose(res["errors"], (s.forward(x)[:, 0] - 1.2) ** 2)
+    assert res["resim_mse_single"] == pytest.approx(res["errors"].mean())
+    assert res["resim_mse_single_median"] == pytest.approx(np.median(res["errors"]))
+    assert res["seconds_per_1000"] == pytest.approx(0.5 * 1000 / 6)
+    res = single_target(Fixed(), s, n=6, y_star=np.array([[0.0]]))  # any shape of one target
+    np.testing.assert_allclose(res["errors"], s.forward(x)[:, 0] ** 2)
+
+
+def test_plot_proposals_labels_named_inputs() -> None:
+    from matdisco.inverse.evaluation import plot_proposals
+
+    t = _Named()
+    fig = plot_proposals(t, np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([0.3, 0.0]),
+                         np.array([0.1, 0.2]))
+    assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("a", "b")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

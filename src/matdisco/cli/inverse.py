@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -48,6 +52,22 @@ def _parse_params(items: list[str] | None) -> dict[str, dict[str, object]]:
     return out
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show warnings (target outside the training range, untrained surrogate) as one
+    ``warning: ...`` line on stderr instead of a file path and a line of source code."""
+    def show(message: Warning | str, category: type[Warning], *args: Any,
+             **kwargs: Any) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    old = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
+
+
 PARAM_HELP = ("solver parameter [METHOD.]NAME=VALUE, repeatable; METHOD is a method name or "
               "prefix (e.g. ipage.prescreen=4, na.steps=300); without it, every method")
 
@@ -72,7 +92,8 @@ def bench_cmd(
     seeds: int = typer.Option(5, help="number of seeds (mean +- std)"),
     n_train: int = typer.Option(10_000, help="training pairs"),
     n_targets: int = typer.Option(1000, help="targets of the multi-target re-simulation"),
-    t_max: int = typer.Option(100, help="largest T of the r_T curve (T = 1, 10, 100)"),
+    t_max: int = typer.Option(100, help="largest T of the r_T curve: T runs over 1, 10, "
+                              "100, 1000 up to this value"),
     n_single: int = typer.Option(1000, help="proposals for the single target"),
     epochs: int | None = typer.Option(None, help="override the training epochs"),
     min_steps: int | None = typer.Option(
@@ -95,21 +116,31 @@ def bench_cmd(
     from matdisco.training import environment
 
     methods = [m.strip() for item in method for m in item.split(",") if m.strip()]
-    ts = tuple(t for t in (1, 10, 100, 1000) if t <= max(1, t_max))
+    ts = tuple(t for t in (1, 10, 100, 1000) if t <= t_max)
     try:
         if n_train <= 1 or n_targets <= 0 or n_single <= 0:
             raise MatdiscoError("--n-train must be > 1, --n-targets and --n-single > 0")
+        if t_max < 1:
+            raise MatdiscoError(f"--t-max must be >= 1, got {t_max}")
+        if json_out is not None:
+            # a --json that cannot be written is found now, not after the benchmark
+            if json_out.is_dir():
+                raise MatdiscoError(f"--json {json_out} is a folder; give a file name")
+            for p in json_out.parents:
+                if p.exists() and not p.is_dir():
+                    raise MatdiscoError(f"--json {json_out}: {p} is a file, not a folder")
         try:
             share = [int(k) for k in only_seeds.split(",")] if only_seeds else None
         except ValueError:
             raise MatdiscoError(f"--only-seeds takes comma-separated integers, got "
                                 f"{only_seeds!r}") from None
-        records, details = run_benchmark(task, methods, seeds=seeds, n_train=n_train,
-                                         n_targets=n_targets, ts=ts, n_single=n_single,
-                                         epochs=epochs, run_dir=out, log=typer.echo,
-                                         min_steps=min_steps,
-                                         method_kwargs=_parse_params(param),
-                                         first_seed=first_seed, only_seeds=share)
+        with _one_line_warnings():
+            records, details = run_benchmark(task, methods, seeds=seeds, n_train=n_train,
+                                             n_targets=n_targets, ts=ts, n_single=n_single,
+                                             epochs=epochs, run_dir=out, log=typer.echo,
+                                             min_steps=min_steps,
+                                             method_kwargs=_parse_params(param),
+                                             first_seed=first_seed, only_seeds=share)
     except MatdiscoError as exc:
         _fail(exc)
         return
@@ -128,30 +159,43 @@ def bench_cmd(
 @app.command("propose")
 @handle_errors
 def propose_cmd(
-    task: str = typer.Option(..., "--task", "-t"),
-    method: str = typer.Option("ipage_mlhs", "--method", "-m"),
+    task: str = typer.Option(..., "--task", "-t", help="sinewave, robotic_arm, ballistics, "
+                             "architecture or mos2"),
+    method: str = typer.Option("ipage_mlhs", "--method", "-m",
+                               help="one method (`matdisco inverse tasks` lists them)"),
     target: str = typer.Option(..., "--target", help="y*, comma-separated for several outputs"),
     n: int = typer.Option(10, "--n", help="number of proposals"),
-    n_train: int = typer.Option(10_000),
-    epochs: int | None = typer.Option(None),
-    min_steps: int | None = typer.Option(None, help="least optimizer steps per network"),
-    seed: int = typer.Option(0),
+    n_train: int = typer.Option(10_000, help="training pairs drawn from the task (mos2: "
+                                "rows of the data, all of them when fewer)"),
+    epochs: int | None = typer.Option(None, help="override the training epochs (default: "
+                                      "the method's own)"),
+    min_steps: int | None = typer.Option(
+        None, help="least optimizer steps per network (solver default 3000); epochs are "
+        "raised to reach it"),
+    seed: int = typer.Option(0, help="seed of the training data, the networks and the "
+                             "sampling"),
     out: Path = typer.Option(Path("runs/inverse/propose"), help="run directory"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help=PARAM_HELP),
     overwrite: bool = typer.Option(False, help="replace the run that --out already holds "
                                    "(otherwise an existing run is refused, never touched)"),
 ) -> None:
-    """Fit a method on a task's training set and propose inputs for one target."""
-    import pandas as pd
+    """Fit a method on a task's training set and propose inputs for one target.
 
-    from matdisco.inverse.bench import build_solver, method_params
-    from matdisco.inverse.evaluation import plot_proposals, resimulation_errors
+    Writes config.json, metrics.json, proposals.csv (one column per input, the
+    re-simulated output y_resim and the squared re-simulation error resim_error) and
+    proposals.png to --out."""
+    from matdisco.inverse.bench import build_solver, check_method_params, method_params
+    from matdisco.inverse.evaluation import plot_proposals, proposals_table
     from matdisco.inverse.tasks import get_task
     from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
 
     try:
         if n <= 0:
             raise MatdiscoError(f"--n must be positive, got {n}")
+        if n_train <= 1:
+            raise MatdiscoError(f"--n-train must be > 1, got {n_train}")
+        if seed < 0:
+            raise MatdiscoError(f"--seed must be >= 0, got {seed}")
         y_star = _parse_target(target)
         t = get_task(task)
         if len(y_star) != t.y_dim:
@@ -159,24 +203,29 @@ def propose_cmd(
                                 f"{t.y_dim} output(s)")
         if not np.all(np.isfinite(y_star)):
             raise MatdiscoError(f"--target {target!r} contains NaN/inf")
-        kwargs = method_params(method, _parse_params(param))
+        params = _parse_params(param)
+        check_method_params(params)
+        kwargs = method_params(method, params)
+        # the solver (and so every --param) is checked before the training data are made
+        solver = build_solver(method, t, seed, {}, epochs=kwargs.pop("epochs", epochs),
+                              min_steps=kwargs.pop("min_steps", min_steps), **kwargs)
         # before the fit: a refused --out must not cost a training run; an overwritten
         # run stays in place until the new one is published whole
         prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
-        x, y = t.dataset(n_train, seed=seed)
-        solver = build_solver(method, t, seed, {}, epochs=kwargs.pop("epochs", epochs),
-                              min_steps=kwargs.pop("min_steps", min_steps), **kwargs).fit(x, y)
-        props = solver.propose(y_star, n)
+        with _one_line_warnings():
+            x, y = t.dataset(n_train, seed=seed)
+            solver.fit(x, y)
+            props = solver.propose(y_star, n)
     except MatdiscoError as exc:
         _fail(exc)
         return
-    err = resimulation_errors(t, props, y_star[None, :])
+    df = proposals_table(t, props, y_star=y_star)
+    err = df["resim_error"].to_numpy()
     rd = RunDir(staged_run_dir(out))
     rd.write_config({"task": t.describe(), "method": method, "target": y_star.tolist(),
-                     "n": n, "n_train": n_train, "epochs": epochs, "seed": seed,
-                     "params": solver.get_params()})
-    df = pd.DataFrame(props, columns=[f"x{i}" for i in range(t.x_dim)])
-    df["resim_error"] = err
+                     "n": n, "n_train": len(x), "epochs": solver.epochs,
+                     "min_steps": solver.min_steps, "seed": seed,
+                     "params": solver.get_params(), "training": dict(solver.training_)})
     rd.save_table("proposals.csv", df)
     rd.save_plot("proposals", plot_proposals(t, props, y_star, err,
                                              title=f"{method}: {t.name}, y* = {target}"))

@@ -19,10 +19,13 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from matdisco import MatdiscoError
 from matdisco.inverse.base import (
     InverseSolver,
     SurrogateWarning,
     boundary_loss,
+    check_float,
+    check_int,
     forward_network,
     mlp,
 )
@@ -36,12 +39,15 @@ class ForwardSurrogateMixin(InverseSolver):
     def _init_forward(self, forward_hidden: int, forward_depth: int, forward_epochs: int,
                       forward_from: InverseSolver | None, forward_lr: float = 5e-3,
                       forward_arch: str = "mlp") -> None:
-        if isinstance(forward_epochs, bool) or not isinstance(forward_epochs, int) or \
-                forward_epochs < 1:
-            from matdisco import MatdiscoError
-
-            raise MatdiscoError(f"forward_epochs must be an integer >= 1, got "
-                                f"{forward_epochs!r}")
+        check_int("forward_epochs", forward_epochs, 1)
+        check_int("forward_hidden", forward_hidden, 1)
+        check_int("forward_depth", forward_depth, 0)
+        check_float("forward_lr", forward_lr, 0.0, strict=True)
+        if forward_arch not in ("mlp", "cnn"):
+            raise MatdiscoError(f"unknown forward_arch {forward_arch!r}; choose 'mlp' or 'cnn'")
+        if forward_from is not None and not isinstance(forward_from, InverseSolver):
+            raise MatdiscoError(f"forward_from must be a fitted solver or None, got "
+                                f"{forward_from!r}")
         self.forward_arch = forward_arch
         self.forward_hidden = forward_hidden
         self.forward_depth = forward_depth
@@ -175,6 +181,10 @@ class NeuralAdjoint(ForwardSurrogateMixin):
                  forward_from: InverseSolver | None = None, forward_arch: str = "mlp",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        check_int("starts_per_solution", starts_per_solution, 1)
+        check_int("steps", steps, 0)
+        check_float("step_lr", step_lr, 0.0, strict=True)
+        check_float("boundary_weight", boundary_weight, 0.0)
         self.starts_per_solution = starts_per_solution
         self.steps = steps
         self.step_lr = step_lr
@@ -235,10 +245,10 @@ class MixtureTandem(ForwardSurrogateMixin):
                  forward_from: InverseSolver | None = None, forward_arch: str = "mlp",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if int(k) < 1:
-            from matdisco import MatdiscoError
-
-            raise MatdiscoError(f"k must be >= 1, got {k}")
+        check_int("k", k, 1)
+        check_float("repulsion", repulsion, 0.0)
+        check_float("sigma", sigma, 0.0, strict=True)
+        check_float("boundary_weight", boundary_weight, 0.0)
         self.k = int(k)
         self.repulsion = repulsion
         self.sigma = sigma

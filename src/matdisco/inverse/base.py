@@ -8,6 +8,7 @@ the wall-clock time of the last ``propose`` call is kept in ``propose_seconds_``
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from typing import Any
@@ -117,6 +118,33 @@ def boundary_loss(xn: torch.Tensor) -> torch.Tensor:
     return torch.relu(xn.abs() - 1.0).pow(2).sum(dim=-1)
 
 
+def check_int(name: str, value: Any, least: int, none_ok: bool = False) -> None:
+    """Raise :class:`MatdiscoError` unless ``value`` is an integer ``>= least`` (or
+    ``None`` where ``none_ok``); a solver parameter set from the command line
+    (``--param name=value``) can be any JSON value."""
+    if none_ok and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        rule = f"an integer >= {least}" + (" or None" if none_ok else "")
+        raise MatdiscoError(f"{name} must be {rule}, got {value!r}")
+
+
+def check_float(name: str, value: Any, least: float = 0.0, strict: bool = False,
+                none_ok: bool = False) -> None:
+    """Raise :class:`MatdiscoError` unless ``value`` is a finite number ``>= least``
+    (``> least`` where ``strict``), or ``None`` where ``none_ok``."""
+    if none_ok and value is None:
+        return
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
+                                                             np.floating))
+          and math.isfinite(float(value))
+          and (float(value) > least if strict else float(value) >= least))
+    if not ok:
+        rule = f"a finite number {'>' if strict else '>='} {least:g}" + (
+            " or None" if none_ok else "")
+        raise MatdiscoError(f"{name} must be {rule}, got {value!r}")
+
+
 def as_2d(a: Any, width: int, what: str) -> np.ndarray:
     """Validate and reshape an array to ``(n, width)``."""
     arr = np.asarray(a, dtype=float)
@@ -173,9 +201,21 @@ class InverseSolver:
                  device: str = "cpu", binary_inputs: bool = False,
                  progress: bool = False, run_dir: str | None = None) -> None:
         for what, v, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
-                               ("min_steps", min_steps, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-                raise MatdiscoError(f"{what} must be an integer >= {least}, got {v!r}")
+                               ("min_steps", min_steps, 0), ("hidden", hidden, 1),
+                               ("depth", depth, 0), ("seed", seed, 0)):
+            check_int(what, v, least)
+        check_int("patience", patience, 0, none_ok=True)
+        check_float("lr", lr, 0.0, strict=True)
+        if not isinstance(device, str):
+            raise MatdiscoError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+        if device != "auto":
+            try:
+                torch.device(device)
+            except (RuntimeError, ValueError):
+                raise MatdiscoError(f"device must be 'cpu', 'cuda' (or 'cuda:N') or 'auto', "
+                                    f"got {device!r}") from None
+        if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+            raise MatdiscoError(f"run_dir must be a path or None, got {run_dir!r}")
         self.bounds = bounds
         self.hidden = hidden
         self.depth = depth
@@ -198,17 +238,41 @@ class InverseSolver:
         self.training_: dict[str, dict[str, int]] = {}
 
     # ------------------------------------------------------------------ helpers
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-able where possible)."""
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Names of every constructor parameter, the class's own and those of the base
+        classes it passes ``**kwargs`` on to (training settings such as ``epochs``)."""
         import inspect
 
-        names = [p for p in inspect.signature(self.__class__.__init__).parameters
-                 if p != "self"]
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) \
+                        and p.name not in names:
+                    names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters, the base class's training settings included
+        (JSON-able ones; a solver object such as ``forward_from`` is left out)."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, np.ndarray | np.generic):
+                return v.tolist()
+            if isinstance(v, list | tuple):
+                return [plain(e) for e in v]
+            if isinstance(v, dict):
+                return {str(k): plain(e) for k, e in v.items()}
+            return v
+
         out = {}
-        for k in names:
+        for k in self.param_names():
             v = getattr(self, k, None)
-            if isinstance(v, (int, float, str, bool, type(None), list, tuple)):
-                out[k] = v
+            if isinstance(v, int | float | str | bool | type(None) | list | tuple | dict
+                          | np.ndarray | np.generic):
+                out[k] = plain(v)
         return out
 
     def _trainer_config(self, epochs: int | None = None, lr: float | None = None,
@@ -318,9 +382,13 @@ class InverseSolver:
 
     def propose_many(self, Y_star: Any, n: int) -> np.ndarray:
         """``n`` proposals for each of ``m`` targets: array ``(m, n, dx)`` inside the bounds."""
+        return self._propose_checked(self.check_targets(Y_star), n)
+
+    def _propose_checked(self, y: np.ndarray, n: int) -> np.ndarray:
+        """:meth:`propose_many` for targets already through :meth:`check_targets` (which
+        warns once, not again here)."""
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
             raise MatdiscoError(f"n must be a positive integer, got {n!r}")
-        y = self.check_targets(Y_star)
         t0, c0 = time.perf_counter(), time.process_time()
         with torch.random.fork_rng():
             torch.manual_seed(self.seed + 7919)
@@ -336,7 +404,8 @@ class InverseSolver:
         y = self.check_targets(y_star)
         if len(y) != 1:
             raise MatdiscoError(f"propose takes one target; got {len(y)} (use propose_many)")
-        return self.propose_many(y, n)[0]
+        # the target is checked (and warned about) once, above
+        return self._propose_checked(y, n)[0]
 
     def save(self, path: str) -> RunDir:
         """Write ``config.json`` and the weights of every network to a run directory."""

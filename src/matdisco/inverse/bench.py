@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from matdisco import MatdiscoError
 from matdisco.inverse import METHODS, get_solver, get_task
@@ -25,6 +24,7 @@ from matdisco.inverse.evaluation import (
     mode_coverage,
     plot_proposals,
     plot_r_t,
+    proposals_table,
     r_t_curve,
     single_target,
 )
@@ -44,6 +44,9 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
     """
     if method not in METHODS:
         raise MatdiscoError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    for name, why in _RESERVED.items():
+        if name in overrides:
+            raise MatdiscoError(f"method {method}: parameter {name!r} cannot be set here; {why}")
     kw: dict[str, Any] = {"bounds": (task.lower, task.upper), "seed": seed}
     if task.binary_inputs:
         kw["binary_inputs"] = True
@@ -62,10 +65,42 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
     if method.startswith("ipage") and epochs is not None:
         kw["inn_params"] = {"epochs": epochs}
     kw.update(overrides)
+    probe = get_solver(method)  # cheap: networks are built by fit
+    unknown = [k for k in overrides if k not in probe.param_names()]
+    if unknown:
+        raise MatdiscoError(
+            f"method {method} has no parameter {', '.join(map(repr, unknown))}; its "
+            f"parameters are {', '.join(n for n in probe.param_names() if n not in _HIDDEN)}")
     try:
         return get_solver(method, **kw)
     except TypeError as exc:  # a parameter this method does not have
         raise MatdiscoError(f"method {method}: {exc}") from exc
+
+
+# parameters that a benchmark or ``propose`` sets itself
+_RESERVED = {
+    "seed": "the seed is the benchmark's seed (propose: --seed)",
+    "sampler": "the latent sampler is part of the method name (ipage_srs, ipage_lhs, "
+               "ipage_mlhs)",
+    "k": "the number of heads is part of the method name (mixture_tandem_k1 ... k4)",
+    "forward_from": "a solver object cannot be given as a parameter",
+    "inn_from": "a solver object cannot be given as a parameter",
+}
+# not offered in the list of a method's parameters (the reserved ones are refused)
+_HIDDEN = tuple(_RESERVED)
+
+
+def check_method_params(method_kwargs: dict[str, dict[str, Any]] | None) -> None:
+    """Refuse a ``method_kwargs`` key (method name or prefix) that names no method (a
+    misspelt prefix would otherwise leave its parameters silently unused) and parameters
+    that the benchmark sets itself (``seed``, ``sampler``, ``k``, solver objects)."""
+    for key, extra in (method_kwargs or {}).items():
+        if key and not any(m.startswith(key) for m in METHODS):
+            raise MatdiscoError(f"parameter prefix {key!r} names no method; use a method name "
+                                f"or prefix of one of {', '.join(METHODS)}")
+        for name, why in _RESERVED.items():
+            if name in extra:
+                raise MatdiscoError(f"parameter {name!r} cannot be set here; {why}")
 
 
 def method_params(method: str, method_kwargs: dict[str, dict[str, Any]] | None
@@ -74,6 +109,19 @@ def method_params(method: str, method_kwargs: dict[str, dict[str, Any]] | None
     every method) that apply to ``method``."""
     return {k: v for key, extra in (method_kwargs or {}).items()
             if method.startswith(key) for k, v in extra.items()}
+
+
+def _build(method: str, task: InverseTask, seed: int, shared: dict[str, Any],
+           epochs: int | None, min_steps: int | None,
+           forward_kwargs: dict[str, Any] | None,
+           method_kwargs: dict[str, dict[str, Any]] | None) -> InverseSolver:
+    """The solver of one benchmark cell (shared settings, then the method's own)."""
+    fkw = dict(forward_kwargs or {}) if any(method.startswith(p)
+                                            for p in _FORWARD_METHODS) else {}
+    fkw.update(method_params(method, method_kwargs))
+    # ``--param [METHOD.]epochs=`` / ``min_steps=`` override the budget for that method
+    return build_solver(method, task, seed, shared, epochs=fkw.pop("epochs", epochs),
+                        min_steps=fkw.pop("min_steps", min_steps), **fkw)
 
 
 def _remember(method: str, solver: InverseSolver, shared: dict[str, Any]) -> None:
@@ -102,14 +150,8 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
     solver parameters.
     """
     x, y = task.dataset(n_train, seed=seed)
-    fkw = dict(forward_kwargs or {}) if any(method.startswith(p)
-                                            for p in _FORWARD_METHODS) else {}
-    fkw.update(method_params(method, method_kwargs))
-    # ``--param [METHOD.]epochs=`` / ``min_steps=`` override the budget for that method
-    epochs = fkw.pop("epochs", epochs)
-    min_steps = fkw.pop("min_steps", min_steps)
-    solver = build_solver(method, task, seed, shared, epochs=epochs, min_steps=min_steps,
-                          **fkw)
+    solver = _build(method, task, seed, shared, epochs, min_steps, forward_kwargs,
+                    method_kwargs)
     t0 = time.perf_counter()
     solver.fit(x, y)
     fit_s = time.perf_counter() - t0
@@ -152,9 +194,9 @@ def run_seed(task: InverseTask, method: str, seed: int, shared: dict[str, Any],
                          "params": solver.get_params(), "n_train": len(x),
                          "n_targets": len(targets), "ts": list(ts), "n_single": n_single})
         rd.write_metrics(metrics)
-        cols = [f"x{i}" for i in range(task.x_dim)] if task.x_dim <= 16 else None
-        if cols is not None:
-            rd.save_table("proposals_single_target.csv", pd.DataFrame(single["x"], columns=cols))
+        if task.x_dim <= 16:
+            rd.save_table("proposals_single_target.csv",
+                          proposals_table(task, single["x"], single["y"], task.single_target))
         picture = _PICTURES.get(task.name)
         if picture is not None:
             rd.save_plot(picture, plot_proposals(task, single["x"][:500], task.single_target,
@@ -255,10 +297,27 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
         raise MatdiscoError(f"epochs must be >= 1, got {epochs}")
     if min_steps is not None and min_steps < 0:
         raise MatdiscoError(f"min_steps must be >= 0, got {min_steps}")
+    if isinstance(methods, str):
+        methods = [methods]
+    if not methods:
+        raise MatdiscoError(f"no method given; choose from {', '.join(METHODS)}")
     for m in methods:
         if m not in METHODS:
             raise MatdiscoError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}")
+    methods = list(dict.fromkeys(methods))  # a method named twice is run once
+    ts = tuple(ts)
+    if not ts or any(isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 1
+                     for t in ts):
+        raise MatdiscoError(f"ts must be positive proposal counts, got {ts}")
+    check_method_params(method_kwargs)
+    if run_dir is not None:
+        # a file in the way of the run folders is found now, not after the first fit
+        for p in (Path(run_dir), *Path(run_dir).parents):
+            if p.exists() and not p.is_dir():
+                raise MatdiscoError(f"run directory {run_dir}: {p} is a file")
     task = get_task(task_name)
+    for m in methods:  # every method's parameters are checked before anything is trained
+        _build(m, task, 0, {}, epochs, min_steps, forward_kwargs, method_kwargs)
     if task.oracle:
         task.fit_oracle()  # type: ignore[attr-defined]
     # methods sharing trained parts run in an order that trains each part once

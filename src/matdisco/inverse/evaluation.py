@@ -70,16 +70,38 @@ def single_target(solver: InverseSolver, task: InverseTask, n: int = 1000,
     dict
         ``resim_mse_single``, ``seconds`` (to produce the ``n`` proposals),
         ``seconds_per_1000`` (wall clock), ``cpu_seconds_per_1000`` (process CPU time) and
-        ``x`` (the proposals).
+        ``x`` (the proposals), ``y`` (their re-simulated outputs) and ``errors`` (their
+        re-simulation errors).
     """
     y = task.single_target if y_star is None else np.asarray(y_star, dtype=float)
+    y = np.ravel(y)
     x = solver.propose(y, n)
-    err = resimulation_errors(task, x, y[None, :])
     secs = float(solver.propose_seconds_ or 0.0)
     cpu = float(solver.propose_cpu_seconds_ or 0.0)
+    y_sim = task.forward(x)
+    err = np.mean((y_sim - y[None, :]) ** 2, axis=-1)
     return {"resim_mse_single": float(err.mean()), "resim_mse_single_median":
             float(np.median(err)), "seconds": secs, "seconds_per_1000": secs * 1000.0 / n,
-            "cpu_seconds_per_1000": cpu * 1000.0 / n, "x": x}
+            "cpu_seconds_per_1000": cpu * 1000.0 / n, "x": x, "y": y_sim, "errors": err}
+
+
+def proposals_table(task: InverseTask, x: np.ndarray, y: np.ndarray | None = None,
+                    y_star: Any = None) -> Any:
+    """Proposals as a data frame: one column per input (:meth:`InverseTask.input_names`),
+    the re-simulated outputs (``y_resim``, or ``y0_resim``, ``y1_resim``, ... for several
+    outputs) and, with ``y_star``, the re-simulation error ``resim_error``
+    (``mean_d (f(x) - y*)^2``). ``y`` is re-simulated when not given."""
+    import pandas as pd
+
+    x = np.asarray(x, dtype=float).reshape(-1, task.x_dim)
+    y = task.forward(x) if y is None else np.asarray(y, dtype=float).reshape(-1, task.y_dim)
+    df = pd.DataFrame(x, columns=task.input_names())
+    for i in range(task.y_dim):
+        df["y_resim" if task.y_dim == 1 else f"y{i}_resim"] = y[:, i]
+    if y_star is not None:
+        ys = np.ravel(np.asarray(y_star, dtype=float))
+        df["resim_error"] = np.mean((y - ys[None, :]) ** 2, axis=1)
+    return df
 
 
 def sinewave_modes(y_star: float = 1.2, grid: int = 601,
@@ -262,11 +284,13 @@ def plot_proposals(task: Any, x: np.ndarray, y_star: np.ndarray,
         errors = np.ones(len(x))
     err = np.maximum(np.asarray(errors, dtype=float), 1e-12)
     fig, ax = plt.subplots(figsize=(5, 4))
+    names = (task.input_names() if hasattr(task, "input_names")
+             else [f"x{i}" for i in range(x.shape[1])])
     xs, ys = (x[:, 0], x[:, 1]) if x.shape[1] > 1 else (np.arange(len(x)), x[:, 0])
     sc = ax.scatter(xs, ys, c=np.log10(err), cmap="viridis", s=18)
     fig.colorbar(sc, ax=ax, label="log10 re-simulation error")
-    ax.set_xlabel("x0" if x.shape[1] > 1 else "proposal")
-    ax.set_ylabel("x1" if x.shape[1] > 1 else "x0")
+    ax.set_xlabel(names[0] if x.shape[1] > 1 else "proposal")
+    ax.set_ylabel(names[1] if x.shape[1] > 1 else names[0])
     ax.set_title(title or f"{name}: proposals for y* = {np.round(y_star, 3).tolist()}",
                  fontsize=9)
     fig.tight_layout()

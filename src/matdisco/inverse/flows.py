@@ -16,7 +16,7 @@ from torch import nn
 
 from matdisco import MatdiscoError
 from matdisco.inverse.adjoint import ForwardSurrogateMixin, gradient_search
-from matdisco.inverse.base import InverseSolver, mlp
+from matdisco.inverse.base import InverseSolver, check_float, check_int, mlp
 
 SAMPLERS = ("srs", "lhs", "mlhs")
 
@@ -216,6 +216,12 @@ class INN(_LatentSampling):
         super().__init__(**kwargs)
         if sampler not in SAMPLERS:
             raise MatdiscoError(f"unknown latent sampler {sampler!r}; choose one of {SAMPLERS}")
+        check_int("n_blocks", n_blocks, 1)
+        check_int("z_dim", z_dim, 1, none_ok=True)
+        check_int("pad", pad, 0)
+        for what, w in (("w_y", w_y), ("w_z", w_z), ("w_x", w_x), ("w_pad", w_pad),
+                        ("w_rec", w_rec), ("y_noise", y_noise)):
+            check_float(what, w, 0.0)
         self.n_blocks = n_blocks
         self.z_dim = z_dim
         self.pad = pad
@@ -312,6 +318,7 @@ class CINN(_LatentSampling):
         super().__init__(**kwargs)
         if sampler not in SAMPLERS:
             raise MatdiscoError(f"unknown latent sampler {sampler!r}; choose one of {SAMPLERS}")
+        check_int("n_blocks", n_blocks, 1)
         self.n_blocks = n_blocks
         self.sampler = sampler
 
@@ -408,16 +415,24 @@ class IPage(ForwardSurrogateMixin):
         if sampler not in SAMPLERS:
             raise MatdiscoError(f"unknown latent sampler {sampler!r}; choose one of {SAMPLERS}")
         self.sampler = sampler
+        check_int("loc_steps", loc_steps, 0)
+        check_float("loc_lr", loc_lr, 0.0, strict=True)
+        check_float("boundary_weight", boundary_weight, 0.0)
+        check_int("retries", retries, 0)
+        check_float("retry_tol", retry_tol, 0.0)
+        check_int("candidates", candidates, 1)
+        check_int("prescreen", prescreen, 1)
+        if inn_from is not None and not isinstance(inn_from, INN):
+            raise MatdiscoError(f"inn_from must be a fitted INN or None, got {inn_from!r}")
+        if inn_params is not None and not isinstance(inn_params, dict):
+            raise MatdiscoError(f"inn_params must be a dict of INN parameters, got "
+                                f"{inn_params!r}")
         self.loc_steps = loc_steps
         self.loc_lr = loc_lr
         self.boundary_weight = boundary_weight
         self.retries = int(retries)
         self.retry_tol = retry_tol
-        if int(candidates) < 1:
-            raise MatdiscoError(f"candidates must be >= 1, got {candidates}")
         self.candidates = int(candidates)
-        if int(prescreen) < 1:
-            raise MatdiscoError(f"prescreen must be >= 1, got {prescreen}")
         self.prescreen = int(prescreen)
         if selection not in ("best", "diverse"):
             raise MatdiscoError(f"unknown selection {selection!r}; choose 'best' or 'diverse'")

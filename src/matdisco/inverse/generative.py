@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from matdisco.inverse.base import InverseSolver, mlp
+from matdisco.inverse.base import InverseSolver, check_float, check_int, mlp
 
 
 class _CVAENet(nn.Module):
@@ -45,6 +45,8 @@ class CVAE(InverseSolver):
     def __init__(self, z_dim: int | None = None, beta: float = 0.05, **kwargs: Any) -> None:
         kwargs.setdefault("epochs", 150)
         super().__init__(**kwargs)
+        check_int("z_dim", z_dim, 1, none_ok=True)
+        check_float("beta", beta, 0.0)
         self.z_dim = z_dim
         self.beta = beta
 
@@ -88,6 +90,7 @@ class MDN(InverseSolver):
     def __init__(self, n_components: int = 10, **kwargs: Any) -> None:
         kwargs.setdefault("epochs", 150)
         super().__init__(**kwargs)
+        check_int("n_components", n_components, 1)
         self.n_components = n_components
 
     def networks(self) -> dict[str, nn.Module]:

@@ -65,6 +65,8 @@ class InverseTask:
     binary_inputs: bool = False
     #: architecture of the forward surrogate that suits the task ("mlp" or "cnn")
     surrogate: str = "mlp"
+    #: names of the inputs where they have physical ones (see :meth:`input_names`)
+    x_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.lower = np.zeros(self.x_dim)
@@ -106,6 +108,13 @@ class InverseTask:
             raise MatdiscoError(f"{self.name}: input row {row + 1} contains NaN or inf")
         return np.asarray(self._forward(x), dtype=float).reshape(len(x), self.y_dim)
 
+    def input_names(self) -> list[str]:
+        """Column names of the inputs: ``x_names`` where the task has them (MoS2: ``a, b,
+        c, alpha, beta, gamma, field``), else ``x0, x1, ...``."""
+        if len(self.x_names) == self.x_dim:
+            return list(self.x_names)
+        return [f"x{i}" for i in range(self.x_dim)]
+
     def in_bounds(self, x: np.ndarray) -> np.ndarray:
         """Boolean mask of rows inside the box bounds."""
         return np.all((x >= self.lower) & (x <= self.upper), axis=1)
@@ -118,6 +127,7 @@ class InverseTask:
     def describe(self) -> dict[str, Any]:
         """JSON-able description (constants, bounds, target)."""
         return {"task": self.name, "x_dim": self.x_dim, "y_dim": self.y_dim,
+                **({"x_names": list(self.x_names)} if self.x_names else {}),
                 "lower": self.lower.tolist(), "upper": self.upper.tolist(),
                 "single_target": np.asarray(self.single_target).tolist(),
                 "oracle": self.oracle}
