@@ -300,3 +300,32 @@ def test_propose_sinewave_csv_and_one_line_warning(tmp_path) -> None:
     assert json.loads(lines[-1])["run_dir"] == str(out)
     header = (out / "proposals.csv").read_text().splitlines()[0]
     assert header == "x0,x1,y_resim,resim_error"
+
+
+def test_propose_run_api(tmp_path, monkeypatch) -> None:
+    """`inverse propose` from Python: the same run directory, checks before training."""
+    import pandas as pd
+
+    from matdisco.inverse import propose_run
+
+    out = tmp_path / "p"
+    df, m = propose_run("sinewave", "mdn", 1.2, out, n=5, n_train=150, epochs=2,
+                        min_steps=0, method_kwargs={"mdn": {"n_components": 3}})
+    assert len(df) == 5 and list(df.columns) == ["x0", "x1", "y_resim", "resim_error"]
+    assert m["resim_mse"] == pytest.approx(df["resim_error"].mean())
+    saved = pd.read_csv(out / "proposals.csv")
+    np.testing.assert_allclose(saved["resim_error"], df["resim_error"], rtol=1e-6)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["params"]["n_components"] == 3 and cfg["target"] == [1.2]
+    assert (out / "proposals.png").exists() and (out / "metrics.json").exists()
+    _no_training(monkeypatch)
+    for kw, msg in (({"n": 0}, "n must be"), ({"n_train": 1}, "n_train"),
+                    ({"seed": -1}, "seed"), ({"target": [1.0, 2.0]}, "1 output"),
+                    ({"target": float("nan")}, "NaN"),
+                    ({"method_kwargs": {"mdn": {"nope": 1}}}, "no parameter 'nope'")):
+        args = {"n": 2, "n_train": 50, "target": 1.0, **kw}
+        with pytest.raises(MatdiscoError, match=msg):
+            propose_run("sinewave", "mdn", args.pop("target"), tmp_path / "q", **args)
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(MatdiscoError, match="overwrite"):  # refused before any training
+        propose_run("sinewave", "mdn", 1.0, out, n=2, n_train=50)

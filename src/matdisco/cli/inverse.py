@@ -184,10 +184,7 @@ def propose_cmd(
     Writes config.json, metrics.json, proposals.csv (one column per input, the
     re-simulated output y_resim and the squared re-simulation error resim_error) and
     proposals.png to --out."""
-    from matdisco.inverse.bench import build_solver, check_method_params, method_params
-    from matdisco.inverse.evaluation import plot_proposals, proposals_table
-    from matdisco.inverse.tasks import get_task
-    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
+    from matdisco.inverse.bench import propose_run
 
     try:
         if n <= 0:
@@ -197,40 +194,13 @@ def propose_cmd(
         if seed < 0:
             raise MatdiscoError(f"--seed must be >= 0, got {seed}")
         y_star = _parse_target(target)
-        t = get_task(task)
-        if len(y_star) != t.y_dim:
-            raise MatdiscoError(f"--target has {len(y_star)} value(s) but task {t.name} has "
-                                f"{t.y_dim} output(s)")
-        if not np.all(np.isfinite(y_star)):
-            raise MatdiscoError(f"--target {target!r} contains NaN/inf")
-        params = _parse_params(param)
-        check_method_params(params)
-        kwargs = method_params(method, params)
-        # the solver (and so every --param) is checked before the training data are made
-        solver = build_solver(method, t, seed, {}, epochs=kwargs.pop("epochs", epochs),
-                              min_steps=kwargs.pop("min_steps", min_steps), **kwargs)
-        # before the fit: a refused --out must not cost a training run; an overwritten
-        # run stays in place until the new one is published whole
-        prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
         with _one_line_warnings():
-            x, y = t.dataset(n_train, seed=seed)
-            solver.fit(x, y)
-            props = solver.propose(y_star, n)
+            _, metrics = propose_run(task, method, y_star, out, n=n, n_train=n_train,
+                                     epochs=epochs, min_steps=min_steps, seed=seed,
+                                     method_kwargs=_parse_params(param),
+                                     overwrite=overwrite)
     except MatdiscoError as exc:
         _fail(exc)
         return
-    df = proposals_table(t, props, y_star=y_star)
-    err = df["resim_error"].to_numpy()
-    rd = RunDir(staged_run_dir(out))
-    rd.write_config({"task": t.describe(), "method": method, "target": y_star.tolist(),
-                     "n": n, "n_train": len(x), "epochs": solver.epochs,
-                     "min_steps": solver.min_steps, "seed": seed,
-                     "params": solver.get_params(), "training": dict(solver.training_)})
-    rd.save_table("proposals.csv", df)
-    rd.save_plot("proposals", plot_proposals(t, props, y_star, err,
-                                             title=f"{method}: {t.name}, y* = {target}"))
-    rd.write_metrics({"resim_mse": float(err.mean()), "seconds": solver.propose_seconds_,
-                      "fit_seconds": solver.fit_seconds_})
-    publish_run_dir(rd.path, out)
-    typer.echo(json.dumps({"resim_mse": float(err.mean()),
-                           "seconds": solver.propose_seconds_, "run_dir": str(out)}))
+    typer.echo(json.dumps({"resim_mse": metrics["resim_mse"],
+                           "seconds": metrics["seconds"], "run_dir": str(out)}))

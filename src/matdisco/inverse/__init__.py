@@ -69,8 +69,19 @@ def get_solver(name: str, **kwargs: Any) -> InverseSolver:
     raise MatdiscoError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
 
 
+def __getattr__(name: str) -> Any:
+    """The benchmark and run functions (:mod:`matdisco.inverse.bench` imports this module,
+    so they are loaded on first use): ``propose_run``, ``run_benchmark``."""
+    if name in ("propose_run", "run_benchmark"):
+        from matdisco.inverse import bench
+
+        return getattr(bench, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CINN", "CVAE", "INN", "MDN", "METHODS", "TASKS", "Architecture", "Ballistics", "IPage",
+    "propose_run", "run_benchmark",
     "InverseSolver", "InverseTask", "MixtureTandem", "MoS2Bandgap", "NeuralAdjoint",
     "RoboticArm", "Sinewave", "Tandem", "TargetRangeWarning", "get_solver", "get_task",
     "gradient_search", "latent_samples", "mode_coverage", "r_t_curve",

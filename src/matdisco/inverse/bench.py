@@ -358,3 +358,89 @@ def run_benchmark(task_name: str, methods: list[str], seeds: int = 5, n_train: i
         for r in lst:
             r.pop("_curve", None)
     return records, {"task": task.describe(), "per_seed": per_method}
+
+
+def propose_run(task_name: str, method: str, target: Any, out: str | Path, *, n: int = 10,
+                n_train: int = 10_000, epochs: int | None = None,
+                min_steps: int | None = None, seed: int = 0,
+                method_kwargs: dict[str, dict[str, Any]] | None = None,
+                overwrite: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Fit a method on a task's training set, propose inputs for one target, write the run.
+
+    Parameters
+    ----------
+    task_name, method : str
+        A task of :data:`~matdisco.inverse.TASKS` and a method of
+        :data:`~matdisco.inverse.METHODS`.
+    target : float or sequence of float
+        The desired output ``y*`` (one value per task output).
+    out : path
+        Run directory: ``config.json``, ``metrics.json``, ``proposals.csv`` (one column per
+        input, the re-simulated outputs and the re-simulation error) and ``proposals.png``.
+    n, n_train, seed
+        Number of proposals, training pairs drawn from the task (MoS2: rows of the data,
+        all of them when fewer) and the seed of the data, the networks and the sampling.
+    epochs, min_steps
+        Override the method's training epochs; least optimizer steps per network.
+    method_kwargs : dict, optional
+        Solver parameters keyed by method name or prefix (``""`` for every method), as
+        ``--param [METHOD.]NAME=VALUE`` gives them; every one is checked before training.
+    overwrite : bool
+        Replace a run that ``out`` holds (only once the new one is complete); without it
+        an existing run is refused before anything is trained.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The proposals table and the metrics (``resim_mse``, ``seconds``, ``fit_seconds``).
+    """
+    import shutil
+
+    from matdisco.inverse.evaluation import proposals_table
+    from matdisco.training import prepare_run_dir
+
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
+        raise MatdiscoError(f"n must be a positive number of proposals, got {n!r}")
+    if isinstance(n_train, bool) or not isinstance(n_train, int | np.integer) or n_train <= 1:
+        raise MatdiscoError(f"n_train must be > 1, got {n_train!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise MatdiscoError(f"seed must be >= 0, got {seed!r}")
+    y_star = np.atleast_1d(np.asarray(target, dtype=float)).ravel()
+    t = get_task(task_name)
+    if len(y_star) != t.y_dim:
+        raise MatdiscoError(f"target has {len(y_star)} value(s) but task {t.name} has "
+                            f"{t.y_dim} output(s)")
+    if not np.all(np.isfinite(y_star)):
+        raise MatdiscoError(f"target {y_star.tolist()} contains NaN/inf")
+    check_method_params(method_kwargs)
+    kwargs = method_params(method, method_kwargs)
+    # the solver (and so every parameter) is checked before the training data are made
+    solver = build_solver(method, t, seed, {}, epochs=kwargs.pop("epochs", epochs),
+                          min_steps=kwargs.pop("min_steps", min_steps), **kwargs)
+    # before the fit: a refused out must not cost a training run; an overwritten run
+    # stays in place until the new one is published whole
+    out = Path(out)
+    prepare_run_dir(out, overwrite=overwrite, can_resume=False, staged=True)
+    x, y = t.dataset(n_train, seed=seed)
+    solver.fit(x, y)
+    props = solver.propose(y_star, n)
+    df = proposals_table(t, props, y_star=y_star)
+    err = df["resim_error"].to_numpy()
+    metrics = {"resim_mse": float(err.mean()), "seconds": solver.propose_seconds_,
+               "fit_seconds": solver.fit_seconds_}
+    rd = RunDir(staged_run_dir(out))
+    try:
+        rd.write_config({"task": t.describe(), "method": method, "target": y_star.tolist(),
+                         "n": int(n), "n_train": len(x), "epochs": solver.epochs,
+                         "min_steps": solver.min_steps, "seed": int(seed),
+                         "params": solver.get_params(), "training": dict(solver.training_)})
+        rd.save_table("proposals.csv", df)
+        label = ",".join(f"{v:g}" for v in y_star)
+        rd.save_plot("proposals", plot_proposals(t, props, y_star, err,
+                                                 title=f"{method}: {t.name}, y* = {label}"))
+        rd.write_metrics(metrics)
+        publish_run_dir(rd.path, out)
+    except BaseException:
+        shutil.rmtree(rd.path, ignore_errors=True)
+        raise
+    return df, metrics
