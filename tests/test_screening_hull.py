@@ -218,3 +218,28 @@ def test_spurious_stable_refuses_bad_settings(hulls):
             spurious_stable(model, hulls, "Ti-O", max_atoms=6, tol=tol)
     with pytest.raises(MatdiscoError, match="margin"):
         spurious_stable(model, hulls, "Ti-O", max_atoms=6, margin=float("nan"))
+
+
+def test_hull_report_writes_the_summary_files(tmp_path):
+    """`screen hull` from Python: three files, the summary records completeness."""
+    import json
+
+    from matdisco import screening
+
+    out, sp = _toy_screen(tmp_path)
+    stable, per, summary = screening.hull_report(out, load_references(REFS), tmp_path / "h",
+                                                 threshold=1.0, top=2)
+    assert list(stable["reduced_formula"]) == ["Ti3O"] and summary["complete"] is True
+    assert summary["n_candidates"] == 1 == len(pd.read_parquet(tmp_path / "h" /
+                                                               "candidates.parquet"))
+    assert json.loads((tmp_path / "h" / "summary.json").read_text()) == summary
+    assert len(pd.read_csv(tmp_path / "h" / "summary.csv")) == summary["n_systems"] == len(per)
+    part, _ = _toy_screen(tmp_path, "part", max_chunks=1)
+    _, _, s2 = screening.hull_report(part, load_references(REFS), tmp_path / "h2")
+    assert s2["complete"] is False and "unfinished" in s2["warnings"][0]
+    assert s2["chunks_completed"] == 1 and s2["n_chunks"] == sp.n_chunks
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(MatdiscoError, match="is a file"):
+        screening.hull_report(out, load_references(REFS), tmp_path / "afile")
+    with pytest.raises(AttributeError):
+        screening.no_such_function  # noqa: B018

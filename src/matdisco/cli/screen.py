@@ -140,31 +140,16 @@ def hull(
     top: int = typer.Option(3, help="Examples per system."),
 ) -> None:
     """Candidates predicted at least THRESHOLD below the known hull, summarised per system."""
-    import warnings
-
-    from matdisco._io import write_json, write_table
-    from matdisco.screening.hull import analyse_screen, screen_warnings
-    from matdisco.screening.run import read_manifest
+    from matdisco.screening.hull import hull_report
 
     _check_out_dir(out, "--out")
     for name in ("candidates.parquet", "summary.csv", "summary.json"):
         _check_out_file(out / name, "--out")
-    manifest = read_manifest(results)
-    refs = _references(references)
-    with warnings.catch_warnings():  # reported below, once, and kept in summary.json
-        warnings.simplefilter("ignore", UserWarning)
-        stable, per, totals = analyse_screen(results, refs, threshold, top)
-    notes = screen_warnings(manifest, threshold)
-    for w in notes:
+    stable, per, summary = hull_report(results, _references(references),  # type: ignore[arg-type]
+                                       out, threshold, top)
+    for w in summary["warnings"]:
         typer.echo(f"warning: {w}", err=True)
-    write_table(out / "candidates.parquet", stable)
-    write_table(out / "summary.csv", per)
-    write_json(out / "summary.json", {
-        "threshold": threshold, "totals": totals, "n_systems": len(per),
-        "n_candidates": len(stable), "results": str(Path(results).resolve()),
-        "chunks_completed": len(manifest["completed"]), "n_chunks": manifest["n_chunks"],
-        "keep_below": manifest.get("keep_below"), "complete": not notes,
-        "warnings": notes})
+    totals = summary["totals"]
     typer.echo(f"{len(stable):,} candidates: {totals}")
     if len(per):
         typer.echo(per.head(20).to_string(index=False))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -603,3 +604,42 @@ def plot_phase_diagram(system: Sequence[str] | str, hulls: ReferenceHulls,
     ax.set_title("-".join(els) + ": known and predicted convex hulls")
     ax.legend(fontsize=8, loc="best")
     return fig
+
+
+def hull_report(results: str | os.PathLike[str],
+                references: pd.DataFrame | str | os.PathLike[str],
+                out: str | os.PathLike[str], threshold: float = 0.2, top: int = 3
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Write the hull analysis of a screening output (the ``screen hull`` command).
+
+    Writes ``candidates.parquet`` (every candidate predicted at least ``threshold`` eV/atom
+    below the known hull), ``summary.csv`` (one row per chemical system, with ``top``
+    examples) and ``summary.json`` (totals, and whether the output was complete: an
+    unfinished scan or a ``keep_below`` that dropped candidates is recorded under
+    ``warnings``) into ``out``, each file atomically.
+
+    Returns ``(candidates, per_system, summary)``.
+    """
+    from matdisco._io import write_json, write_table
+    from matdisco.screening.run import read_manifest
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MatdiscoError(f"--out {out} is a file; give a folder")
+    for name in ("candidates.parquet", "summary.csv", "summary.json"):
+        if (out / name).is_dir():
+            raise MatdiscoError(f"--out {out}: {out / name} is a folder")
+    manifest = read_manifest(results)
+    with warnings.catch_warnings():  # returned once, and kept in summary.json
+        warnings.simplefilter("ignore", UserWarning)
+        stable, per, totals = analyse_screen(results, references, threshold, top)
+    notes = screen_warnings(manifest, threshold)
+    summary = {"threshold": threshold, "totals": totals, "n_systems": len(per),
+               "n_candidates": len(stable), "results": str(Path(results).resolve()),
+               "chunks_completed": len(manifest["completed"]),
+               "n_chunks": manifest["n_chunks"], "keep_below": manifest.get("keep_below"),
+               "complete": not notes, "warnings": notes}
+    write_table(out / "candidates.parquet", stable)
+    write_table(out / "summary.csv", per)
+    write_json(out / "summary.json", summary)
+    return stable, per, summary
