@@ -330,6 +330,7 @@ def test_workflow_api_train_apply_evaluate(tmp_path) -> None:
     ref, met = train_refinement(tmp_path / "ideal.npz", tmp_path / "imp.npz", tmp_path / "r",
                                 clf_epochs=1, epochs=1, overwrite=True)
     assert met["targeted"] is True and ref.classifier is not None
+    assert not list((tmp_path / "r").rglob("*checkpoint*"))  # no resume: none kept
     xr = apply_refiner(tmp_path / "r", tmp_path / "imp.npz", tmp_path / "out.npz")
     np.testing.assert_allclose(np.load(tmp_path / "out.npz")["X"], xr)
     np.testing.assert_allclose(xr, ref.transform(Xi), atol=1e-5)

@@ -280,6 +280,7 @@ def test_train_padnet_and_classify_images_api(small_lib: ImageLibrary, tmp_path)
     assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(m))
     assert m["epochs_run"] == 1 and "train-I-CS_test-I-CS" in m["cv"]
     assert (run / "cv_predictions.csv").exists() and (run / "confusion_cv.png").exists()
+    assert not list(run.rglob("*checkpoint*"))  # no resume: none kept
     with pytest.raises(MatdiscoError, match="overwrite"):
         train_padnet(tmp_path / "lib.npz", run, epochs=1, f=3, device="cpu")
     df = classify_images(run, [tmp_path / "lib.npz"])

@@ -116,6 +116,8 @@ def train_refinement(ideal: str | os.PathLike[str], imperfect: str | os.PathLike
         side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
         rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
                                                        imp.get("two_theta"), image_side=side))
+        for ck in Path(staged).glob("*checkpoint.safetensors"):
+            ck.unlink()  # the command has no resume: a finished run needs no checkpoint
         publish_run_dir(staged, Path(out))
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

@@ -101,6 +101,8 @@ def train_padnet(library: str | os.PathLike[str], out: str | os.PathLike[str], *
                 "predicted": oof,
                 "predicted_region": [names[i] if i >= 0 else "" for i in oof]}))
             rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
+        for ck in Path(staged).glob("*checkpoint.safetensors"):
+            ck.unlink()  # the command has no resume: a finished run needs no checkpoint
         publish_run_dir(staged, out)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
