@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,3 +197,139 @@ def test_clean_keeps_rows_when_there_is_no_spread() -> None:
     df = pd.DataFrame({"formula": ["Fe2O3", "Fe4O6", "Fe2O3"], "target": [-1.0, -1.1, -0.9]})
     out, report = clean_dataset(df)
     assert out["target"].tolist() == [-1.1] and report["outliers"] == 0
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ("Fe-1O2", "negative"),
+    ("FE2O3", "contains 'E', which is not a chemical element"),  # read as a dummy
+    ("X2O", "contains 'X', which is not a chemical element"),
+    ("Fe₂O₃", "cannot parse formula 'Fe₂O₃'"),  # unicode subscripts
+    ("Fe1e400O", "non-finite amount of Fe"),
+    (b"Fe2O3", "has type bytes, not a text"),  # said "empty or missing formula"
+    ("2.5", "is a number"),
+])
+def test_bad_amounts_and_symbols_are_refused(bad: object, why: str) -> None:
+    with pytest.raises(MatdiscoError, match=f"row 2: .*{why}"):
+        parse_formula(bad, row=1)
+
+
+@pytest.mark.parametrize("bad", ["Fe0O3", "Fe0.0Ni", "(FeO)0NaCl", "Na1Cl1O0"])
+def test_loaders_refuse_zero_amounts(tmp_path, bad: str) -> None:
+    # pymatgen drops a zero amount silently: Fe0O3 was loaded as O3 (an element!)
+    p = tmp_path / "d.csv"
+    p.write_text(f"formula,target\nNaCl,1\n{bad},2\n")
+    pattern = rf"d.csv: row 2: formula '{re.escape(bad)}'.* zero amount"
+    with pytest.raises(MatdiscoError, match=pattern):
+        load_table(p)
+
+
+def test_whitespace_around_formulas_is_ignored() -> None:
+    assert parse_formula(" Fe2O3\t") == parse_formula("Fe2O3") == {"Fe": 2.0, "O": 3.0}
+    assert fractions("(Li2O)0.5(FeO)0.5") == pytest.approx({"Li": 0.4, "O": 0.4, "Fe": 0.2})
+
+
+def test_csv_duplicate_column_names_are_refused(tmp_path) -> None:
+    # pandas renames the second one to 'target.1' and the first was used silently
+    p = tmp_path / "d.csv"
+    p.write_text("formula,target,target\nFe2O3,1,2\n")
+    with pytest.raises(MatdiscoError, match=r"duplicate column name 'target' \(columns 2 and 3"):
+        load_table(p)
+    from matdisco.data.datasets import _validate  # the check of every loader
+
+    frame = pd.DataFrame([["Fe2O3", "NaCl", 1.0]], columns=["formula", "formula", "target"])
+    with pytest.raises(MatdiscoError, match="x: duplicate column name 'formula'"):
+        _validate(frame, "formula", "target", "x", ELEMNET_ELEMENTS)
+
+
+def test_csv_formula_nan_is_sodium_nitride_and_blank_is_empty(tmp_path) -> None:
+    # pandas reads 'NaN', 'NA', 'None' as missing values: the formula NaN (Na + N) was
+    # refused as "empty or missing formula nan"
+    p = tmp_path / "d.csv"
+    p.write_text("formula,target\nFe2O3,1\nNaN,2\n")
+    assert load_table(p)["formula"].tolist() == ["Fe2O3", "NaN"]
+    p.write_text("formula,target\nFe2O3,1\nNone,2\n")
+    with pytest.raises(MatdiscoError, match="row 2: cannot parse formula 'None'"):
+        load_table(p)
+    p.write_text("formula,target\nFe2O3,1\n,2\n")
+    with pytest.raises(MatdiscoError, match="row 2: empty or missing formula"):
+        load_table(p)
+
+
+def test_csv_bom_header_and_boolean_target(tmp_path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_bytes("\ufeffformula,target\nFe2O3,1\n".encode())
+    assert load_table(p)["target"].tolist() == [1.0]
+    p.write_text("formula,target\nFe2O3,True\nNaCl,False\n")  # read as 1.0 and 0.0 before
+    with pytest.raises(MatdiscoError, match="target column 'target' holds True/False"):
+        load_table(p)
+
+
+def test_parquet_non_string_formula_column(tmp_path) -> None:
+    p = tmp_path / "d.parquet"
+    pd.DataFrame({"formula": [1, 2], "target": [1.0, 2.0]}).to_parquet(p)
+    with pytest.raises(MatdiscoError, match="row 1: formula 1 is a number"):
+        load_table(p)
+    pd.DataFrame({"formula": [b"Fe2O3"], "target": [1.0]}).to_parquet(p)
+    with pytest.raises(MatdiscoError, match="row 1: formula b'Fe2O3' has type bytes"):
+        load_table(p)
+    pd.DataFrame({"formula": ["Fe2O3", None], "target": [1.0, 2.0]}).to_parquet(p)
+    with pytest.raises(MatdiscoError, match="row 2: empty or missing formula None"):
+        load_table(p)
+    pd.DataFrame({"formula": ["Fe2O3", "NaCl"],
+                  "target": pd.Series([1.0, None], dtype="Float64")}).to_parquet(p)
+    with pytest.raises(MatdiscoError, match="row 2: target 'target' is '<NA>'"):
+        load_table(p)
+
+
+def test_header_only_csv_has_no_data_rows(tmp_path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("formula,target\n")
+    with pytest.raises(MatdiscoError, match="no data rows"):
+        load_table(p)
+
+
+def test_experimental_per_atom_conversion_by_hand() -> None:
+    import gzip
+    import json
+
+    from matdisco.data.datasets import _exp_compounds_path
+
+    with gzip.open(_exp_compounds_path(), "rt") as fh:
+        raw = {r["formula"]: r for r in json.load(fh)}
+    df = load_experimental_formation_enthalpy().set_index("formula")
+    for formula, n_atoms in [("Fe2O3", 5), ("NaCl", 2), ("Al2(SO4)3", 17), ("Ca(HO)2", 5),
+                             ("CaCO3", 5)]:
+        assert df.loc[formula, "target"] == pytest.approx(raw[formula]["exp energy"] / n_atoms)
+    assert df.loc["NaCl", "uncertainty"] == pytest.approx(raw["NaCl"]["uncertainty"] / 2)
+    # an uncertainty of 0 in pymatgen's file stayed 0, it used to become NaN
+    assert raw["TiMnO3"]["uncertainty"] == 0.0 and df.loc["TiMnO3", "uncertainty"] == 0.0
+
+
+def test_clean_counts_add_up_and_keep_order_with_repeated_index() -> None:
+    a = pd.DataFrame({"formula": ["NaCl", "Fe2O3", "Fe"], "target": [-2.0, -1.0, 0.0]})
+    b = pd.DataFrame({"formula": ["Fe4O6", "KCl", "MgO"], "target": [-1.5, -2.1, -3.0]})
+    out, rep = clean_dataset(pd.concat([a, b]))  # index 0, 1, 2, 0, 1, 2
+    assert out["formula"].tolist() == ["NaCl", "Fe4O6", "KCl", "MgO"]
+    assert rep == {"input": 6, "single_element": 1, "duplicates": 1, "outliers": 0,
+                   "output": 4}
+    rng = np.random.default_rng(1)
+    forms = [f"Li{i}O{i + 1}" for i in range(1, 120)] + ["Fe", "Ni", "Li1O2", "Li2O4"]
+    y = np.concatenate([rng.normal(size=119), [0.0, 0.0, -0.5, -0.4]])
+    y[5] = 50.0
+    out, rep = clean_dataset(pd.DataFrame({"formula": forms, "target": y}))
+    assert (rep["single_element"], rep["duplicates"], rep["outliers"]) == (2, 2, 1)
+    assert rep["input"] - rep["single_element"] - rep["duplicates"] - rep["outliers"] \
+        == rep["output"] == len(out)
+
+
+def test_holdout_subset_semantics() -> None:
+    forms = ["TiO2", "Ti", "O2", "FeTiO3", "Ti2O3", "TiN", "NaFeMnO4", "NaMnO2", "Na",
+             "NaFeCoO4", "LiMnO2"]
+    assert in_system_mask(forms, "Ti-O").tolist() == [True, True, True, False, True] \
+        + [False] * 6
+    assert in_system_mask(forms, ["O", "Ti"]).tolist() == in_system_mask(forms, "O,Ti").tolist()
+    tr, te = holdout_split(forms, ["Ti-O", "Na-Fe-Mn-O"])
+    assert [forms[i] for i in te] == ["TiO2", "Ti", "O2", "Ti2O3", "NaFeMnO4", "NaMnO2", "Na"]
+    assert sorted(tr.tolist() + te.tolist()) == list(range(len(forms)))
+    with pytest.raises(MatdiscoError, match="no compound"):
+        holdout_split(["NaCl"], ["Ti-O"])

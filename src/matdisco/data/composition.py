@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Element
 
 from matdisco import MatdiscoError
 
@@ -36,6 +36,36 @@ def _parse(formula: str) -> tuple[tuple[str, float], ...]:
     return tuple((str(el), float(amt)) for el, amt in comp.get_el_amt_dict().items())
 
 
+def _zero_amount(formula: str) -> str | None:
+    """The first element written with an amount of exactly zero (``Fe0O3`` -> ``"Fe"``),
+    which pymatgen drops silently; None if there is none or the formula does not parse."""
+    if "0" not in formula:
+        return None
+    try:
+        raw = Composition(formula)._parse_formula(formula)  # instance method in old pymatgen
+    except (ValueError, KeyError, TypeError):
+        return None
+    return next((el for el, amt in raw.items() if amt == 0), None)
+
+
+def _is_missing(value: object) -> bool:
+    """None, NaN, ``pd.NA`` and the like (a scalar that pandas reads as missing)."""
+    import pandas as pd
+
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # arrays, lists: not a missing scalar
+        return False
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a finite number (``"NaN"`` is sodium nitride)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def parse_formula(formula: object, row: int | None = None, source: str | None = None,
                   elements: Sequence[str] | None = ELEMNET_ELEMENTS) -> dict[str, float]:
     """Parse a chemical formula into ``{element: amount}`` with pymatgen.
@@ -57,15 +87,24 @@ def parse_formula(formula: object, row: int | None = None, source: str | None = 
     ------
     MatdiscoError
         For empty/unparseable formulas, unknown elements, or non-positive amounts,
-        naming the row and the value.
+        naming the row and the value. An amount written as zero (``Fe0O3``) is dropped,
+        as pymatgen does; the file loaders refuse it.
     """
     where = _where(row, source)
     if isinstance(formula, int | float | np.number) and not (
             isinstance(formula, float | np.floating) and math.isnan(formula)):
         raise MatdiscoError(f"{where}formula {formula!r} is a number, not a chemical "
                             "formula (wrong formula column?)")
-    if not isinstance(formula, str) or not formula.strip():
+    if not isinstance(formula, str):
+        if _is_missing(formula):
+            raise MatdiscoError(f"{where}empty or missing formula {formula!r}")
+        raise MatdiscoError(f"{where}formula {formula!r} has type {type(formula).__name__}, "
+                            "not a text chemical formula (wrong formula column?)")
+    if not formula.strip():
         raise MatdiscoError(f"{where}empty or missing formula {formula!r}")
+    if _is_number(formula):
+        raise MatdiscoError(f"{where}formula {formula!r} is a number, not a chemical "
+                            "formula (wrong formula column?)")
     try:
         pairs = _parse(formula.strip())
     except (ValueError, KeyError, TypeError) as exc:
@@ -76,12 +115,16 @@ def parse_formula(formula: object, row: int | None = None, source: str | None = 
     out: dict[str, float] = {}
     for el, amt in pairs:
         if allowed is not None and el not in allowed:
+            if not Element.is_valid_symbol(el):  # pymatgen reads 'X', 'E' as dummies
+                raise MatdiscoError(f"{where}formula {formula!r} contains {el!r}, which is "
+                                    "not a chemical element")
             raise MatdiscoError(
                 f"{where}formula {formula!r} contains element {el!r} that is not in the "
                 f"model's element list"
             )
         if not math.isfinite(amt) or amt <= 0:
-            raise MatdiscoError(f"{where}formula {formula!r} has a non-positive amount of {el}")
+            what = "non-finite" if not math.isfinite(amt) else "zero or negative"
+            raise MatdiscoError(f"{where}formula {formula!r} has a {what} amount of {el}")
         out[el] = amt
     return out
 

@@ -20,7 +20,12 @@ import pandas as pd
 
 from matdisco import MatdiscoError
 from matdisco._io import read_table
-from matdisco.data.composition import ELEMNET_ELEMENTS, parse_formula, reduced_key
+from matdisco.data.composition import (
+    ELEMNET_ELEMENTS,
+    _zero_amount,
+    parse_formula,
+    reduced_key,
+)
 
 
 def shared_data_dir() -> Path | None:
@@ -40,6 +45,9 @@ def _validate(df: pd.DataFrame, formula_col: str, target_col: str | None, source
               elements: tuple[str, ...] | None) -> pd.DataFrame:
     if len(df) == 0:
         raise MatdiscoError(f"{source}: the file has no data rows")
+    dup = df.columns[df.columns.duplicated()]
+    if len(dup):
+        raise MatdiscoError(f"{source}: duplicate column name {dup[0]!r}; rename one of them")
     missing = [c for c in (formula_col, target_col) if c is not None and c not in df.columns]
     if missing:
         raise MatdiscoError(
@@ -48,8 +56,15 @@ def _validate(df: pd.DataFrame, formula_col: str, target_col: str | None, source
     out = pd.DataFrame({"formula": df[formula_col].astype(object)})
     for i, f in enumerate(out["formula"]):
         parse_formula(f, row=i, source=source, elements=elements)
+        zero = _zero_amount(f.strip())  # a string: parse_formula passed it
+        if zero is not None:
+            raise MatdiscoError(f"{source}: row {i + 1}: formula {f!r} has a zero amount of "
+                                f"{zero}")
     out["formula"] = out["formula"].map(lambda s: str(s).strip())
     if target_col is not None:
+        if pd.api.types.is_bool_dtype(df[target_col]):
+            raise MatdiscoError(f"{source}: target column {target_col!r} holds True/False "
+                                "values, not numbers (wrong target column?)")
         y = pd.to_numeric(df[target_col], errors="coerce")
         bad = ~np.isfinite(y.to_numpy(dtype=float))
         if bad.any():
@@ -96,7 +111,35 @@ def load_table(path: str | os.PathLike[str], formula_col: str = "formula",
         raise MatdiscoError(f"{path}: unsupported file type {path.suffix!r}; expected a CSV "
                             "(.csv, .txt, optionally compressed) or Parquet (.parquet) file")
     df = read_table(path)
+    if path.suffix.lower() not in (".parquet", ".pq"):  # read as CSV
+        df = _csv_raw_header_and_formulas(path, df, formula_col)
     return _validate(df, formula_col, target_col, str(path), elements)
+
+
+def _csv_raw_header_and_formulas(path: Path, df: pd.DataFrame, formula_col: str
+                                 ) -> pd.DataFrame:
+    """Check what ``pandas.read_csv`` hides: it renames a repeated column name
+    (``target``, ``target`` -> ``target``, ``target.1``) and reads the formulas ``NaN``
+    (sodium nitride), ``NA``, ``None`` ... as missing values."""
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str,
+                             keep_default_na=False).iloc[0].tolist()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            ValueError, IndexError):
+        return df
+    first: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in first:
+            raise MatdiscoError(f"{path}: duplicate column name {name!r} (columns "
+                                f"{first[name] + 1} and {i + 1}); rename one of them")
+        first[name] = i
+    if (len(header) == len(df.columns) and formula_col in df.columns
+            and df[formula_col].isna().any()):
+        raw = pd.read_csv(path, usecols=[list(df.columns).index(formula_col)], dtype=str,
+                          keep_default_na=False).iloc[:, 0]
+        if len(raw) == len(df):
+            df = df.assign(**{formula_col: raw.to_numpy(dtype=object)})
+    return df
 
 
 def _exp_compounds_path() -> Path:
@@ -119,7 +162,8 @@ def load_experimental_formation_enthalpy() -> pd.DataFrame:
         recs.append({
             "formula": r["formula"],
             "target": r["exp energy"] / n_atoms,
-            "uncertainty": (r.get("uncertainty") or math.nan) / n_atoms,
+            "uncertainty": (math.nan if r.get("uncertainty") is None
+                            else r["uncertainty"]) / n_atoms,
             "mpid": r.get("mpid"),
         })
     df = pd.DataFrame(recs)
@@ -275,6 +319,7 @@ def clean_dataset(df: pd.DataFrame, n_sigma: float = 5.0,
         "outliers": k3, "output": m}``.
     """
     report = {"input": len(df)}
+    df = df.reset_index(drop=True)  # a repeated index label would reorder the rows
     n_el = df["formula"].map(lambda f: len(parse_formula(f, elements=None)))
     df = df[n_el > 1]
     report["single_element"] = report["input"] - len(df)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from functools import lru_cache
@@ -37,6 +38,9 @@ MAGPIE_PROPERTIES: tuple[str, ...] = (
 )
 MAGPIE_STATS: tuple[str, ...] = ("minimum", "maximum", "range", "mean", "avg_dev", "mode")
 P_NORMS: tuple[int, ...] = (0, 2, 3, 5, 7, 10)
+#: Part of the feature cache key: raise it whenever :func:`magpie_from_fractions`
+#: changes its output, so that no cache file of the old code is returned.
+CACHE_VERSION = 2
 
 
 def feature_names() -> list[str]:
@@ -147,18 +151,25 @@ def magpie_features(formulas: Sequence[str], elements: Sequence[str] = ELEMNET_E
                     cache: bool = True) -> np.ndarray:
     """The 145 Ward et al. attributes of a list of formulas (cached on disk).
 
-    The cache key is a hash of the formulas and element list; the cache lives in
-    ``$MATDISCO_CACHE`` (default ``~/.cache/matdisco``) as plain ``.npy`` files.
+    The cache key is a hash of the formulas, the element list, :data:`CACHE_VERSION`
+    and the matminer version (whose element data the features use); the cache lives in
+    ``$MATDISCO_CACHE`` (default ``~/.cache/matdisco``) as plain ``.npy`` files (never
+    unpickled). An unreadable or malformed cache file is recomputed and replaced.
     """
+    from importlib.metadata import version
+
     formulas = [str(f) for f in formulas]
-    key = hashlib.sha1(("\n".join(formulas) + "|" + ",".join(elements)).encode()).hexdigest()
+    spec = {"formulas": formulas, "elements": list(elements), "version": CACHE_VERSION,
+            "matminer": version("matminer")}
+    key = hashlib.sha1(json.dumps(spec).encode()).hexdigest()
     path = _cache_dir() / "magpie" / f"{key}.npy"
     if cache and path.exists():
         try:
             arr = np.load(path, allow_pickle=False)
-            if arr.shape == (len(formulas), 145):
+            if (arr.shape == (len(formulas), 145) and arr.dtype == np.float32
+                    and np.isfinite(arr).all()):
                 return arr
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # EOFError: an empty (truncated) file
             pass
     arr = magpie_from_fractions(encode_fractions(formulas, elements), elements)
     if cache:
