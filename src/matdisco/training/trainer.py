@@ -36,6 +36,13 @@ from matdisco.training.rundir import load_weights, save_weights
 Batch = Sequence[torch.Tensor]
 LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
 
+_OPTIMIZERS = ("adamw", "adam", "sgd")
+_SCHEDULERS = ("cosine", "onecycle", "plateau", "step", "none")
+# settings that may differ when a checkpoint is resumed: they do not change the training
+# trajectory up to the checkpoint (patience may be changed, as the ebsd workflow allows)
+_RESUME_FREE = frozenset({"patience", "device", "progress", "checkpoint_every",
+                          "eval_batch_size", "restore_best", "extra"})
+
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
@@ -48,9 +55,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     """Return ``cuda`` when available for ``"auto"``, else the named device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:  # torch's error for a string it does not know
+        raise MatdiscoError(f"device={device!r} is not a device: use auto, cpu or cuda "
+                            "(e.g. cuda:0)") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MatdiscoError(f"device={device!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise MatdiscoError(f"device={device!r} requested but only "
+                            f"{torch.cuda.device_count()} CUDA device(s) are present")
     return dev
 
 
@@ -144,10 +158,19 @@ class TrainerConfig:
         checks = [
             ("epochs", self.epochs >= 0, ">= 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("optimizer", self.optimizer in _OPTIMIZERS, f"one of {', '.join(_OPTIMIZERS)}"),
+            ("scheduler", self.scheduler in _SCHEDULERS, f"one of {', '.join(_SCHEDULERS)}"),
             ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("plateau_factor", 0 < self.plateau_factor <= 1, "in (0, 1]"),
+            ("plateau_patience", self.plateau_patience >= 0, ">= 0"),
+            ("step_epochs", self.step_epochs >= 1, ">= 1"),
             ("patience", self.patience is None or self.patience >= 0, ">= 0 or None"),
+            ("min_delta", self.min_delta >= 0, ">= 0"),
+            ("checkpoint_every", self.checkpoint_every >= 0, ">= 0"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "> 0 or None"),
             ("ema", self.ema is None or 0.0 <= self.ema < 1.0, "in [0, 1) or None"),
             ("dropout_anneal_epochs", self.dropout_anneal_epochs >= 0, ">= 0"),
@@ -214,6 +237,16 @@ def _as_batches(data: Any, batch_size: int) -> Any:
         "training data must be a tensor, a tuple of tensors or a torch Dataset, "
         f"got {type(data).__name__}"
     )
+
+
+def _n_rows(batches: Any) -> int | None:
+    """Number of rows of batched data (None for a Dataset without a length)."""
+    if isinstance(batches, _TensorBatches):
+        return batches.n
+    try:
+        return len(batches)
+    except TypeError:
+        return None
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -291,6 +324,8 @@ class Trainer:
         self.stopped_early = False
         self._best_state: dict[str, torch.Tensor] | None = None  # set by fit
         self._ema: dict[str, torch.Tensor] | None = None  # set by fit
+        # shuffling generator (re-seeded by fit); set here so evaluate works before fit
+        self._gen = torch.Generator().manual_seed(self.config.seed)
 
     # ------------------------------------------------------------------ helpers
     def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -383,9 +418,12 @@ class Trainer:
         tensors.update(otensors)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.shuffle"] = self._gen.get_state()
+        if self.device.type == "cuda":  # dropout on the GPU draws from the CUDA generator
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
             "epoch": self.epoch,
             "step": self._step,
+            "steps_per_epoch": self._steps_per_epoch,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "bad_epochs": self._bad_epochs,
@@ -415,15 +453,34 @@ class Trainer:
             model_state[k].shape != own[k].shape for k in own
         ):
             raise MatdiscoError(f"{path}: checkpoint does not match this model's parameters")
+        old = meta.get("config", {})
+        new = json.loads(json.dumps(self.config.to_dict(), default=str))
+        diff = [f"{k}: {old[k]!r} in the checkpoint, {new[k]!r} now"
+                for k in sorted(set(old) & set(new) - _RESUME_FREE) if old[k] != new[k]]
+        if diff:
+            raise MatdiscoError(f"{path}: cannot resume a checkpoint trained with other "
+                                f"settings ({'; '.join(diff)}); use the same settings, or "
+                                "train afresh without resume")
+        spe = meta.get("steps_per_epoch")
+        if spe is not None and spe != self._steps_per_epoch:
+            raise MatdiscoError(f"{path}: cannot resume: the checkpoint was trained with "
+                                f"{spe} batches per epoch, the training data now gives "
+                                f"{self._steps_per_epoch} (other training data?)")
         self.model.load_state_dict(model_state)
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self._best_state = best or None
         ema = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
         if self._ema is not None and ema:
             self._ema = ema
-        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        try:
+            self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise MatdiscoError(f"{path}: the checkpoint's optimizer state does not match "
+                                f"this model's trainable parameters ({exc})") from exc
         torch.set_rng_state(tensors["rng.torch"])
         self._gen.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.epoch = meta["epoch"]
         self._step = meta["step"]
         self.best_score = meta["best_score"]
@@ -491,8 +548,10 @@ class Trainer:
             n += m
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * m
-        out = {"loss": total / max(n, 1)}
-        out.update({k: v / max(n, 1) for k, v in sums.items()})
+        if n == 0:
+            raise MatdiscoError("no rows to evaluate (empty validation/evaluation data)")
+        out = {"loss": total / n}
+        out.update({k: v / n for k, v in sums.items()})
         return out
 
     # ------------------------------------------------------------------ fit
@@ -518,6 +577,11 @@ class Trainer:
         self._gen = torch.Generator().manual_seed(cfg.seed)
         batches = _as_batches(train, cfg.batch_size)
         self._steps_per_epoch = self._n_batches(batches, cfg.batch_size)
+        if self._steps_per_epoch == 0:
+            raise MatdiscoError("the training data is empty")
+        if val is not None and _n_rows(_as_batches(val, cfg.eval_batch_size)) == 0:
+            raise MatdiscoError("the validation data is empty (pass val=None to train "
+                                "without validation)")
         self.optimizer = self._make_optimizer()
         for g in self.optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
@@ -545,6 +609,11 @@ class Trainer:
                 "its training loss); anneal dropout (dropout_anneal_epochs / "
                 "--dropout-anneal) or turn it off (dropout_scale=0)",
                 UserWarning, stacklevel=3)  # the caller of NeuralRegressor.fit
+        # a fresh fit forgets an earlier fit of this trainer (its best score, its history)
+        self.best_score = math.inf
+        self.best_epoch = -1
+        self.stopped_early = False
+        self.history = []
         self._best_state = None
         self._ema = None
         if cfg.ema:
@@ -556,8 +625,7 @@ class Trainer:
             meta = self._load_checkpoint(ckpt)
             self.resumed_epochs = len(self.history)
             if meta["finished"]:
-                if cfg.restore_best and self._best_state is not None:
-                    self.model.load_state_dict(self._best_state)
+                self._load_final_weights()
                 return self.history
 
         monitor = "val_loss" if val is not None else "train_loss"
@@ -629,6 +697,11 @@ class Trainer:
                     self._bad_epochs += 1
                 if backup is not None:
                     self.model.load_state_dict(backup)
+                if not math.isfinite(score):
+                    raise MatdiscoError(
+                        f"non-finite {monitor.replace('_', ' ')} at epoch {self.epoch}; "
+                        "check the validation data for NaN/inf or lower the learning rate"
+                    )
                 if cfg.scheduler == "plateau":
                     if score < self._plateau_best - cfg.min_delta:
                         self._plateau_best, self._plateau_bad = float(score), 0
@@ -650,8 +723,9 @@ class Trainer:
                 # patience applies to a validation loss only: without validation rows
                 # the whole schedule runs (a noisy training loss, e.g. with dropout,
                 # would stop it mid-schedule at a high learning rate)
+                # (patience=0: stop at the first epoch that does not improve)
                 stop = (cfg.patience is not None and val is not None
-                        and self._bad_epochs >= cfg.patience)
+                        and self._bad_epochs >= max(1, cfg.patience))
                 n_anneal = cfg.dropout_anneal_epochs
                 if (stop and n_anneal and dropouts and cfg.dropout_scale > 0
                         and self.epoch < self._final_epoch - n_anneal):
@@ -674,11 +748,15 @@ class Trainer:
                 bar.close()
             for m, p0 in zip(dropouts, dropout_p, strict=True):
                 m.p = p0
-        if cfg.restore_best and self._best_state is not None:
+        self._load_final_weights()
+        return self.history
+
+    def _load_final_weights(self) -> None:
+        """Leave the weights a fit returns in the model: the best ones or the average."""
+        if self.config.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         elif self._ema is not None:
             self.model.load_state_dict(self._ema)
-        return self.history
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
