@@ -241,6 +241,20 @@ def test_csv_duplicate_column_names_are_refused(tmp_path) -> None:
         _validate(frame, "formula", "target", "x", ELEMNET_ELEMENTS)
 
 
+def test_csv_row_with_more_fields_than_the_header_is_refused(tmp_path) -> None:
+    # pandas took the first column as the index and shifted the others: the formula
+    # column held the targets
+    p = tmp_path / "d.csv"
+    p.write_text("formula,target\nNaCl,-2\nFe2O3,-1.5,x\n")
+    with pytest.raises(MatdiscoError, match=r"d.csv: row 2 has 3 fields but the header has 2"):
+        load_table(p)
+    p.write_text("formula,target\nFe2O3,-1.5,x\nNaCl,-2\n")  # on row 1 pandas shifted
+    with pytest.raises(MatdiscoError, match=r"d.csv: row 1 has 3 fields but the header has 2"):
+        load_table(p)
+    p.write_text("formula,target\nNaCl,-2\nFe2O3,-1.5\n")
+    assert load_table(p)["formula"].tolist() == ["NaCl", "Fe2O3"]
+
+
 def test_csv_formula_nan_is_sodium_nitride_and_blank_is_empty(tmp_path) -> None:
     # pandas reads 'NaN', 'NA', 'None' as missing values: the formula NaN (Na + N) was
     # refused as "empty or missing formula nan"

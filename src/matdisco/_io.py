@@ -110,6 +110,8 @@ def read_table(path: str | os.PathLike[str]) -> Any:
     An empty, unreadable or malformed file raises :class:`~matdisco.MatdiscoError`
     naming it.
     """
+    import warnings
+
     import pandas as pd
 
     from matdisco import MatdiscoError
@@ -118,11 +120,40 @@ def read_table(path: str | os.PathLike[str]) -> Any:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        with warnings.catch_warnings():
+            # a row with more fields than the header: pandas would take the first column
+            # as an index and shift every other one left (index_col=False) or drop data
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                return pd.read_csv(path, index_col=False)
+            except pd.errors.ParserWarning:
+                raise MatdiscoError(_long_row_message(path)) from None
+    except MatdiscoError:
+        raise
     except pd.errors.EmptyDataError:
         raise MatdiscoError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+    except pd.errors.ParserError as exc:
+        if "Expected" in str(exc) and "fields" in str(exc):  # a row with too many fields
+            raise MatdiscoError(_long_row_message(path)) from None
         raise MatdiscoError(f"{path}: cannot read table ({exc})") from None
+    except (UnicodeDecodeError, OSError, ValueError) as exc:
+        raise MatdiscoError(f"{path}: cannot read table ({exc})") from None
+
+
+def _long_row_message(path: Path) -> str:
+    """Name the first CSV row with more fields than the header (rows from 1 = the line
+    after the header)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        for i, row in enumerate(reader, start=1):
+            if len(row) > len(header):
+                return (f"{path}: row {i} has {len(row)} fields but the header has "
+                        f"{len(header)} ({', '.join(header)}); a stray comma or an unquoted "
+                        "value with a comma?")
+    return f"{path}: a row has more fields than the header ({len(header)} columns)"
 
 
 def finite_column(df: Any, col: str, source: str) -> np.ndarray:
