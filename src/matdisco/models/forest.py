@@ -101,7 +101,12 @@ class ForestRegressor(BaseEstimator, RegressorMixin):
         Xd = X.astype(np.float32)
         out = np.empty((len(self.roots_), len(X)))
         rows = np.arange(len(X))
+        # scikit-learn compares the float32 feature with the float64 threshold: for a
+        # float32 x, ``x <= t`` is ``x <= t32`` with t32 the largest float32 <= t (a plain
+        # cast may round up, sending a value just above the threshold to the left)
         thr32 = self.threshold_.astype(np.float32)
+        up = thr32.astype(np.float64) > self.threshold_
+        thr32[up] = np.nextafter(thr32[up], np.float32(-np.inf))
         for i, root in enumerate(self.roots_):
             node = np.full(len(X), root, dtype=np.int64)
             active = self.left_[node] >= 0

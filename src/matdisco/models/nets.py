@@ -139,6 +139,10 @@ def build_network(arch: str, n_features: int, **kwargs: Any) -> nn.Module:
             groups = [(w, r, 0.0) for w, r in spec]
             return DeepRegressor(n_features, groups, residual=residual, batchnorm=True)
     if arch == "mlp":
+        unknown = set(kwargs) - {"widths", "dropout", "residual", "batchnorm"}
+        if unknown:  # a misspelt key would otherwise silently build the default network
+            raise MatdiscoError(f"unknown mlp parameters {sorted(unknown)}; choose from "
+                                "['batchnorm', 'dropout', 'residual', 'widths']")
         widths = kwargs.get("widths", [256, 128, 64])
         p = float(kwargs.get("dropout", 0.0))
         return DeepRegressor(n_features, [(int(w), 1, p) for w in widths],

@@ -410,6 +410,13 @@ class NeuralRegressor(BaseEstimator, RegressorMixin):
             Xv, yv = _check_xy(X_val, y_val)
             assert yv is not None
             val = (self._xs(Xv), torch.from_numpy((yv - self.y_mean_) / self.y_std_).float())
+        n_rows = len(train[0]) + (0 if Xa is None else len(Xa))
+        if n_rows < 2 and self.epochs > 0 and any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                for m in self.network_.modules()):
+            # torch's "Expected more than 1 value per channel" would stop the first batch
+            raise MatdiscoError(f"{self.arch!r} has batch normalization, which needs at "
+                                f"least 2 training rows; got {n_rows}")
         self.probe_: dict[str, float] = {}
         # the auxiliary head starts as the initial (source) output layer, before any probe
         aux_head = copy.deepcopy(_output_layer(self.network_)[1]) if Xa is not None else None

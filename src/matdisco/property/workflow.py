@@ -376,8 +376,15 @@ def train_property(
     """
     t_start = time.perf_counter()
     model = model.lower()
+    if isinstance(train_fraction, bool) or not 0.0 < float(train_fraction) <= 1.0:
+        raise MatdiscoError(f"train_fraction={train_fraction!r} must be in (0, 1]")
+    if cv is not None and (isinstance(cv, bool) or not float(cv).is_integer()):
+        raise MatdiscoError(f"cv={cv!r} must be an integer number of folds")
     feat_name = _features_for(model, features)
     featurizer = get_featurizer(feat_name)
+    # a featurizer description (name and element list) chooses the estimator by its name:
+    # e.g. element fractions over another element list are not standardized either
+    feat_name = featurizer.name
     df, source = _as_frame(data, formula_col, target_col)
     cleaning = None
     if clean:
@@ -390,8 +397,14 @@ def train_property(
             raise MatdiscoError(
                 f"--init run {init} is a {init_pred.config['model']!r} model, not {model!r}"
             )
-        if init_pred.config["features"] != featurizer.to_dict():
-            raise MatdiscoError(f"--init run {init} uses different input features")
+        src_fz = init_pred.featurizer
+        if src_fz.to_dict() != featurizer.to_dict():
+            same = set(src_fz.elements) == set(featurizer.elements)
+            diff = (f"features {src_fz.name!r}, not {featurizer.name!r}"
+                    if src_fz.name != featurizer.name else
+                    f"another element list ({len(src_fz.elements)} elements, this run "
+                    f"{len(featurizer.elements)}{', in another order' if same else ''})")
+            raise MatdiscoError(f"--init run {init} uses different input features: {diff}")
         if model == "rf":
             raise MatdiscoError("transfer learning (--init) needs a neural model, not rf")
         # the fine-tuned network has the source's architecture (e.g. a custom mlp / roost)
@@ -495,6 +508,11 @@ def train_property(
     else:
         est0.check_params()  # e.g. n_estimators=0
     config["estimator"] = est0.get_params()
+    if init_pred is not None and isinstance(est0, NeuralRegressor):
+        # the source weights must fit this run's network (e.g. other mlp widths): refused
+        # here, before anything is written, rather than by the first member's fit
+        est0.load_state_tensors(init_pred.members[0].state_tensors(), featurizer.n_features,
+                                source=f"--init run {init} ({init_pred.config['members'][0]})")
     # every input is validated above: only now is anything written
     work, fresh, staged = _training_dir(Path(out), resume, overwrite, config)
     run = RunDir(work)
@@ -673,6 +691,16 @@ def _training_dir(out: Path, resume: bool, overwrite: bool, config: dict[str, An
                                 artefacts=_ARTEFACTS), False
 
 
+def _table_columns(path: str | Path) -> list[str]:
+    """Column names of a CSV/Parquet file (its header only)."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return [str(c) for c in pd.read_csv(path, nrows=0, index_col=False).columns]
+
+
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
                  formula_col: str = "formula") -> Path:
     """Predict every formula of a CSV/Parquet file.
@@ -695,6 +723,11 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path,
     check_output_file(out, (".csv", ".parquet"), "--out")
     pred = load_run(run_dir)
     df = load_table(data, formula_col, None, elements=pred.elements)
+    if formula_col != "formula" and "formula" in _table_columns(data):
+        # the reader keeps the formulas under the name "formula": a column of that name
+        # besides --formula would be silently dropped from the output
+        raise MatdiscoError(f"{data}: has a column 'formula' besides the formula column "
+                            f"{formula_col!r}; it would be lost from the output; rename it")
     clash = [c for c in ("prediction", "std") if c in df.columns and c != "formula"]
     if clash:
         raise MatdiscoError(f"{data}: already has column(s) {clash}, which the predictions "
