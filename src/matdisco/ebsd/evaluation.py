@@ -144,7 +144,7 @@ def orientation_table(quaternions: np.ndarray, shape: tuple[int, int] | None = N
     n = xmap.size
     cols = shape[1] if shape is not None else n
     row, col = np.divmod(np.arange(n), max(cols, 1))
-    q = np.asarray(quaternions, dtype=np.float64).reshape(n, 4)
+    q = xmap.rotations.data.reshape(n, 4)  # normalized, as the map stores them
     euler = np.rad2deg(xmap.rotations.to_euler()).reshape(n, 3)
     return pd.DataFrame({
         "index": np.arange(n), "row": row, "col": col,

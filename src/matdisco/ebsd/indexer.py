@@ -292,6 +292,9 @@ class OMNetIndexer:
             fast = self._fast_model(dev, xb)
             outs.append(output_to_quaternion(fast(xb).double(), self.representation).cpu())
         q = torch.cat(outs).numpy() if outs else np.zeros((0, 4))
+        # exactly unit length: the training-time normalization (a 1e-12 guard under the
+        # square root) leaves a small "quat" output visibly shorter than 1
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
         q[q[:, 0] < 0] *= -1
         return q
 

@@ -61,7 +61,10 @@ def load_patterns(path: str | os.PathLike[str], static: bool = True, dynamic: bo
     if not hasattr(s, "remove_dynamic_background"):
         raise MatdiscoError(f"{path}: does not hold EBSD patterns")
     _check_cubic(s, path)
-    s = s.deepcopy() if not s._lazy else s.compute()
+    if s._lazy:
+        s.compute()  # in place (HyperSpy's compute() returns None)
+    else:
+        s = s.deepcopy()
     background_correct(s, static, dynamic)
     nav = tuple(s.axes_manager.navigation_shape[::-1]) or (1,)
     x = np.asarray(s.data, dtype=np.float32).reshape(-1, *s.axes_manager.signal_shape[::-1])
