@@ -33,7 +33,13 @@ from matdisco.xrd.detector import (
     slac_like_geometry,
     validate_image,
 )
-from matdisco.xrd.simulate import PeakList, caglioti_fwhm, peak_list, pseudo_voigt
+from matdisco.xrd.simulate import (
+    PeakList,
+    _scaled,
+    caglioti_fwhm,
+    peak_list,
+    pseudo_voigt,
+)
 
 ELEMENTS: tuple[str, str, str] = ("Sn", "Ti", "Zn")
 
@@ -290,8 +296,14 @@ def lever_fractions(comp: np.ndarray, phase_comps: np.ndarray, min_fraction: flo
 
 def render_phase(peaks: PeakList, two_theta: np.ndarray, *, u: float = 0.004,
                  v: float = -0.002, w: float = 0.004, eta: float = 0.5, strain: float = 0.0,
-                 crystallite_size: float | None = 30.0) -> np.ndarray:
-    """Pattern of one phase with Caglioti + Scherrer (crystallite size, nm) broadening."""
+                 crystallite_size: float | None = 30.0, intensity: str = "height"
+                 ) -> np.ndarray:
+    """Pattern of one phase with Caglioti + Scherrer (crystallite size, nm) broadening.
+
+    ``intensity``: ``"height"`` (default, as the stored benchmarks) or ``"area"``
+    (integrated intensities: broadening lowers a peak, keeping its area); see
+    :func:`~matdisco.xrd.simulate.render_peaks`.
+    """
     pk = peaks.strained(strain) if strain else peaks
     grid = np.asarray(two_theta, float)
     keep = (pk.two_theta > grid[0] - 3) & (pk.two_theta < grid[-1] + 3)
@@ -303,7 +315,7 @@ def render_phase(peaks: PeakList, two_theta: np.ndarray, *, u: float = 0.004,
         theta = np.deg2rad(centers / 2)
         size = np.rad2deg(0.9 * pk.wavelength / (crystallite_size * 10.0 * np.cos(theta)))
         fwhm = np.sqrt(fwhm ** 2 + size ** 2)
-    return heights @ pseudo_voigt(grid, centers, fwhm, eta)
+    return _scaled(heights, fwhm, eta, intensity) @ pseudo_voigt(grid, centers, fwhm, eta)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
                 ".edf": fabio.edfimage.EdfImage, ".cbf": fabio.cbfimage.CbfImage}.get(suffix)
     if cls is None:
         raise MatdiscoError(f"{p}: unsupported image suffix {suffix!r} (.tif, .edf, .cbf)")
-    data = img.astype(np.int32) if suffix == ".cbf" else img
+    data = np.rint(img).astype(np.int32) if suffix == ".cbf" else img
     with atomic_path(p) as tmp:
         cls(data=data).write(str(tmp))
     return p
@@ -123,7 +123,8 @@ def integrate(image: np.ndarray, poni: str | os.PathLike[str] | Any, npt: int = 
 def read_pattern(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read a 1D pattern from a two-column ``.xy``/``.dat``/``.txt`` or ``.csv`` file.
 
-    Lines starting with ``#`` or ``'`` are comments; CSV files may have a header row.
+    Lines starting with ``#`` or ``'`` are comments; a file may have one header row of
+    column names.
     Returns ``(two_theta, intensity)`` sorted by angle.
     """
     import pandas as pd
@@ -133,12 +134,18 @@ def read_pattern(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         raise MatdiscoError(f"{p}: pattern file not found")
     try:
         if p.suffix.lower() == ".csv":
-            df = pd.read_csv(p, comment="#")
-            if not np.issubdtype(df.dtypes.iloc[0], np.number):
-                df = pd.read_csv(p, comment="#", header=None)
-            arr = df.to_numpy(dtype=float)
+            df = pd.read_csv(p, comment="#", header=None, dtype=str)
+            # a header row has no number in its first two cells; a first data row is kept
+            if len(df) and pd.to_numeric(df.iloc[0, :2], errors="coerce").isna().all():
+                df = df.iloc[1:]
+            arr = df.to_numpy().astype(float)
         else:
-            arr = np.loadtxt(p, comments=("#", "'"), ndmin=2)
+            try:
+                arr = np.loadtxt(p, comments=("#", "'"), ndmin=2)
+            except ValueError:  # one uncommented header line (column names)
+                lines = [ln for ln in p.read_text(errors="replace").splitlines()
+                         if ln.strip() and not ln.lstrip().startswith(("#", "'"))]
+                arr = np.loadtxt(lines[1:], comments=("#", "'"), ndmin=2)
     except (ValueError, pd.errors.ParserError) as exc:
         raise MatdiscoError(f"{p}: cannot parse the pattern ({exc})") from exc
     if arr.ndim != 2 or arr.shape[1] < 2 or len(arr) < 2:

@@ -210,11 +210,33 @@ def pseudo_voigt(x: np.ndarray, center: np.ndarray, fwhm: np.ndarray, eta: float
     return eta * lor + (1.0 - eta) * g
 
 
+def pseudo_voigt_area(fwhm: np.ndarray, eta: float = 0.5) -> np.ndarray:
+    """Area of the unit-height :func:`pseudo_voigt` profile of width ``fwhm``."""
+    return np.asarray(fwhm) * (eta * np.pi / 2.0
+                               + (1.0 - eta) * np.sqrt(np.pi / (4.0 * np.log(2.0))))
+
+
+def _scaled(intensities: np.ndarray, fwhm: np.ndarray, eta: float, intensity: str
+            ) -> np.ndarray:
+    """Peak heights for unit-height profiles: the intensities (``"height"``) or the
+    intensities over each profile's area (``"area"``: integrated intensities)."""
+    if intensity == "height":
+        return intensities
+    if intensity == "area":
+        return intensities / pseudo_voigt_area(fwhm, eta)
+    raise MatdiscoError(f"intensity must be 'height' or 'area', got {intensity!r}")
+
+
 def render_peaks(peaks: PeakList, two_theta: np.ndarray | None = None, *,
                  u: float = 0.01, v: float = -0.005, w: float = 0.02, eta: float = 0.5,
-                 strain: float = 0.0, shift: float = 0.0, normalize: bool = True
-                 ) -> np.ndarray:
+                 strain: float = 0.0, shift: float = 0.0, normalize: bool = True,
+                 intensity: str = "height") -> np.ndarray:
     """Render a peak list into a pattern on ``two_theta``.
+
+    ``intensity="height"`` (the default, which every stored benchmark used) gives each
+    peak the height of its pymatgen intensity; ``intensity="area"`` treats the intensity
+    as integrated, as pymatgen computes it, so each profile's area equals it and broader
+    peaks are lower (physically right; see ``notes/issue-5.md``, session 26).
 
     Parameters
     ----------
@@ -240,8 +262,8 @@ def render_peaks(peaks: PeakList, two_theta: np.ndarray | None = None, *,
     centers, heights = centers[keep], pk.intensity[keep]
     if len(centers) == 0:
         return np.zeros_like(grid)
-    prof = pseudo_voigt(grid, centers, caglioti_fwhm(centers, u, v, w), eta)
-    out = heights @ prof
+    fwhm = caglioti_fwhm(centers, u, v, w)
+    out = _scaled(heights, fwhm, eta, intensity) @ pseudo_voigt(grid, centers, fwhm, eta)
     if normalize and out.max() > 0:
         out = out / out.max()
     return out
