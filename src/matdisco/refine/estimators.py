@@ -178,6 +178,8 @@ class SignalClassifier:
         ya = np.asarray(y)
         if ya.shape != (len(xt),):
             raise MatdiscoError(f"labels have shape {ya.shape}, expected ({len(xt)},)")
+        if not len(ya):
+            raise MatdiscoError("no training signals")
         if not np.issubdtype(ya.dtype, np.integer) or ya.min() < 0:
             raise MatdiscoError("labels must be non-negative integers (class indices)")
         self.length_ = xt.shape[1]
@@ -200,8 +202,12 @@ class SignalClassifier:
             train, val = (xt[ti], yt[ti]), (xt[vi], yt[vi])
         else:
             train = (xt, yt)
-            val = (self._check(X_val, "validation signals"),
-                   torch.from_numpy(np.asarray(y_val).astype(np.int64)))
+            xv, yv = self._check(X_val, "validation signals"), np.asarray(y_val)
+            if yv.shape != (len(xv),) or not np.issubdtype(yv.dtype, np.integer) or (
+                    len(yv) and (yv.min() < 0 or yv.max() >= n_classes)):
+                raise MatdiscoError(f"validation labels must be {len(xv)} integer class "
+                                    f"indices in [0, {n_classes})")
+            val = (xv, torch.from_numpy(yv.astype(np.int64)))
         self.model_ = self._build()
         cfg = TrainerConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                             weight_decay=self.weight_decay, patience=self.patience,
@@ -306,6 +312,11 @@ class SignalClassifier:
         return obj
 
 
+def _highpass_image(x: torch.Tensor, side: int, window: int) -> list[torch.Tensor]:
+    """:func:`~matdisco.refine.losses.highpass` of flattened images ``(N, side·W)``."""
+    return [h.reshape(x.shape) for h in highpass(x.reshape(len(x), side, -1), window)]
+
+
 def _require(cfg: dict[str, Any], rd: RunDir, *keys: str) -> None:
     """Raise naming the file and field when ``cfg`` lacks one of ``keys``."""
     missing = [k for k in keys if k not in cfg]
@@ -337,7 +348,7 @@ class ImitationRefiner:
         U-Net widths.
     output : {"residual", "mask", "background"}
         What the U-Net predicts: an additive correction, a multiplicative attenuation
-        in ``(0, 1.05)`` (the refiner may only remove intensity), or a background to
+        in ``(0, 1]`` (the refiner may only remove intensity), or a background to
         subtract (slowly varying, non-negative, never more than the signal's running
         minimum). See :class:`~matdisco.refine.nets.UNet`.
     smooth_window, floor_window : int
@@ -418,15 +429,29 @@ class ImitationRefiner:
         cmod.to(dev).eval()
         for prm in cmod.parameters():
             prm.requires_grad_(False)
+        if self.prior is not None and (
+                self.prior.shape != (clf.n_classes_,) or not np.isfinite(self.prior).all()
+                or (self.prior < 0).any() or self.prior.sum() <= 0):
+            raise MatdiscoError(
+                f"prior must be {clf.n_classes_} non-negative finite weights (one per class) "
+                f"with a positive sum, got {self.prior.tolist()}")
         pr = clf.class_prior_ if self.prior is None else self.prior / self.prior.sum()
         prior = torch.as_tensor(pr, dtype=torch.float32, device=dev)
         net = cast(_FeatureNet, cmod)
+        hp = partial(highpass, window=int(self.psi_window))
+        if self.arch == "unet2d":  # flattened images: filter them as images, as the U-Net
+            side = int(round(clf.length_ ** 0.5))
+            hp = partial(_highpass_image, side=side, window=int(self.psi_window))
         psi_fns: dict[str, Callable[[torch.Tensor], list[torch.Tensor]]] = {
-            "features": net.features,
-            "highpass": partial(highpass, window=int(self.psi_window))}
+            "features": net.features, "highpass": hp}
         psi_fn = psi_fns.get(self.psi)
 
         def compute_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+            # cuDNN cannot backpropagate through an RNN in eval mode (the frozen LSTM)
+            with torch.backends.cudnn.flags(enabled=clf.arch != "lstm"):
+                return _compute_loss(model, batch)
+
+        def _compute_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
             x = batch[0]
             target = batch[1] if len(batch) > 1 else None
             rx = model(x)

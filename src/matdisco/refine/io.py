@@ -29,9 +29,9 @@ def load_signals(path: Path) -> dict[str, Any]:
             with np.load(path, allow_pickle=False) as z:
                 if "X" not in z:
                     raise MatdiscoError(f"{path}: no array 'X' (found {sorted(z.files)})")
-                return {k: z[k] for k in z.files}
+                return _checked(path, {k: z[k] for k in z.files})
         if suf == ".npy":
-            return {"X": np.load(path, allow_pickle=False)}
+            return _checked(path, {"X": np.load(path, allow_pickle=False)})
         if suf in (".csv", ".parquet"):
             import pandas as pd
 
@@ -52,14 +52,43 @@ def load_signals(path: Path) -> dict[str, Any]:
                     df[c] = v
                     text.remove(c)
             keep = [c for c in df.columns if c == "label" or c in text]
-            out["X"] = df.drop(columns=keep).to_numpy(float)
+            sig = df.drop(columns=keep)
+            out["X"] = sig.to_numpy(float)
             out[_TABLE] = df[keep].reset_index(drop=True)
-            return out
+            return _checked(path, out, [str(c) for c in sig.columns])
     except (OSError, ValueError) as exc:
         if isinstance(exc, MatdiscoError):
             raise
         raise MatdiscoError(f"{path}: unreadable signal file ({exc})") from exc
     raise MatdiscoError(f"{path}: unsupported format {suf!r} (.npz, .npy, .csv, .parquet)")
+
+
+def _checked(path: Path, d: dict[str, Any], columns: list[str] | None = None
+             ) -> dict[str, Any]:
+    """Refuse, naming the file and row, signals with missing/non-finite values and per-signal
+    arrays (``y``, ``true``, ``two_theta``) that do not match the signals' shape."""
+    x = np.asarray(d["X"])
+    if x.dtype.kind not in "biuf":
+        raise MatdiscoError(f"{path}: signals 'X' must be numeric, got {x.dtype} values")
+    bad = ~np.isfinite(x)
+    if x.ndim == 2 and bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        col = repr(columns[c]) if columns is not None else str(c)
+        raise MatdiscoError(f"{path}: row {r + 1}: missing or non-finite value (NaN/inf) in "
+                            f"signal column {col} (an empty cell or a short row?)")
+    if x.ndim != 2:
+        return d
+    n, length = x.shape
+    if "y" in d and np.ndim(d["y"]) == 1 and len(d["y"]) != n:
+        raise MatdiscoError(f"{path}: labels y have shape {np.shape(d['y'])}, expected "
+                            f"({n},) for {n} signals")
+    if "true" in d and np.shape(d["true"]) != x.shape:
+        raise MatdiscoError(f"{path}: true signals have shape {np.shape(d['true'])}, the "
+                            f"signals {x.shape}")
+    if "two_theta" in d and np.shape(d["two_theta"]) != (length,):
+        raise MatdiscoError(f"{path}: 2θ grid has shape {np.shape(d['two_theta'])}, expected "
+                            f"({length},) for signals of {length} points")
+    return d
 
 
 #: Key of :func:`load_signals`'s result holding a table's non-signal columns (a DataFrame).

@@ -58,17 +58,34 @@ def regularization_loss(x: torch.Tensor, rx: torch.Tensor, p: float = 1.0,
     return sum((bb - aa).abs().pow(p).mean() for aa, bb in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
+def _odd_pad(x: torch.Tensor, h: int, axis: int) -> torch.Tensor:
+    """Pad ``x`` by ``h`` along ``axis`` with its point reflection about each edge value
+    (``2·x[0] − x[k]``), which continues a linear trend exactly."""
+    n = x.shape[axis]
+    lo = 2 * x.narrow(axis, 0, 1) - x.narrow(axis, 1, h).flip(axis)
+    hi = 2 * x.narrow(axis, n - 1, 1) - x.narrow(axis, n - 1 - h, h).flip(axis)
+    return torch.cat([lo, x, hi], axis)
+
+
 def highpass(x: torch.Tensor, window: int = 101) -> list[torch.Tensor]:
     """``[x − moving_average(x)]`` over ``window`` points (signals ``(N, L)``) or
-    ``window × window`` pixels (images ``(N, H, W)``), edges reflected."""
+    ``window × window`` pixels (images ``(N, H, W)``).
+
+    Edges are extended by point reflection, so that constant and linear (planar) changes
+    give zero everywhere, edges included; the window is shrunk to fit signals shorter
+    than it.
+    """
     if window < 3 or window % 2 == 0:
         raise ValueError(f"window must be an odd integer >= 3, got {window}")
-    h = window // 2
+    w = min(int(window), 2 * ((min(x.shape[1:]) - 1) // 2) + 1)
+    if w < 3:
+        return [x - x]
+    h = w // 2
     if x.dim() == 2:
-        xp = F.pad(x.unsqueeze(1), (h, h), mode="reflect")
-        return [x - F.avg_pool1d(xp, window, stride=1).squeeze(1)]
-    xp = F.pad(x.unsqueeze(1), (h, h, h, h), mode="reflect")
-    return [x - F.avg_pool2d(xp, window, stride=1).squeeze(1)]
+        xp = _odd_pad(x.unsqueeze(1), h, 2)
+        return [x - F.avg_pool1d(xp, w, stride=1).squeeze(1)]
+    xp = _odd_pad(_odd_pad(x.unsqueeze(1), h, 3), h, 2)
+    return [x - F.avg_pool2d(xp, w, stride=1).squeeze(1)]
 
 
 def kl_discrepancy(logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:

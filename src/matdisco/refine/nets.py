@@ -279,21 +279,21 @@ _MASK_ONE = float(torch.sigmoid(torch.tensor(_MASK_OFFSET)))
 class UNet(nn.Module):
     """U-Net refiner, 1D (signals) or 2D (images).
 
-    ``output="residual"`` predicts a correction: ``R(x) = relu(x + Δ(x))`` for
-    non-negative signals (``nonneg=True``), else ``x + Δ(x)``. ``output="mask"`` predicts
-    an attenuation ``m(x) = σ(z(x) + 3) / σ(3) ∈ (0, 1.05)``: ``R(x) = m(x) · x``, a
-    refiner that can remove intensity (spurious peaks, noise, background) but can neither
-    add peaks nor paint adversarial patterns on empty regions. It starts less sensitive
-    than the residual mode (``dm/dz = 1 − σ(3) ≈ 0.05``) and usually wants a larger
-    learning rate. ``output="background"`` learns a background subtraction: the
-    predicted ``Δ(x)`` passes twice through a moving average of ``smooth_window`` points
-    (pixels per side) and is kept ≤ 0, and, for non-negative signals, ≥ minus the running
-    minimum of ``x`` over ``floor_window`` points, so ``R(x) = x + Δ(x)`` stays between 0
-    and ``x``. The refiner can lower a slowly varying background but cannot draw a peak
-    or cut into one narrower than ``floor_window`` (choose it wider than the peaks), and
-    it cannot clip the signal to zero where the true pattern has weak tails. The last
-    layer is zero-initialised so that an untrained refiner is the identity map in every
-    mode.
+    ``output="residual"`` predicts a correction: ``R(x) = relu(x + Δ(x))`` for non-negative
+    signals (``nonneg=True``), else ``x + Δ(x)``. ``output="mask"`` predicts an attenuation
+    ``m(x) = min(σ(z(x) + 3) / σ(3), 1) ∈ (0, 1]``: ``R(x) = m(x) · x`` (so ``|R(x)| ≤ |x|``
+    elementwise), a refiner that can remove intensity (spurious peaks, noise, background)
+    but can neither add or amplify peaks nor paint adversarial patterns on empty regions
+    (the cap at 1 passes the gradient straight through). It starts less sensitive than the
+    residual mode (``dm/dz = 1 − σ(3) ≈ 0.05``) and usually wants a larger learning rate.
+    ``output="background"`` learns a background subtraction: the predicted ``Δ(x)`` passes
+    twice through a moving average of ``smooth_window`` points (pixels per side) and is kept
+    ≤ 0, and, for non-negative signals, ≥ minus the running minimum of ``x`` over
+    ``floor_window`` points, so ``R(x) = x + Δ(x)`` stays between 0 and ``x``. The refiner
+    can lower a slowly varying background but cannot draw a peak or cut into one narrower
+    than ``floor_window`` (choose it wider than the peaks), and it cannot clip the signal to
+    zero where the true pattern has weak tails. The last layer is zero-initialised so that
+    an untrained refiner is the identity map in every mode.
     """
 
     def __init__(self, dim: int = 1, channels: tuple[int, ...] = (16, 32, 64),
@@ -350,6 +350,9 @@ class UNet(nn.Module):
             h = u(torch.cat([h, s], 1))
         if self.output == "mask":  # σ(z + 3) / σ(3): identity at z = 0, never saturated
             m = torch.sigmoid(self.out(h) + _MASK_OFFSET) / _MASK_ONE
+            # attenuation only: m ≤ 1 in the forward pass (exactly: Sterbenz), the
+            # unclamped gradient in the backward one (no dead zone above the identity)
+            m = m - (m - m.clamp(max=1.0)).detach()
             return (inp * m).reshape(shape)
         delta = self.out(h)
         if self.output == "background":  # remove a slowly varying background
