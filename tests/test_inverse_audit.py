@@ -332,3 +332,16 @@ def test_maximin_min_distance_not_worse_than_plain_lhs() -> None:
         dl = [pdist(norm.cdf(latent_samples("lhs", n, d, rng))).min() for _ in range(20)]
         assert np.mean(dm) > np.mean(dl)
         assert np.median(dm) >= np.median(dl)
+
+
+def test_effective_youngs_modulus_refuses_a_shear_direction() -> None:
+    # direction=2 silently returned 1/S[2,2], a shear quantity, as a Young's modulus
+    from matdisco import MatdiscoError
+    from matdisco.inverse.fem import effective_youngs_modulus
+
+    cell = np.ones((4, 4))
+    assert effective_youngs_modulus(cell, direction=1) == pytest.approx(
+        effective_youngs_modulus(cell, direction=0))
+    for bad in (2, -1, True):
+        with pytest.raises(MatdiscoError, match="direction"):
+            effective_youngs_modulus(cell, direction=bad)

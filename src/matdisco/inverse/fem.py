@@ -146,6 +146,8 @@ def effective_youngs_modulus(cell: np.ndarray, e_solid: float = E_SOLID,
     direction : {0, 1}
         0 for x (along image columns), 1 for y (along rows).
     """
+    if isinstance(direction, bool) or direction not in (0, 1):
+        raise MatdiscoError(f"direction must be 0 (x) or 1 (y), got {direction!r}")
     cell = np.asarray(cell)
     moduli = np.where(cell >= 0.5, e_solid, e_void)
     c = homogenized_stiffness(moduli, nu)
