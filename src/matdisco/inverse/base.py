@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from matdisco import MatdiscoError
+from matdisco._checks import check_float, check_int
 from matdisco.training import RunDir, Trainer, TrainerConfig, set_seed
 
 
@@ -116,33 +117,6 @@ def forward_network(arch: str, n_in: int, n_out: int, hidden: int, depth: int) -
 def boundary_loss(xn: torch.Tensor) -> torch.Tensor:
     """Per-row penalty ``sum relu(|x| - 1)^2`` for leaving the normalized box."""
     return torch.relu(xn.abs() - 1.0).pow(2).sum(dim=-1)
-
-
-def check_int(name: str, value: Any, least: int, none_ok: bool = False) -> None:
-    """Raise :class:`MatdiscoError` unless ``value`` is an integer ``>= least`` (or
-    ``None`` where ``none_ok``); a solver parameter set from the command line
-    (``--param name=value``) can be any JSON value."""
-    if none_ok and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        rule = f"an integer >= {least}" + (" or None" if none_ok else "")
-        raise MatdiscoError(f"{name} must be {rule}, got {value!r}")
-
-
-def check_float(name: str, value: Any, least: float = 0.0, strict: bool = False,
-                none_ok: bool = False) -> None:
-    """Raise :class:`MatdiscoError` unless ``value`` is a finite number ``>= least``
-    (``> least`` where ``strict``), or ``None`` where ``none_ok``."""
-    if none_ok and value is None:
-        return
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
-                                                             np.floating))
-          and math.isfinite(float(value))
-          and (float(value) > least if strict else float(value) >= least))
-    if not ok:
-        rule = f"a finite number {'>' if strict else '>='} {least:g}" + (
-            " or None" if none_ok else "")
-        raise MatdiscoError(f"{name} must be {rule}, got {value!r}")
 
 
 def as_2d(a: Any, width: int, what: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from matdisco import MatdiscoError
+from matdisco._checks import check_int
 from matdisco.inverse import METHODS, get_solver, get_task
 from matdisco.inverse.base import InverseSolver
 from matdisco.inverse.evaluation import (
@@ -65,15 +66,16 @@ def build_solver(method: str, task: InverseTask, seed: int, shared: dict[str, An
     if method.startswith("ipage") and epochs is not None:
         kw["inn_params"] = {"epochs": epochs}
     kw.update(overrides)
-    probe = get_solver(method)  # cheap: networks are built by fit
-    unknown = [k for k in overrides if k not in probe.param_names()]
-    if unknown:
-        raise MatdiscoError(
-            f"method {method} has no parameter {', '.join(map(repr, unknown))}; its "
-            f"parameters are {', '.join(n for n in probe.param_names() if n not in _HIDDEN)}")
     try:
         return get_solver(method, **kw)
     except TypeError as exc:  # a parameter this method does not have
+        names = type(get_solver(method)).param_names()
+        unknown = [k for k in overrides if k not in names]
+        if unknown:
+            raise MatdiscoError(
+                f"method {method} has no parameter {', '.join(map(repr, unknown))}; its "
+                f"parameters are {', '.join(n for n in names if n not in _HIDDEN)}"
+            ) from None
         raise MatdiscoError(f"method {method}: {exc}") from exc
 
 
@@ -399,12 +401,9 @@ def propose_run(task_name: str, method: str, target: Any, out: str | Path, *, n:
     from matdisco.inverse.evaluation import proposals_table
     from matdisco.training import prepare_run_dir
 
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
-        raise MatdiscoError(f"n must be a positive number of proposals, got {n!r}")
-    if isinstance(n_train, bool) or not isinstance(n_train, int | np.integer) or n_train <= 1:
-        raise MatdiscoError(f"n_train must be > 1, got {n_train!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise MatdiscoError(f"seed must be >= 0, got {seed!r}")
+    check_int("n", n, 1)
+    check_int("n_train", n_train, 2)
+    check_int("seed", seed, 0)
     y_star = np.atleast_1d(np.asarray(target, dtype=float)).ravel()
     t = get_task(task_name)
     if len(y_star) != t.y_dim:

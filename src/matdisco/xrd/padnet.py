@@ -202,36 +202,21 @@ def _check_params(*, f: Any, channels: Any, epochs: Any, batch_size: Any, lr: An
                   weight_decay: Any, patience: Any, val_fraction: Any, dropout: Any,
                   pool_grid: Any, transform: Any, attention: Any, device: Any) -> None:
     """Refuse bad :class:`PADNetClassifier` settings when it is made, not mid-training."""
-    import math
+    from matdisco._checks import check_float, check_int
 
-    def integer(name: str, v: Any, least: int) -> None:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
-            raise MatdiscoError(f"{name} must be an integer ≥ {least}, got {v!r}")
-
-    def number(name: str, v: Any, lo: float, hi: float | None = None,
-               lo_open: bool = False) -> None:
-        ok = (not isinstance(v, bool) and isinstance(v, int | float | np.number)
-              and math.isfinite(float(v))
-              and (float(v) > lo if lo_open else float(v) >= lo)
-              and (hi is None or float(v) < hi))
-        if not ok:
-            rng = f"{'>' if lo_open else '≥'} {lo:g}" + (f" and < {hi:g}" if hi else "")
-            raise MatdiscoError(f"{name} must be a number {rng}, got {v!r}")
-
-    integer("f (slope-filter size)", f, 2)
-    integer("epochs", epochs, 1)
-    integer("batch_size", batch_size, 1)
-    if patience is not None:  # None: no early stopping
-        integer("patience", patience, 0)
-    integer("pool_grid", pool_grid, 1)
-    number("lr", lr, 0.0, lo_open=True)
-    number("weight_decay", weight_decay, 0.0)
-    number("val_fraction", val_fraction, 0.0, 1.0)
-    number("dropout", dropout, 0.0, 1.0)
+    check_int("f (slope-filter size)", f, 2)
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("patience", patience, 0, none_ok=True)  # None: no early stopping
+    check_int("pool_grid", pool_grid, 1)
+    check_float("lr", lr, 0.0, strict=True)
+    check_float("weight_decay", weight_decay, 0.0)
+    check_float("val_fraction", val_fraction, 0.0, below=1.0)
+    check_float("dropout", dropout, 0.0, below=1.0)
     if isinstance(channels, str | bytes) or not len(channels):
         raise MatdiscoError(f"channels must be a non-empty list of widths, got {channels!r}")
     for c in channels:
-        integer("every channel width", c, 1)
+        check_int("every channel width", c, 1)
     if transform not in ("sqrt", "log", "none"):
         raise MatdiscoError(f"transform must be 'sqrt', 'log' or 'none', got {transform!r}")
     if attention not in ATTENTIONS:
