@@ -364,26 +364,41 @@ def analyse_screen(out: str | os.PathLike[str], references: pd.DataFrame | str |
                                                          dict[str, int]]:
     """Hull analysis of a screening output folder, streaming its Parquet parts.
 
-    Returns ``(stable_candidates, per_system_summary, totals)``.
+    Returns ``(stable_candidates, per_system_summary, totals)``. An unfinished output,
+    or one written with a ``keep_below`` that dropped candidates, gives a
+    :class:`UserWarning` (:func:`screen_warnings`).
     """
-    import warnings
+    from matdisco.screening.run import read_manifest
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    _check_threshold(threshold, top)
+    manifest = read_manifest(out)
+    for w in screen_warnings(manifest, threshold):
+        warnings.warn(w, UserWarning, stacklevel=2)
+    return _analyse(out, manifest, references, threshold, top, batch_rows)
 
-    from matdisco.screening.run import open_results, read_manifest
 
+def _check_threshold(threshold: float, top: int) -> None:
     if np.isnan(threshold):
         raise MatdiscoError("threshold must be a number, got NaN")
     if not np.isfinite(threshold):
         raise MatdiscoError(f"threshold must be a finite number (eV/atom), got {threshold}")
     if top < 0:
         raise MatdiscoError(f"top must be >= 0, got {top}")
-    for w in screen_warnings(read_manifest(out), threshold):
-        warnings.warn(w, UserWarning, stacklevel=2)
+
+
+def _analyse(out: str | os.PathLike[str], manifest: dict[str, Any],
+             references: pd.DataFrame | str | os.PathLike, threshold: float, top: int,
+             batch_rows: int = 2_000_000
+             ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """:func:`analyse_screen` of an output whose manifest has been read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from matdisco.screening.run import open_results
+
     refs = references if isinstance(references, pd.DataFrame) else load_references(references)
     hulls = ReferenceHulls(refs)
-    ds = open_results(out)
+    ds = open_results(out, manifest)
     parts = []
     try:
         for batch in ds.to_batches(columns=["formula", "predicted", "spread"],
@@ -629,11 +644,10 @@ def hull_report(results: str | os.PathLike[str],
     for name in ("candidates.parquet", "summary.csv", "summary.json"):
         if (out / name).is_dir():
             raise MatdiscoError(f"--out {out}: {out / name} is a folder")
+    _check_threshold(threshold, top)
     manifest = read_manifest(results)
-    with warnings.catch_warnings():  # returned once, and kept in summary.json
-        warnings.simplefilter("ignore", UserWarning)
-        stable, per, totals = analyse_screen(results, references, threshold, top)
-    notes = screen_warnings(manifest, threshold)
+    notes = screen_warnings(manifest, threshold)  # returned, and kept in summary.json
+    stable, per, totals = _analyse(results, manifest, references, threshold, top)
     summary = {"threshold": threshold, "totals": totals, "n_systems": len(per),
                "n_candidates": len(stable), "results": str(Path(results).resolve()),
                "chunks_completed": len(manifest["completed"]),

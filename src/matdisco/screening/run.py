@@ -229,20 +229,22 @@ def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any]:
     return m
 
 
-def open_results(out: str | os.PathLike[str]) -> Any:
+def open_results(out: str | os.PathLike[str],
+                 manifest: dict[str, Any] | None = None) -> Any:
     """The completed chunks of a screening output as a ``pyarrow.dataset.Dataset``.
 
     Raises :class:`MatdiscoError` when a recorded part file is missing (a damaged file
     surfaces when the dataset is scanned). Running :func:`screen` again on the folder
     recomputes missing or damaged chunks. An output without completed chunks is an empty
-    dataset with the usual columns.
+    dataset with the usual columns. ``manifest``: the output's manifest when the caller
+    has already read it (:func:`read_manifest`).
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
     schema = _result_schema()
     out = Path(out)
-    m = read_manifest(out)
+    m = read_manifest(out) if manifest is None else manifest
     files = [part_path(out, int(k)) for k in sorted(m["completed"], key=int)]
     missing = [f for f in files if not f.is_file()]
     if missing:
