@@ -37,6 +37,7 @@ from matdisco.models.neural import check_fine_tuning
 from matdisco.property.evaluation import regression_metrics, write_plots, write_report
 from matdisco.training import (
     RunDir,
+    drop_checkpoints,
     holds_run,
     load_weights,
     prepare_run_dir,
@@ -567,9 +568,7 @@ def train_property(
                     0 if aux_idx is None else len(aux_idx))
                 n_seen += (len(tr) + n_extra) * (len(hist) or 1)
                 run.save_weights(name, est.state_tensors(), features_metadata(featurizer))
-                ck = run / f"checkpoint_{name}.safetensors"
-                if ck.exists():
-                    ck.unlink()
+                drop_checkpoints(run.path, f"checkpoint_{name}.safetensors")
             members.append(est)
             if te is not None:
                 oof[te] = est.predict(X_all[te])

@@ -70,7 +70,13 @@ def train_refinement(ideal: str | os.PathLike[str], imperfect: str | os.PathLike
         plot_refinement,
     )
     from matdisco.refine.io import class_labels, load_signals, save_signals
-    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
+    from matdisco.training import (
+        RunDir,
+        drop_checkpoints,
+        prepare_run_dir,
+        publish_run_dir,
+        staged_run_dir,
+    )
 
     ideal, imperfect = Path(ideal), Path(imperfect)
     idl = load_signals(ideal)
@@ -116,8 +122,7 @@ def train_refinement(ideal: str | os.PathLike[str], imperfect: str | os.PathLike
         side = int(round(np.sqrt(xr.shape[1]))) if refiner == "unet2d" else None
         rd.save_plot("refined_vs_raw", plot_refinement(np.asarray(imp["X"]), xr, imp.get("true"),
                                                        imp.get("two_theta"), image_side=side))
-        for ck in Path(staged).glob("*checkpoint.safetensors"):
-            ck.unlink()  # the command has no resume: a finished run needs no checkpoint
+        drop_checkpoints(staged)  # the command has no resume
         publish_run_dir(staged, Path(out))
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

@@ -3,6 +3,7 @@
 from matdisco.training.rundir import (
     RunDir,
     config_differences,
+    drop_checkpoints,
     environment,
     holds_run,
     load_state_checked,
@@ -21,6 +22,7 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "config_differences",
+    "drop_checkpoints",
     "environment",
     "holds_run",
     "load_state_checked",

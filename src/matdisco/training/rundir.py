@@ -257,6 +257,14 @@ def _refuse_foreign_entries(p: Path, artefacts: Collection[str] | None,
                             "another output directory")
 
 
+def drop_checkpoints(path: str | os.PathLike[str], pattern: str = "*checkpoint*.safetensors"
+                     ) -> None:
+    """Delete the trainer checkpoints of a finished run in ``path`` (for commands that
+    cannot resume: the run's weights are saved, the checkpoint only doubles its size)."""
+    for ck in Path(path).glob(pattern):
+        ck.unlink()
+
+
 def staged_run_dir(final: str | os.PathLike[str]) -> Path:
     """A fresh staging directory beside ``final`` for a run written as a whole.
 

@@ -55,7 +55,13 @@ def train_padnet(library: str | os.PathLike[str], out: str | os.PathLike[str], *
     """
     import pandas as pd
 
-    from matdisco.training import RunDir, prepare_run_dir, publish_run_dir, staged_run_dir
+    from matdisco.training import (
+        RunDir,
+        drop_checkpoints,
+        prepare_run_dir,
+        publish_run_dir,
+        staged_run_dir,
+    )
     from matdisco.training.plots import plot_confusion, plot_history
     from matdisco.xrd.background import METHODS, remove_background
     from matdisco.xrd.library import ImageLibrary
@@ -101,8 +107,7 @@ def train_padnet(library: str | os.PathLike[str], out: str | os.PathLike[str], *
                 "predicted": oof,
                 "predicted_region": [names[i] if i >= 0 else "" for i in oof]}))
             rd.save_plot("confusion_cv", plot_confusion(y, oof, names, f"{cv}-fold CV"))
-        for ck in Path(staged).glob("*checkpoint.safetensors"):
-            ck.unlink()  # the command has no resume: a finished run needs no checkpoint
+        drop_checkpoints(staged)  # the command has no resume
         publish_run_dir(staged, out)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
